@@ -1,0 +1,113 @@
+"""`reelforge export framing|overlay|list|cancel`: runs exports in the foreground."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+
+from app.cli import EXIT_FAILED, EXIT_OK, Parser, open_library, out_json
+
+
+def add_export_parser(sub) -> None:
+    exp = sub.add_parser("export", help="run, list and cancel exports")
+    es = exp.add_subparsers(dest="cmd", metavar="SUBCOMMAND", required=True, parser_class=Parser)
+    for kind in ("framing", "overlay"):
+        c = es.add_parser(kind, help=f"run the {kind} export of a project until it ends")
+        c.add_argument("project_id")
+        c.add_argument("--json", action="store_true")
+        c.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+        c.add_argument("--ai-weights", default=None, help="realesr-general-x4v3.pth for the 'ai' upscaler")
+        c.set_defaults(kind=kind)
+    c = es.add_parser("list", help="list export jobs")
+    c.add_argument("--json", action="store_true")
+    c = es.add_parser("cancel", help="cancel a queued or running export (also in another process)")
+    c.add_argument("job_id")
+    c.add_argument("--json", action="store_true")
+    exp.set_defaults(handler=cmd_export)
+
+
+class Progress:
+    """A bar when stderr is a terminal, else plain percentage lines (at most one a second)."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.tty = sys.stderr.isatty()
+        self.last_pct = -1
+        self.last_t = 0.0
+
+    def __call__(self, pct: float) -> None:
+        t = time.monotonic()
+        ipct = int(pct)
+        if self.tty:
+            if ipct != self.last_pct:
+                filled = ipct * 30 // 100
+                sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {ipct:3d}%")
+                sys.stderr.flush()
+        elif ipct != self.last_pct and (t - self.last_t >= 1.0 or ipct == 100):
+            sys.stderr.write(f"{self.label} {ipct}%\n")
+            sys.stderr.flush()
+            self.last_t = t
+        self.last_pct = ipct
+
+    def close(self) -> None:
+        if self.tty and self.last_pct >= 0:
+            sys.stderr.write("\n")
+
+
+def cmd_export(args) -> int:
+    from app.jobs.service import ExportService, Settings
+
+    lib = open_library(args)
+    try:
+        settings = Settings(device=getattr(args, "device", "auto"), ai_weights=getattr(args, "ai_weights", None))
+        svc = ExportService(lib, settings)
+        if args.cmd == "list":
+            jobs = svc.list_jobs()
+            if args.json:
+                out_json(jobs)
+            elif not jobs:
+                print("no exports yet")
+            else:
+                for j in jobs:
+                    err = f"  {j['error']}" if j["error"] else ""
+                    print(f"{j['id']}  {j['type']:8} {j['status']:11} {j['progress']:5.1f}%  {j['project_id']}{err}")
+            return EXIT_OK
+        if args.cmd == "cancel":
+            svc.cancel(args.job_id)
+            deadline = time.monotonic() + 5.0
+            job = svc.get(args.job_id)
+            while job["status"] in ("queued", "running") and time.monotonic() < deadline:
+                time.sleep(0.1)
+                job = svc.get(args.job_id)
+            out_json(job) if args.json else print(f"{args.job_id} {job['status']}")
+            return EXIT_OK
+        return run_export(svc, args)
+    finally:
+        lib.close()
+
+
+def run_export(svc, args) -> int:
+    job_id = svc.enqueue(args.project_id, args.kind)
+    stop = threading.Event()
+
+    def on_signal(signum, frame):  # Ctrl-C / SIGTERM: cancel cleanly, exit 1
+        stop.set()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    bar = Progress(f"export {args.kind}")
+    try:
+        job = svc.run(job_id, bar, stop)
+    finally:
+        bar.close()
+        for s, h in old.items():
+            signal.signal(s, h)
+    if args.json:
+        out_json(job)
+    elif job["status"] == "complete":
+        print(job["output"])
+    if job["status"] != "complete":
+        sys.stderr.write(f"error: export {args.kind} of {args.project_id} {job['status']}: {job['error']}\n")
+        return EXIT_FAILED
+    return EXIT_OK

@@ -1,0 +1,384 @@
+"""Export jobs: the lifecycle shared by the CLI and the GUI (no Qt here).
+
+queued -> running -> complete | failed | cancelled; a job whose process died is shown as
+``interrupted`` (pid + heartbeat, see app.storage.status) and can be restarted.
+
+Commit order, so that a crash at any point leaves the old state or the new one:
+render to a temporary file in the data directory -> fsync -> hash -> rename to its content
+address -> ONE transaction: output row + project pointer + job complete -> announce.
+Old outputs are never touched at the start of a re-export.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+
+from app.pipeline.keyframes import CropKey, EllipseKey, parse_ratio
+from app.pipeline.plan import (
+    Cancelled,
+    ClipPlan,
+    FramingPlan,
+    OverlayPlan,
+    RegionPlan,
+    RenderError,
+    RenderResult,
+)
+from app.pipeline.timeline import Segment
+from app.services.errors import NotFound, UserError
+from app.services.library import Library, iso
+from app.storage.models import (
+    ExportJob,
+    ExportSettings,
+    FinalVideo,
+    Media,
+    OverlaySettings,
+    Project,
+    Transition,
+    WorkingVideo,
+)
+from app.storage.procs import HOST
+from app.storage.status import ACTIVE, effective_job_status, job_alive, project_status
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 0.5
+JOB_TYPES = ("framing", "overlay")
+Renderer = Callable[..., RenderResult]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Settings:
+    """Device-local export settings (QSettings/CLI flags feed these)."""
+
+    device: str = "auto"  # auto | cpu | cuda
+    max_gpu_jobs: int = 1
+    ai_weights: str | None = None
+
+
+def job_dict(job: ExportJob, t: datetime | None = None) -> dict:
+    return {
+        "id": job.id,
+        "project_id": job.project_id,
+        "type": job.type,
+        "status": effective_job_status(job, t),
+        "progress": round(job.progress, 1),
+        "error": job.error,
+        "output": job.output,
+        "device": job.device,
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+    }
+
+
+def default_renderer(kind: str) -> Renderer:
+    if kind == "framing":
+        from app.pipeline.framing import render_framing
+
+        return render_framing
+    from app.pipeline.overlay_render import render_overlay
+
+    return render_overlay
+
+
+class ExportService:
+    def __init__(self, lib: Library, settings: Settings | None = None,
+                 renderers: dict[str, Renderer] | None = None):
+        self.lib = lib
+        self.settings = settings or Settings()
+        self._renderers = renderers or {}
+
+    # ------------------------------------------------------------------ queries
+    def list_jobs(self, project_id: str | None = None) -> list[dict]:
+        self.reap()
+        with self.lib.db.read() as s:
+            stmt = select(ExportJob).order_by(ExportJob.created_at.desc())
+            if project_id:
+                stmt = stmt.where(ExportJob.project_id == project_id)
+            t = now()
+            return [job_dict(j, t) for j in s.scalars(stmt)]
+
+    def get(self, job_id: str) -> dict:
+        with self.lib.db.read() as s:
+            job = s.get(ExportJob, job_id) if isinstance(job_id, str) else None
+            if job is None:
+                raise NotFound(f"no export job with id {job_id!r}")
+            return job_dict(job)
+
+    def reap(self) -> int:
+        """Persist 'interrupted' for active jobs whose process is gone; remove their temp files."""
+        n = 0
+        with self.lib.db.read() as s:
+            t = now()
+            dead = [j.id for j in s.scalars(select(ExportJob).where(ExportJob.status.in_(ACTIVE)))
+                    if not job_alive(j, t)]
+        if dead:
+            with self.lib.db.write() as s:
+                t = now()
+                for jid in dead:
+                    j = s.get(ExportJob, jid)
+                    if j.status in ACTIVE and not job_alive(j, t):
+                        j.status = "interrupted"
+                        j.error = j.error or "the export's process ended before it finished"
+                        j.finished_at = t
+                        n += 1
+        for jid in dead:
+            for f in self.lib.media.tmp.glob(f"{jid}.*"):
+                f.unlink(missing_ok=True)
+        return n
+
+    # ------------------------------------------------------------------ commands
+    def enqueue(self, project_id: str, kind: str) -> str:
+        """Create a queued job owned by this process (it heartbeats while it waits)."""
+        if kind not in JOB_TYPES:
+            raise UserError(f"export type must be framing or overlay, not {kind!r}")
+        with self.lib.db.write() as s:
+            p = self.lib.get_project(s, project_id)
+            if kind == "framing":
+                if not self.lib.clips_of(s, project_id):
+                    raise UserError("the project has no clips to export: add one with `clip add`")
+            elif p.working_video_id is None:
+                raise UserError("the project has no working video yet: run `export framing` first")
+            job = ExportJob(project_id=project_id, type=kind, status="queued", pid=os.getpid(), host=HOST,
+                            heartbeat_at=now(), gpu=self._wants_gpu())
+            s.add(job)
+            s.flush()
+            return job.id
+
+    def cancel(self, job_id: str) -> dict:
+        """Cancel a queued or running job, also one running in another process."""
+        with self.lib.db.write() as s:
+            job = s.get(ExportJob, job_id) if isinstance(job_id, str) else None
+            if job is None:
+                raise NotFound(f"no export job with id {job_id!r}")
+            if job.status not in ACTIVE:
+                raise UserError(f"job {job_id} is {effective_job_status(job)}, not queued or running")
+            job.cancel_requested = True
+            if not job_alive(job):
+                job.status, job.finished_at = "interrupted", now()
+        return self.get(job_id)
+
+    def restart(self, job_id: str) -> str:
+        """A new job for the same project and type (the one-click restart of an interrupted job)."""
+        info = self.get(job_id)
+        return self.enqueue(info["project_id"], info["type"])
+
+    def run(self, job_id: str, progress: Callable[[float], None] | None = None,
+            cancel_event: threading.Event | None = None) -> dict:
+        """Run a job in this process until it ends; returns the final job dict."""
+        stop = cancel_event or threading.Event()
+        state = {"progress": 0.0, "cancel": False}
+        hb = threading.Thread(target=self._heartbeat, args=(job_id, state, stop), daemon=True,
+                              name=f"export-heartbeat-{job_id[:8]}")
+        hb.start()
+        tmp: Path | None = None
+        try:
+            if not self._wait_for_slot(job_id, state, stop):
+                return self._finish(job_id, "cancelled", "cancelled before it started")
+            kind, plan, inputs_hash, extra = self._claim(job_id)
+            self.lib.media.tmp.mkdir(parents=True, exist_ok=True)
+            tmp = self.lib.media.tmp / f"{job_id}.{os.getpid()}.part.mp4"
+
+            def on_progress(f: float) -> None:
+                state["progress"] = max(0.0, min(100.0, f * 100.0))
+                if progress:
+                    progress(state["progress"])
+
+            def should_cancel() -> bool:
+                return stop.is_set() or state["cancel"]
+
+            renderer = self._renderers.get(kind) or default_renderer(kind)
+            result = renderer(plan, str(tmp), on_progress, should_cancel)
+            if should_cancel():
+                raise Cancelled()
+            out = self._commit(job_id, kind, tmp, result, inputs_hash, extra)
+            if progress:
+                progress(100.0)
+            return out
+        except Cancelled:
+            return self._finish(job_id, "cancelled", "cancelled by the user")
+        except (RenderError, UserError) as exc:
+            return self._finish(job_id, "failed", str(exc))
+        except OSError as exc:
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            return self._finish(job_id, "failed", f"{exc.strerror or exc}{where}")
+        except Exception as exc:  # a bug: record it, never leave the job 'running'
+            log.exception("export %s failed", job_id)
+            return self._finish(job_id, "failed", f"{type(exc).__name__}: {exc}")
+        finally:
+            stop.set()
+            hb.join(timeout=2)
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+
+    def export(self, project_id: str, kind: str, progress=None, cancel_event=None) -> dict:
+        return self.run(self.enqueue(project_id, kind), progress, cancel_event)
+
+    # ------------------------------------------------------------------ internals
+    def _wants_gpu(self) -> bool:
+        if self.settings.device == "cpu":
+            return False
+        try:
+            from app.pipeline.device import pick_device
+
+            return pick_device(self.settings.device) != "cpu"
+        except Exception:  # pragma: no cover - no torch / no device module
+            return False
+
+    def _heartbeat(self, job_id: str, state: dict, stop: threading.Event) -> None:
+        """Every 0.5 s: heartbeat + progress out, cancel request in (works across processes)."""
+        while not stop.wait(HEARTBEAT_S):
+            try:
+                with self.lib.db.write() as s:
+                    job = s.get(ExportJob, job_id)
+                    if job is None or job.status not in ACTIVE:
+                        return
+                    job.heartbeat_at = now()
+                    if job.status == "running":
+                        job.progress = state["progress"]
+                    if job.cancel_requested:
+                        state["cancel"] = True
+            except Exception:  # a busy database must not kill the export; try again next beat
+                log.warning("heartbeat of %s failed", job_id, exc_info=True)
+
+    def _wait_for_slot(self, job_id: str, state: dict, stop: threading.Event) -> bool:
+        """Queued until fewer than max_gpu_jobs GPU exports run (on any process of this data dir)."""
+        while True:
+            with self.lib.db.read() as s:
+                job = s.get(ExportJob, job_id)
+                if job.cancel_requested or stop.is_set() or state["cancel"]:
+                    return False
+                if not job.gpu:
+                    return True
+                t = now()
+                running = [j for j in s.scalars(select(ExportJob).where(
+                    ExportJob.status == "running", ExportJob.gpu.is_(True), ExportJob.id != job_id))
+                    if job_alive(j, t)]
+                if len(running) < max(1, self.settings.max_gpu_jobs):
+                    return True
+            time.sleep(0.25)
+
+    def _claim(self, job_id: str):
+        """queued -> running, and snapshot the plan and its inputs fingerprint in one transaction."""
+        with self.lib.db.write() as s:
+            job = s.get(ExportJob, job_id)
+            if job.status != "queued":
+                raise UserError(f"job {job_id} is {job.status}, not queued")
+            st = project_status(s, job.project_id)
+            if job.type == "framing":
+                plan, extra = self._framing_plan(s, job.project_id), {}
+                inputs_hash = st.framing_hash
+            else:
+                plan, extra = self._overlay_plan(s, job.project_id)
+                inputs_hash = st.overlay_hash
+            job.status, job.started_at, job.heartbeat_at = "running", now(), now()
+            job.pid, job.host, job.inputs_hash = os.getpid(), HOST, inputs_hash
+            return job.type, plan, inputs_hash, extra
+
+    def _framing_plan(self, s, project_id: str) -> FramingPlan:
+        p = self.lib.get_project(s, project_id)
+        clips = self.lib.clips_of(s, project_id)
+        if not clips:
+            raise UserError("the project has no clips")
+        ex = s.get(ExportSettings, project_id)
+        tr = s.get(Transition, project_id)
+        plans = []
+        for c in clips:
+            m = s.get(Media, c.media_sha256)
+            path = self.lib.media_path(m)
+            if not path.is_file():
+                raise RenderError(f"the media of clip {c.id} ('{m.filename}') is missing from the data directory")
+            plans.append(ClipPlan(
+                media_path=str(path), width=m.width, height=m.height, fps=m.fps, has_audio=m.has_audio,
+                source_start=c.source_start, source_end=c.source_end, trim_start=c.trim_start,
+                trim_end=c.trim_end, segments=tuple(Segment(x["start"], x["end"], x["speed"]) for x in c.segments),
+                rotation=c.rotation, crop_keyframes=tuple(CropKey(**k) for k in c.crop_keyframes),
+                audio=c.audio, display_rotation=m.rotation, vfr=m.vfr,
+            ))
+        return FramingPlan(
+            clips=tuple(plans), ratio=parse_ratio(p.aspect_ratio), width=ex.width, height=ex.height,
+            fps=ex.fps, crf=ex.crf, preset=ex.preset, upscaler=ex.upscaler, ai_weights=self.settings.ai_weights,
+            transition=tr.type if tr else "cut", transition_duration=tr.duration if tr else 0.5,
+            device=self.settings.device,
+        )
+
+    def _overlay_plan(self, s, project_id: str) -> tuple[OverlayPlan, dict]:
+        p = self.lib.get_project(s, project_id)
+        wv = s.get(WorkingVideo, p.working_video_id) if p.working_video_id else None
+        if wv is None:
+            raise UserError("the project has no working video yet: run `export framing` first")
+        path = self.lib.output_path(wv.sha256)
+        if not path.is_file():
+            raise RenderError("the working video is not on this device yet (sync will fetch it)")
+        ov = s.get(OverlaySettings, project_id)
+        ex = s.get(ExportSettings, project_id)
+        regions = tuple(
+            RegionPlan(r.start, r.end, tuple(EllipseKey(**k) for k in r.keyframes))
+            for r in self.lib.regions_of(s, project_id)
+        )
+        plan = OverlayPlan(
+            working_path=str(path), color=ov.color, shape=ov.shape, stroke_width=ov.stroke_width,
+            fill_opacity=ov.fill_opacity, dim=ov.dim, regions=regions, crf=ex.crf, preset=ex.preset,
+            device=self.settings.device,
+        )
+        return plan, {"working_video_id": wv.id, "fps": wv.fps}
+
+    def _commit(self, job_id: str, kind: str, tmp: Path, result: RenderResult, inputs_hash: str,
+                extra: dict) -> dict:
+        from app.pipeline.hashing import sha256_file
+
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        with self.lib.db.read() as s:
+            if s.get(ExportJob, job_id).cancel_requested:
+                raise Cancelled()
+        sha = sha256_file(tmp)
+        size = tmp.stat().st_size
+        final_path = self.lib.media.ingest(tmp, sha, ".mp4", move=True)
+        fps = extra.get("fps") or 0.0
+        with self.lib.db.write() as s:
+            job = s.get(ExportJob, job_id)
+            if job.cancel_requested:
+                raise Cancelled()
+            p = s.get(Project, job.project_id)
+            if p is None or p.deleted:
+                raise UserError("the project was deleted during the export")
+            if kind == "framing":
+                ex = s.get(ExportSettings, job.project_id)
+                row = WorkingVideo(project_id=p.id, sha256=sha, size=size, width=result.width,
+                                   height=result.height, fps=ex.fps if ex else fps, duration=result.duration,
+                                   inputs_hash=inputs_hash)
+                s.add(row)
+                s.flush()
+                p.working_video_id = row.id
+            else:
+                row = FinalVideo(project_id=p.id, working_video_id=extra["working_video_id"], sha256=sha,
+                                 size=size, width=result.width, height=result.height, fps=fps,
+                                 duration=result.duration, inputs_hash=inputs_hash)
+                s.add(row)
+                s.flush()
+                p.final_video_id = row.id
+            self.lib.touch(p)
+            job.status, job.progress, job.finished_at = "complete", 100.0, now()
+            job.output, job.device, job.error = str(final_path), result.device, None
+            return job_dict(job)
+
+    def _finish(self, job_id: str, status: str, error: str) -> dict:
+        with self.lib.db.write() as s:
+            job = s.get(ExportJob, job_id)
+            if job.status in ACTIVE:
+                job.status, job.error, job.finished_at = status, error, now()
+            return job_dict(job)

@@ -1,0 +1,1 @@
+"""Media pipeline: probe, keyframe math, decode, frame processing, encode. No Qt, no storage."""

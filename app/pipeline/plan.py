@@ -1,0 +1,90 @@
+"""What a render needs, as plain data: built by the job service from the store, read by the renderers.
+
+The pipeline never sees the database; the job layer turns rows into these plans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from app.pipeline.keyframes import CropKey, EllipseKey
+from app.pipeline.timeline import Segment
+
+
+class Cancelled(Exception):
+    """Raised by a renderer when its ``should_cancel`` callback answers True."""
+
+
+class RenderError(Exception):
+    """A render failed for a reason the user can act on (message is user-facing)."""
+
+
+ProgressFn = Callable[[float], None]  # fraction 0..1, called at least once a second
+CancelFn = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class ClipPlan:
+    media_path: str
+    width: int  # display size, after the phone's rotation metadata is applied
+    height: int
+    fps: float
+    has_audio: bool
+    source_start: float  # seconds in the media
+    source_end: float
+    trim_start: float  # clip-local seconds
+    trim_end: float
+    segments: tuple[Segment, ...]
+    rotation: float = 0.0  # user's horizon fix, degrees
+    crop_keyframes: tuple[CropKey, ...] = ()
+    audio: bool = True
+    display_rotation: int = 0  # 0/90/180/270 from the media's metadata
+    vfr: bool = False
+
+
+@dataclass(frozen=True)
+class FramingPlan:
+    clips: tuple[ClipPlan, ...]
+    ratio: float  # crop aspect, width / height
+    width: int
+    height: int
+    fps: float
+    crf: int = 20
+    preset: str = "veryfast"
+    upscaler: str = "lanczos"  # lanczos | ai
+    ai_weights: str | None = None
+    transition: str = "cut"  # cut | fade | dissolve
+    transition_duration: float = 0.5
+    device: str = "auto"  # auto | cpu | cuda | mps
+
+
+@dataclass(frozen=True)
+class RegionPlan:
+    start: float
+    end: float
+    keyframes: tuple[EllipseKey, ...]
+
+
+@dataclass(frozen=True)
+class OverlayPlan:
+    working_path: str
+    color: str = "#FFEB3B"
+    shape: str = "body"  # body | ground
+    stroke_width: float = 2.0
+    fill_opacity: float = 0.2
+    dim: float = 0.2
+    regions: tuple[RegionPlan, ...] = ()
+    crf: int = 20
+    preset: str = "veryfast"
+    device: str = "auto"
+
+
+@dataclass
+class RenderResult:
+    path: str
+    width: int
+    height: int
+    duration: float
+    device: str  # what actually rendered, e.g. "CUDA: NVIDIA H100" or "CPU"
+    extra: dict = field(default_factory=dict)

@@ -1,0 +1,408 @@
+"""The project document (CLI.md): built for `project show`, validated and applied for `project apply`.
+
+Validation runs completely before anything is written; the whole document is applied in the
+caller's one transaction, so an invalid document changes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
+from sqlalchemy.orm import Session
+
+from app.pipeline.keyframes import CropKey, box_has_ratio, parse_ratio, refit_keyframes
+from app.pipeline.timeline import MAX_SPEED, MIN_SPEED, Segment, validate_segments
+from app.services.errors import UserError
+from app.storage.models import (
+    Clip,
+    ExportSettings,
+    FinalVideo,
+    Media,
+    OverlaySettings,
+    Region,
+    Transition,
+    WorkingVideo,
+)
+from app.storage.status import project_status
+
+if TYPE_CHECKING:
+    from app.services.library import Library
+
+ASPECTS = ("9:16", "16:9", "1:1", "4:5")
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+MAX_ROTATION = 20.0
+MIN_REGION = 0.5
+TOL = 1e-6
+
+Num = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+
+class TrimIn(_M):
+    start: Num
+    end: Num
+
+
+class SegmentIn(_M):
+    start: Num
+    end: Num
+    speed: Num = Field(ge=MIN_SPEED, le=MAX_SPEED)
+
+
+class CropKeyIn(_M):
+    time: Num = Field(ge=0)
+    x: Num
+    y: Num
+    width: Num = Field(ge=16)
+    height: Num = Field(ge=16)
+
+
+class ClipIn(_M):
+    id: str
+    trim: TrimIn | None = None
+    segments: list[SegmentIn] | None = None
+    rotation: Num | None = Field(default=None, ge=-MAX_ROTATION, le=MAX_ROTATION)
+    crop_keyframes: list[CropKeyIn] | None = None
+    audio: StrictBool | None = None
+
+
+class TransitionIn(_M):
+    type: Literal["cut", "fade", "dissolve"] | None = None
+    duration: Num | None = Field(default=None, gt=0, le=5)
+
+
+class ExportSettingsIn(_M):
+    width: int | None = Field(default=None, ge=16, le=7680)
+    height: int | None = Field(default=None, ge=16, le=7680)
+    fps: Num | None = Field(default=None, ge=1, le=120)
+    crf: int | None = Field(default=None, ge=0, le=51)
+    preset: Literal[PRESETS] | None = None  # type: ignore[valid-type]
+    upscaler: Literal["lanczos", "ai"] | None = None
+
+    @field_validator("width", "height")
+    @classmethod
+    def _even(cls, v):
+        if v is not None and v % 2:
+            raise ValueError("must be even (H.264 4:2:0)")
+        return v
+
+
+class OverlaySettingsIn(_M):
+    color: str | None = None
+    shape: Literal["body", "ground"] | None = None
+    stroke_width: Num | None = Field(default=None, ge=0, le=50)
+    fill_opacity: Num | None = Field(default=None, ge=0, le=1)
+    dim: Num | None = Field(default=None, ge=0, le=1)
+
+    @field_validator("color")
+    @classmethod
+    def _color(cls, v):
+        if v is not None and not re.fullmatch(r"#[0-9A-Fa-f]{6}", v):
+            raise ValueError("must be a colour like #FFEB3B")
+        return v.upper() if v else v
+
+
+class EllipseKeyIn(_M):
+    time: Num = Field(ge=0)
+    x: Num
+    y: Num
+    rx: Num = Field(gt=0)
+    ry: Num = Field(gt=0)
+
+
+class RegionIn(_M):
+    id: str | None = None
+    start: Num = Field(ge=0)
+    end: Num
+    keyframes: list[EllipseKeyIn] = Field(min_length=1)
+
+
+class OverlayIn(_M):
+    settings: OverlaySettingsIn | None = None
+    regions: list[RegionIn] | None = None
+
+
+class DocumentIn(_M):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    aspect_ratio: Literal[ASPECTS] | None = None  # type: ignore[valid-type]
+    clips: list[ClipIn] | None = None
+    transition: TransitionIn | None = None
+    export_settings: ExportSettingsIn | None = None
+    overlay: OverlayIn | None = None
+
+
+def _fmt_validation(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(x) for x in err["loc"])
+        parts.append(f"{loc}: {err['msg']}")
+    more = len(exc.errors()) - 5
+    return "invalid document: " + "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+# --------------------------------------------------------------------------- show
+
+
+def _output(lib: Library, video, current: bool | None) -> dict | None:
+    if video is None:
+        return None
+    path = lib.output_path(video.sha256)
+    return {
+        "id": video.id,
+        "path": str(path.resolve()),
+        "width": video.width,
+        "height": video.height,
+        "duration": round(video.duration, 3),
+        "current": bool(current),
+        "local": path.is_file(),
+    }
+
+
+def build_document(lib: Library, s: Session, project_id: str) -> dict:
+    from app.services.library import iso
+
+    p = lib.get_project(s, project_id)
+    st = project_status(s, project_id)
+    clips = lib.clips_of(s, project_id)
+    medias = {m.sha256: m for m in s.query(Media).filter(Media.sha256.in_({c.media_sha256 for c in clips}))}
+    tr = s.get(Transition, project_id)
+    ex = s.get(ExportSettings, project_id)
+    ov = s.get(OverlaySettings, project_id)
+    wv = s.get(WorkingVideo, p.working_video_id) if p.working_video_id else None
+    fv = s.get(FinalVideo, p.final_video_id) if p.final_video_id else None
+
+    def clip_doc(c: Clip) -> dict:
+        m = medias.get(c.media_sha256)
+        return {
+            "id": c.id,
+            "media": None if m is None else {
+                "sha256": m.sha256, "filename": m.filename, "width": m.width, "height": m.height,
+                "fps": round(m.fps, 3), "duration": round(m.duration, 3), "has_audio": m.has_audio,
+                "rotation": m.rotation, "local": lib.media.has(m.sha256, m.ext),
+            },
+            "source_start": c.source_start,
+            "source_end": c.source_end,
+            "trim": {"start": c.trim_start, "end": c.trim_end},
+            "segments": [dict(x) for x in c.segments],
+            "rotation": c.rotation,
+            "crop_keyframes": [dict(k) for k in c.crop_keyframes],
+            "audio": c.audio,
+        }
+
+    return {
+        "id": p.id,
+        "name": p.name,
+        "aspect_ratio": p.aspect_ratio,
+        "status": st.status,
+        "progress": st.progress,
+        "created_at": iso(p.created_at),
+        "updated_at": iso(p.updated_at),
+        "clips": [clip_doc(c) for c in clips],
+        "transition": {"type": tr.type, "duration": tr.duration} if tr else {"type": "cut", "duration": 0.5},
+        "export_settings": {
+            "width": ex.width, "height": ex.height, "fps": ex.fps, "crf": ex.crf,
+            "preset": ex.preset, "upscaler": ex.upscaler,
+        } if ex else None,
+        "overlay": {
+            "settings": {
+                "color": ov.color, "shape": ov.shape, "stroke_width": ov.stroke_width,
+                "fill_opacity": ov.fill_opacity, "dim": ov.dim,
+            } if ov else None,
+            "regions": [
+                {"id": r.id, "start": r.start, "end": r.end, "keyframes": [dict(k) for k in r.keyframes]}
+                for r in lib.regions_of(s, project_id)
+            ],
+        },
+        "working_video": _output(lib, wv, st.working_current),
+        "final_video": _output(lib, fv, st.final_current),
+    }
+
+
+# --------------------------------------------------------------------------- apply
+
+
+def parse_document(doc) -> DocumentIn:
+    if not isinstance(doc, dict):
+        raise UserError("invalid document: the document must be a JSON object")
+    try:
+        return DocumentIn.model_validate(doc)
+    except ValidationError as exc:
+        raise UserError(_fmt_validation(exc)) from None
+
+
+def validate_crop_keyframes(keys: list[CropKeyIn], media: Media, length: float, ratio: float,
+                            where: str) -> list[dict]:
+    keys = sorted(keys, key=lambda k: k.time)
+    min_gap = 1.0 / max(media.fps, 1.0)
+    for i, k in enumerate(keys):
+        if k.time > length + TOL:
+            raise UserError(f"invalid document: {where}.crop_keyframes: time {k.time:g} is after the clip's end "
+                            f"({length:g} s)")
+        if i and k.time - keys[i - 1].time < min_gap - TOL:
+            raise UserError(f"invalid document: {where}.crop_keyframes: keyframes at {keys[i - 1].time:g} and "
+                            f"{k.time:g} are closer than one frame")
+        if not box_has_ratio(k.width, k.height, ratio):
+            raise UserError(f"invalid document: {where}.crop_keyframes: {k.width:g}x{k.height:g} at {k.time:g} s is "
+                            f"not of the project's aspect ratio")
+        if k.x < -TOL or k.y < -TOL or k.x + k.width > media.width + TOL or k.y + k.height > media.height + TOL:
+            raise UserError(f"invalid document: {where}.crop_keyframes: the box at {k.time:g} s is outside the "
+                            f"{media.width}x{media.height} frame")
+    return [{"time": k.time, "x": k.x, "y": k.y, "width": k.width, "height": k.height} for k in keys]
+
+
+def apply_document(lib: Library, s: Session, project_id: str, raw) -> None:
+    from app.services.library import DEFAULT_SIZES
+
+    doc = parse_document(raw)
+    p = lib.get_project(s, project_id)
+    clips = lib.clips_of(s, project_id)
+    by_id = {c.id: c for c in clips}
+    medias = {m.sha256: m for m in s.query(Media).filter(Media.sha256.in_({c.media_sha256 for c in clips}))}
+    new_aspect = doc.aspect_ratio or p.aspect_ratio
+    ratio = parse_ratio(new_aspect)
+    aspect_changed = new_aspect != p.aspect_ratio
+
+    # ---- validate everything first
+    clip_updates: dict[str, dict] = {}
+    order: list[str] | None = None
+    if doc.clips is not None:
+        ids = [c.id for c in doc.clips]
+        if len(set(ids)) != len(ids):
+            raise UserError("invalid document: clips: a clip is named twice")
+        if set(ids) != set(by_id):
+            missing = set(by_id) - set(ids)
+            unknown = set(ids) - set(by_id)
+            what = (f"unknown clip id {sorted(unknown)[0]!r}" if unknown
+                    else f"clip {sorted(missing)[0]!r} is missing (use `clip remove` to remove a clip)")
+            raise UserError(f"invalid document: clips must name exactly the project's clips: {what}")
+        order = ids
+        for i, cin in enumerate(doc.clips):
+            c = by_id[cin.id]
+            m = medias[c.media_sha256]
+            length = c.source_end - c.source_start
+            where = f"clips.{i}"
+            upd: dict = {}
+            if cin.trim is not None:
+                if not (-TOL <= cin.trim.start < cin.trim.end <= length + TOL):
+                    raise UserError(f"invalid document: {where}.trim must satisfy 0 <= start < end <= {length:g}")
+                upd["trim_start"], upd["trim_end"] = max(cin.trim.start, 0.0), min(cin.trim.end, length)
+            if cin.segments is not None:
+                segs = [Segment(x.start, x.end, x.speed) for x in cin.segments]
+                problem = validate_segments(segs, length)
+                if problem:
+                    raise UserError(f"invalid document: {where}.segments: {problem}")
+                upd["segments"] = [{"start": x.start, "end": x.end, "speed": x.speed} for x in cin.segments]
+                upd["segments"][-1]["end"] = length
+            if cin.rotation is not None:
+                upd["rotation"] = cin.rotation
+            if cin.crop_keyframes is not None:
+                upd["crop_keyframes"] = validate_crop_keyframes(cin.crop_keyframes, m, length, ratio, where)
+            if cin.audio is not None:
+                upd["audio"] = cin.audio
+            clip_updates[c.id] = upd
+
+    region_rows = {r.id: r for r in lib.regions_of(s, project_id)}
+    new_regions: list[RegionIn] | None = None
+    if doc.overlay is not None and doc.overlay.regions is not None:
+        new_regions = sorted(doc.overlay.regions, key=lambda r: r.start)
+        seen: set[str] = set()
+        for i, r in enumerate(new_regions):
+            if r.id is not None:
+                if r.id not in region_rows:
+                    raise UserError(f"invalid document: overlay.regions: unknown region id {r.id!r}")
+                if r.id in seen:
+                    raise UserError(f"invalid document: overlay.regions: region {r.id!r} is named twice")
+                seen.add(r.id)
+            if r.end - r.start < MIN_REGION - TOL:
+                raise UserError(f"invalid document: overlay.regions: a region is at least {MIN_REGION} s long "
+                                f"({r.start:g}-{r.end:g})")
+            if i and r.start < new_regions[i - 1].end - TOL:
+                raise UserError(f"invalid document: overlay.regions: regions overlap at {r.start:g} s")
+            for k in r.keyframes:
+                if not (r.start - TOL <= k.time <= r.end + TOL):
+                    raise UserError(f"invalid document: overlay.regions: keyframe at {k.time:g} s is outside its "
+                                    f"region {r.start:g}-{r.end:g}")
+            times = sorted(k.time for k in r.keyframes)
+            if any(b - a < 1e-3 for a, b in zip(times, times[1:], strict=False)):
+                raise UserError("invalid document: overlay.regions: two keyframes at the same time")
+
+    ex = s.get(ExportSettings, project_id)
+    if doc.export_settings is not None:
+        w = doc.export_settings.width or ex.width
+        h = doc.export_settings.height or ex.height
+        if not math.isclose(w / h, ratio, rel_tol=0.02):
+            raise UserError(f"invalid document: export_settings: {w}x{h} is not of the aspect ratio {new_aspect}")
+
+    # ---- apply (one transaction: the caller's)
+    changed = False
+    if doc.name is not None and doc.name.strip() != p.name:
+        if not doc.name.strip():
+            raise UserError("invalid document: name must not be blank")
+        p.name = doc.name.strip()
+        changed = True
+    if aspect_changed:
+        p.aspect_ratio = new_aspect
+        changed = True
+        for c in clips:
+            if c.crop_keyframes and "crop_keyframes" not in clip_updates.get(c.id, {}):
+                m = medias[c.media_sha256]
+                keys = [CropKey(**k) for k in c.crop_keyframes]
+                c.crop_keyframes = [
+                    {"time": k.time, "x": k.x, "y": k.y, "width": k.width, "height": k.height}
+                    for k in refit_keyframes(keys, m.width, m.height, ratio)
+                ]
+        if doc.export_settings is None or (doc.export_settings.width is None and doc.export_settings.height is None):
+            ex.width, ex.height = DEFAULT_SIZES[new_aspect]
+    for cid, upd in clip_updates.items():
+        c = by_id[cid]
+        for k, v in upd.items():
+            if getattr(c, k) != v:
+                setattr(c, k, v)
+                changed = True
+    if order is not None:
+        for pos, cid in enumerate(order):
+            if by_id[cid].position != float(pos):
+                by_id[cid].position = float(pos)
+                changed = True
+    if doc.transition is not None:
+        tr = s.get(Transition, project_id)
+        for k, v in doc.transition.model_dump(exclude_none=True).items():
+            if getattr(tr, k) != v:
+                setattr(tr, k, v)
+                changed = True
+    if doc.export_settings is not None:
+        for k, v in doc.export_settings.model_dump(exclude_none=True).items():
+            if getattr(ex, k) != v:
+                setattr(ex, k, v)
+                changed = True
+    if doc.overlay is not None and doc.overlay.settings is not None:
+        ov = s.get(OverlaySettings, project_id)
+        for k, v in doc.overlay.settings.model_dump(exclude_none=True).items():
+            if getattr(ov, k) != v:
+                setattr(ov, k, v)
+                changed = True
+    if new_regions is not None:
+        keep = {r.id for r in new_regions if r.id}
+        for rid, row in region_rows.items():
+            if rid not in keep:
+                row.deleted = True
+                changed = True
+        for r in new_regions:
+            keys = [k.model_dump() for k in sorted(r.keyframes, key=lambda k: k.time)]
+            if r.id:
+                row = region_rows[r.id]
+                for k, v in (("start", r.start), ("end", r.end), ("keyframes", keys)):
+                    if getattr(row, k) != v:
+                        setattr(row, k, v)
+                        changed = True
+            else:
+                s.add(Region(project_id=project_id, start=r.start, end=r.end, keyframes=keys))
+                changed = True
+    if changed:
+        lib.touch(p)

@@ -1,0 +1,10 @@
+class UserError(Exception):
+    """Bad usage or bad input: the message is shown to the user as is (CLI exit code 2)."""
+
+
+class NotFound(UserError):
+    """An id that does not exist (or was deleted)."""
+
+
+class OperationFailed(Exception):
+    """The operation ran and failed (CLI exit code 1)."""

@@ -1,0 +1,248 @@
+"""The library of projects on one data directory: the service behind the CLI and the GUI.
+
+Every method opens its own short transaction (committed at once: no save button, nothing
+lost on a crash) and returns plain data, so the GUI can call it from any thread.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.services.errors import NotFound, UserError
+from app.storage.db import Database
+from app.storage.media_store import MediaStore
+from app.storage.models import (
+    Clip,
+    ExportSettings,
+    FinalVideo,
+    Media,
+    OverlaySettings,
+    Project,
+    Region,
+    Transition,
+    WorkingVideo,
+    utcnow,
+)
+from app.storage.status import project_status, project_statuses
+
+ASPECTS = ("9:16", "16:9", "1:1", "4:5")
+DEFAULT_SIZES = {"9:16": (1080, 1920), "16:9": (1920, 1080), "1:1": (1080, 1080), "4:5": (1080, 1350)}
+
+
+def iso(dt: datetime | None) -> str | None:
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.isoformat()
+
+
+class Library:
+    def __init__(self, data_dir: Path | str):
+        self.data_dir = Path(data_dir)
+        self.db = Database(self.data_dir)
+        self.media = MediaStore(self.data_dir)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------------ lookups
+    @staticmethod
+    def get_project(session: Session, project_id: str) -> Project:
+        project = session.get(Project, project_id) if isinstance(project_id, str) else None
+        if project is None or project.deleted:
+            raise NotFound(f"no project with id {project_id!r}")
+        return project
+
+    @staticmethod
+    def get_clip(session: Session, clip_id: str) -> Clip:
+        clip = session.get(Clip, clip_id) if isinstance(clip_id, str) else None
+        if clip is None or clip.deleted:
+            raise NotFound(f"no clip with id {clip_id!r}")
+        return clip
+
+    @staticmethod
+    def clips_of(session: Session, project_id: str) -> list[Clip]:
+        return list(session.scalars(
+            select(Clip).where(Clip.project_id == project_id).order_by(Clip.position, Clip.id)
+        ))
+
+    @staticmethod
+    def regions_of(session: Session, project_id: str) -> list[Region]:
+        return list(session.scalars(
+            select(Region).where(Region.project_id == project_id).order_by(Region.start, Region.id)
+        ))
+
+    @staticmethod
+    def touch(project: Project) -> None:
+        project.updated_at = utcnow()
+
+    # ------------------------------------------------------------------ projects
+    def create_project(self, name: str, aspect: str = "9:16") -> str:
+        name = (name or "").strip()
+        if not name:
+            raise UserError("a project needs a name")
+        if len(name) > 200:
+            raise UserError("a project name has at most 200 characters")
+        if aspect not in ASPECTS:
+            raise UserError(f"aspect must be one of {', '.join(ASPECTS)}, not {aspect!r}")
+        w, h = DEFAULT_SIZES[aspect]
+        with self.db.write() as s:
+            p = Project(name=name, aspect_ratio=aspect)
+            s.add(p)
+            s.flush()
+            s.add(Transition(project_id=p.id))
+            s.add(ExportSettings(project_id=p.id, width=w, height=h))
+            s.add(OverlaySettings(project_id=p.id))
+            return p.id
+
+    def rename_project(self, project_id: str, name: str) -> None:
+        name = (name or "").strip()
+        if not name:
+            raise UserError("a project needs a name")
+        with self.db.write() as s:
+            p = self.get_project(s, project_id)
+            p.name = name[:200]
+            self.touch(p)
+
+    def delete_project(self, project_id: str) -> None:
+        """Tombstones the project and everything that belongs to it (syncs as a delete)."""
+        with self.db.write() as s:
+            p = self.get_project(s, project_id)
+            p.deleted = True
+            self.touch(p)
+            for model in (Clip, Region, WorkingVideo, FinalVideo):
+                for row in s.scalars(select(model).where(model.project_id == project_id)):
+                    row.deleted = True
+            for model in (Transition, ExportSettings, OverlaySettings):
+                row = s.get(model, project_id)
+                if row is not None:
+                    row.deleted = True
+
+    def duplicate_project(self, project_id: str, name: str | None = None) -> str:
+        """A new project with the same clips and edits (outputs are not copied)."""
+        with self.db.write() as s:
+            src = self.get_project(s, project_id)
+            p = Project(name=(name or f"{src.name} (copy)")[:200], aspect_ratio=src.aspect_ratio)
+            s.add(p)
+            s.flush()
+            for model in (Transition, ExportSettings, OverlaySettings):
+                row = s.get(model, project_id)
+                values = {f: getattr(row, f) for f in model.__synced_fields__ if f != "deleted"}
+                s.add(model(project_id=p.id, **values))
+            for c in self.clips_of(s, project_id):
+                values = {f: getattr(c, f) for f in Clip.__synced_fields__ if f not in ("deleted", "project_id")}
+                s.add(Clip(project_id=p.id, **values))
+            return p.id
+
+    def list_projects(self) -> list[dict]:
+        with self.db.read() as s:
+            projects = s.scalars(select(Project).order_by(Project.updated_at.desc())).all()
+            statuses = project_statuses(s)
+            counts = dict(s.execute(
+                select(Clip.project_id, func.count()).where(Clip.deleted.is_(False)).group_by(Clip.project_id)
+            ).all())
+            durations = self._durations(s)
+            out = []
+            for p in projects:
+                st = statuses[p.id]
+                out.append({
+                    "id": p.id,
+                    "name": p.name,
+                    "aspect_ratio": p.aspect_ratio,
+                    "status": st.status,
+                    "progress": st.progress,
+                    "clip_count": counts.get(p.id, 0),
+                    "has_working_video": p.working_video_id is not None,
+                    "has_final_video": p.final_video_id is not None,
+                    "updated_at": iso(p.updated_at),
+                    "created_at": iso(p.created_at),
+                    "duration": durations.get(p.id, 0.0),
+                })
+            return out
+
+    @staticmethod
+    def _durations(s: Session) -> dict[str, float]:
+        """Output duration of each project's clips (trim and speed applied, before transitions)."""
+        from app.pipeline.timeline import Segment, output_duration
+
+        out: dict[str, float] = {}
+        for c in s.scalars(select(Clip)):
+            segs = [Segment(x["start"], x["end"], x["speed"]) for x in c.segments]
+            out[c.project_id] = out.get(c.project_id, 0.0) + output_duration(c.trim_start, c.trim_end, segs)
+        return {k: round(v, 3) for k, v in out.items()}
+
+    def status(self, project_id: str):
+        with self.db.read() as s:
+            self.get_project(s, project_id)
+            return project_status(s, project_id)
+
+    # ------------------------------------------------------------------ clips
+    def add_clip(self, project_id: str, media_path: str | os.PathLike,
+                 start: float | None = None, end: float | None = None) -> str:
+        from app.services.media import import_media
+
+        with self.db.read() as s:  # fail fast on an unknown project, before hashing a big file
+            self.get_project(s, project_id)
+        span: dict[str, float] = {}
+
+        def check_range(info) -> None:
+            duration = float(info.duration)
+            s0 = 0.0 if start is None else float(start)
+            e0 = duration if end is None else float(end)
+            if not (0.0 <= s0 < duration):
+                raise UserError(f"--start {s0:g} is outside the media (0 to {duration:g} s)")
+            if e0 > duration + 1e-3 or e0 <= s0:
+                raise UserError(f"--end {e0:g} must be after --start and at most the media's duration {duration:g} s")
+            span["start"], span["end"] = s0, min(e0, duration)
+
+        media_row = import_media(self, media_path, check=check_range)
+        s0, e0 = span["start"], span["end"]
+        length = e0 - s0
+        with self.db.write() as s:
+            p = self.get_project(s, project_id)
+            last = s.scalar(select(func.max(Clip.position)).where(Clip.project_id == project_id))
+            clip = Clip(
+                project_id=project_id, media_sha256=media_row["sha256"],
+                position=(last + 1.0) if last is not None else 0.0,
+                source_start=s0, source_end=e0, trim_start=0.0, trim_end=length,
+                segments=[{"start": 0.0, "end": length, "speed": 1.0}],
+                rotation=0.0, crop_keyframes=[], audio=bool(media_row["has_audio"]),
+            )
+            s.add(clip)
+            self.touch(p)
+            s.flush()
+            return clip.id
+
+    def remove_clip(self, clip_id: str) -> None:
+        with self.db.write() as s:
+            clip = self.get_clip(s, clip_id)
+            clip.deleted = True
+            p = s.get(Project, clip.project_id)
+            if p is not None:
+                self.touch(p)
+
+    # ------------------------------------------------------------------ documents
+    def document(self, project_id: str) -> dict:
+        from app.services.document import build_document
+
+        with self.db.read() as s:
+            return build_document(self, s, project_id)
+
+    def apply(self, project_id: str, doc: dict) -> None:
+        from app.services.document import apply_document
+
+        with self.db.write() as s:
+            apply_document(self, s, project_id, doc)
+
+    # ------------------------------------------------------------------ files
+    def media_path(self, media: Media) -> Path:
+        return self.media.path_for(media.sha256, media.ext)
+
+    def output_path(self, sha256: str) -> Path:
+        return self.media.path_for(sha256, ".mp4")

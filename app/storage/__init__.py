@@ -1,0 +1,1 @@
+"""Local store: SQLAlchemy models, migrations, repositories, status, media store, sync. No Qt."""

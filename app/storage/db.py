@@ -1,0 +1,158 @@
+"""Opening a data directory: the SQLite file (WAL, foreign keys, busy timeout), migrations
+(backup first), the device identity, and the two kinds of session (read / write).
+
+Write sessions begin with ``BEGIN IMMEDIATE``: a second process waits on the busy timeout
+instead of failing a read-to-write upgrade, so a GUI and a CLI can share one data directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker, with_loader_criteria
+
+from app.storage import stamping
+from app.storage.migrations import HEAD
+from app.storage.models import SYNCED_MODELS, Synced
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "reelforge.db"
+BUSY_TIMEOUT_S = 30.0
+
+
+class StoreSession(Session):
+    """Session class of the store; the stamping listener is installed on it once."""
+
+
+stamping.install(StoreSession)
+
+
+@event.listens_for(StoreSession, "do_orm_execute")
+def _hide_tombstones(state: ORMExecuteState) -> None:
+    if state.is_select and not state.execution_options.get("include_deleted", False):
+        for model in SYNCED_MODELS:
+            state.statement = state.statement.options(
+                with_loader_criteria(model, lambda cls: cls.deleted.is_(False), include_aliases=True)
+            )
+
+
+def _schema_version(path: Path) -> str | None:
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
+    try:
+        row = con.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name='alembic_version'"
+        ).fetchone()
+        if row is None:
+            return None
+        row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+        return row[0] if row else None
+    finally:
+        con.close()
+
+
+def backup_database(path: Path, label: str) -> Path:
+    """Consistent copy (SQLite backup API, WAL-safe) next to the database, under backups/."""
+    dest_dir = path.parent / "backups"
+    dest_dir.mkdir(exist_ok=True)
+    dest = dest_dir / f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}-{label}.db"
+    src = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
+    dst = sqlite3.connect(dest)
+    try:
+        src.backup(dst)
+    finally:
+        dst.close()
+        src.close()
+    log.info("backed up %s to %s before migrating", path.name, dest.name)
+    return dest
+
+
+class Database:
+    def __init__(self, data_dir: Path | str):
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.data_dir / DB_NAME
+        self.engine = create_engine(
+            f"sqlite:///{self.path}",
+            connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False},
+        )
+        event.listen(self.engine, "connect", _on_connect)
+        event.listen(self.engine, "begin", _on_begin)
+        self._write_engine = self.engine.execution_options(rf_immediate=True)
+        self._read = sessionmaker(self.engine, class_=StoreSession, expire_on_commit=False)
+        self._write = sessionmaker(self._write_engine, class_=StoreSession, expire_on_commit=False)
+        self.migrate()
+        self.device_id = self._ensure_device_id()
+
+    # ------------------------------------------------------------------ sessions
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._read() as session:
+            yield session
+
+    @contextmanager
+    def write(self, *, remote: bool = False) -> Iterator[Session]:
+        """A write transaction: committed on success, rolled back on any exception."""
+        with self._write() as session:
+            if remote:
+                session.info["remote"] = True
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    # ------------------------------------------------------------------ set-up
+    def migrate(self) -> None:
+        version = _schema_version(self.path)
+        if version == HEAD:
+            return
+        if version is not None:
+            backup_database(self.path, f"from-{version}")
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        with self._write_engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def _ensure_device_id(self) -> str:
+        with self.write() as s:
+            device = stamping.get_meta(s, "device_id")
+            if device is None:
+                device = str(uuid.uuid4())
+                stamping.set_meta(s, "device_id", device)
+        return device
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _on_connect(dbapi_conn, _record) -> None:
+    dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see _on_begin)
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    cur.execute("PRAGMA journal_mode = WAL")
+    cur.execute("PRAGMA synchronous = NORMAL")
+    cur.execute("PRAGMA foreign_keys = ON")
+    cur.close()
+
+
+def _on_begin(conn) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("rf_immediate") else "BEGIN")
+
+
+def is_synced(obj) -> bool:
+    return isinstance(obj, Synced)

@@ -1,0 +1,285 @@
+"""SQLAlchemy models. Every id is a UUID string (media: its sha256).
+
+Synced tables carry the sync stamps: ``hlc`` (the row's newest hybrid-logical-clock stamp),
+``device_id`` (its last writer), ``deleted`` (tombstone) and ``stamps`` (field -> HLC stamp,
+so last-write-wins can be decided per field). Stamps are written in one place only:
+:mod:`app.storage.stamping`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class IsoDateTime(TypeDecorator):
+    """Stored as ISO 8601 text with a UTC offset (sortable, readable, timezone-safe)."""
+
+    impl = String(40)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else datetime.fromisoformat(value)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Synced:
+    """Mixin for rows that sync. ``__synced_fields__`` lists the fields stamped one by one."""
+
+    __synced_fields__: tuple[str, ...] = ()
+    __sync_table__: str = ""  # the name used in change objects and conflicts
+
+    hlc: Mapped[str] = mapped_column(String(64), default="", nullable=False)
+    device_id: Mapped[str] = mapped_column(String(36), default="", nullable=False)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    stamps: Mapped[dict] = mapped_column(JSON, default=dict, nullable=False)
+
+
+class Project(Synced, Base):
+    __tablename__ = "projects"
+    __sync_table__ = "project"
+    __synced_fields__ = ("name", "aspect_ratio", "created_at", "working_video_id", "final_video_id", "deleted")
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    aspect_ratio: Mapped[str] = mapped_column(String(8), nullable=False, default="9:16")
+    created_at: Mapped[datetime] = mapped_column(IsoDateTime, default=utcnow, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(IsoDateTime, default=utcnow, nullable=False)
+    working_video_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    final_video_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+
+
+class Transition(Synced, Base):
+    __tablename__ = "transitions"
+    __sync_table__ = "transition"
+    __synced_fields__ = ("type", "duration", "deleted")
+
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), primary_key=True)
+    type: Mapped[str] = mapped_column(String(16), default="cut", nullable=False)
+    duration: Mapped[float] = mapped_column(Float, default=0.5, nullable=False)
+
+
+class ExportSettings(Synced, Base):
+    __tablename__ = "export_settings"
+    __sync_table__ = "export_settings"
+    __synced_fields__ = ("width", "height", "fps", "crf", "preset", "upscaler", "deleted")
+
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), primary_key=True)
+    width: Mapped[int] = mapped_column(Integer, default=1080, nullable=False)
+    height: Mapped[int] = mapped_column(Integer, default=1920, nullable=False)
+    fps: Mapped[float] = mapped_column(Float, default=30.0, nullable=False)
+    crf: Mapped[int] = mapped_column(Integer, default=20, nullable=False)
+    preset: Mapped[str] = mapped_column(String(16), default="veryfast", nullable=False)
+    upscaler: Mapped[str] = mapped_column(String(16), default="lanczos", nullable=False)
+
+
+class OverlaySettings(Synced, Base):
+    __tablename__ = "overlay_settings"
+    __sync_table__ = "overlay_settings"
+    __synced_fields__ = ("color", "shape", "stroke_width", "fill_opacity", "dim", "deleted")
+
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), primary_key=True)
+    color: Mapped[str] = mapped_column(String(9), default="#FFEB3B", nullable=False)
+    shape: Mapped[str] = mapped_column(String(8), default="body", nullable=False)
+    stroke_width: Mapped[float] = mapped_column(Float, default=2.0, nullable=False)
+    fill_opacity: Mapped[float] = mapped_column(Float, default=0.2, nullable=False)
+    dim: Mapped[float] = mapped_column(Float, default=0.2, nullable=False)
+
+
+class Media(Synced, Base):
+    """A source file, content-addressed: stored once in the media store however many clips use it."""
+
+    __tablename__ = "media"
+    __sync_table__ = "media"
+    __synced_fields__ = (
+        "filename", "ext", "size", "width", "height", "rotation", "fps", "vfr", "duration",
+        "frame_count", "codec", "pix_fmt", "bit_depth", "has_audio", "created_at", "deleted",
+    )
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    filename: Mapped[str] = mapped_column(String(400), nullable=False)
+    ext: Mapped[str] = mapped_column(String(16), default="", nullable=False)
+    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    width: Mapped[int] = mapped_column(Integer, nullable=False)  # display size (after rotation)
+    height: Mapped[int] = mapped_column(Integer, nullable=False)
+    rotation: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    fps: Mapped[float] = mapped_column(Float, nullable=False)
+    vfr: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    duration: Mapped[float] = mapped_column(Float, nullable=False)
+    frame_count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    codec: Mapped[str] = mapped_column(String(32), default="", nullable=False)
+    pix_fmt: Mapped[str] = mapped_column(String(32), default="", nullable=False)
+    bit_depth: Mapped[int] = mapped_column(Integer, default=8, nullable=False)
+    has_audio: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(IsoDateTime, default=utcnow, nullable=False)
+
+    @property
+    def id(self) -> str:
+        return self.sha256
+
+
+class Clip(Synced, Base):
+    __tablename__ = "clips"
+    __sync_table__ = "clip"
+    __synced_fields__ = (
+        "project_id", "media_sha256", "position", "source_start", "source_end", "trim_start",
+        "trim_end", "segments", "rotation", "crop_keyframes", "audio", "deleted",
+    )
+    __table_args__ = (Index("ix_clips_project", "project_id", "position"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), nullable=False)
+    media_sha256: Mapped[str] = mapped_column(ForeignKey("media.sha256"), nullable=False)
+    position: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    source_start: Mapped[float] = mapped_column(Float, nullable=False)
+    source_end: Mapped[float] = mapped_column(Float, nullable=False)
+    trim_start: Mapped[float] = mapped_column(Float, nullable=False)
+    trim_end: Mapped[float] = mapped_column(Float, nullable=False)
+    # [{"start", "end", "speed"}], clip-local seconds, covering [0, length]
+    segments: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    rotation: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    # [{"time", "x", "y", "width", "height"}], sorted by time, source pixels after rotation
+    crop_keyframes: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    audio: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    created_at: Mapped[datetime] = mapped_column(IsoDateTime, default=utcnow, nullable=False)
+
+    @property
+    def length(self) -> float:
+        return self.source_end - self.source_start
+
+
+class Region(Synced, Base):
+    """A spotlight region of the overlay: [start, end] of working-video time with ellipse keyframes."""
+
+    __tablename__ = "regions"
+    __sync_table__ = "region"
+    __synced_fields__ = ("project_id", "start", "end", "keyframes", "deleted")
+    __table_args__ = (Index("ix_regions_project", "project_id", "start"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), nullable=False)
+    start: Mapped[float] = mapped_column(Float, nullable=False)
+    end: Mapped[float] = mapped_column(Float, nullable=False)
+    # [{"time", "x", "y", "rx", "ry"}]
+    keyframes: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+
+
+class WorkingVideo(Synced, Base):
+    """Output of a framing export. ``inputs_hash`` is the framing fingerprint it was rendered from."""
+
+    __tablename__ = "working_videos"
+    __sync_table__ = "working_video"
+    __synced_fields__ = (
+        "project_id", "sha256", "size", "width", "height", "fps", "duration", "inputs_hash",
+        "created_at", "deleted",
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), nullable=False, index=True)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    width: Mapped[int] = mapped_column(Integer, nullable=False)
+    height: Mapped[int] = mapped_column(Integer, nullable=False)
+    fps: Mapped[float] = mapped_column(Float, nullable=False)
+    duration: Mapped[float] = mapped_column(Float, nullable=False)
+    inputs_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(IsoDateTime, default=utcnow, nullable=False)
+
+
+class FinalVideo(Synced, Base):
+    """Output of an overlay export, rendered from one working video and the overlay edits."""
+
+    __tablename__ = "final_videos"
+    __sync_table__ = "final_video"
+    __synced_fields__ = (
+        "project_id", "working_video_id", "sha256", "size", "width", "height", "fps", "duration",
+        "inputs_hash", "created_at", "deleted",
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), nullable=False, index=True)
+    working_video_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    width: Mapped[int] = mapped_column(Integer, nullable=False)
+    height: Mapped[int] = mapped_column(Integer, nullable=False)
+    fps: Mapped[float] = mapped_column(Float, nullable=False)
+    duration: Mapped[float] = mapped_column(Float, nullable=False)
+    inputs_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(IsoDateTime, default=utcnow, nullable=False)
+
+
+class ExportJob(Base):
+    """Local to this device (not synced): an export's lifecycle, owner process and heartbeat."""
+
+    __tablename__ = "export_jobs"
+    __table_args__ = (Index("ix_jobs_project_status", "project_id", "status"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    type: Mapped[str] = mapped_column(String(16), nullable=False)  # framing | overlay
+    # queued | running | complete | failed | cancelled | interrupted
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="queued")
+    progress: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    output: Mapped[str | None] = mapped_column(Text, nullable=True)
+    device: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    gpu: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    inputs_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    host: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(IsoDateTime, nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_at: Mapped[datetime] = mapped_column(IsoDateTime, default=utcnow, nullable=False)
+    started_at: Mapped[datetime | None] = mapped_column(IsoDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(IsoDateTime, nullable=True)
+
+
+class Change(Base):
+    """The durable outbox: every stamped local write, in commit order, until it is pushed."""
+
+    __tablename__ = "sync_changes"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    table: Mapped[str] = mapped_column(String(32), nullable=False)
+    row_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    hlc: Mapped[str] = mapped_column(String(64), nullable=False)
+    # {field: value} of the fields this write changed (values as JSON)
+    fields: Mapped[dict] = mapped_column(JSON, nullable=False)
+    pushed: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, index=True)
+
+
+class Meta(Base):
+    """Device-local key/value state: device id, last HLC, sync cursors."""
+
+    __tablename__ = "local_meta"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+SYNCED_MODELS: tuple[type, ...] = (
+    Project, Transition, ExportSettings, OverlaySettings, Media, Clip, Region, WorkingVideo, FinalVideo,
+)

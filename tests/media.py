@@ -1,0 +1,259 @@
+"""Real media for the tests, generated with PyAV (small H.264 files, no fixtures on disk)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+def _frame_rgb(pattern: str, w: int, h: int, i: int, fps: float) -> np.ndarray:
+    if pattern == "gray":
+        return np.full((h, w, 3), 128, np.uint8)
+    if pattern == "coords":
+        # red = x / 8, green = y / 8 (so the crop origin can be read back), blue = frame index
+        xs = (np.arange(w) // 8 % 256).astype(np.uint8)
+        ys = (np.arange(h) // 8 % 256).astype(np.uint8)
+        img = np.empty((h, w, 3), np.uint8)
+        img[:, :, 0] = xs[None, :]
+        img[:, :, 1] = ys[:, None]
+        img[:, :, 2] = i % 256
+        return img
+    if pattern == "flash":
+        # black, with a white frame once a second (at t = 1, 2, ...)
+        on = i > 0 and i % round(fps) == 0
+        return np.full((h, w, 3), 255 if on else 0, np.uint8)
+    # "bars": moving colour bars with the frame number's parity, cheap to encode
+    img = np.zeros((h, w, 3), np.uint8)
+    bar = max(w // 8, 1)
+    for k in range(8):
+        img[:, k * bar:(k + 1) * bar] = ((k * 37 + i * 3) % 256, (k * 91) % 256, (k * 53 + i) % 256)
+    return img
+
+
+def make_video(
+    path: Path | str,
+    *,
+    width: int = 320,
+    height: int = 180,
+    fps: int = 30,
+    duration: float = 2.0,
+    audio: bool = False,
+    pattern: str = "bars",
+    rotation: int = 0,
+    ten_bit: bool = False,
+    vfr: bool = False,
+    gop: int | None = None,
+    click_every: float | None = None,
+) -> Path:
+    """Write an H.264 MP4 (optionally with AAC audio) and return its path.
+
+    ``rotation`` sets the display-matrix rotation that phones write (90 for portrait);
+    ``vfr`` makes frame spacing alternate 1x/2x; ``click_every`` puts a short click in the
+    audio once per that many seconds (at the same instants as the ``flash`` pattern).
+    """
+    path = Path(path)
+    n = max(1, round(duration * fps))
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=fps)
+        vs.width, vs.height = width, height
+        vs.pix_fmt = "yuv420p10le" if ten_bit else "yuv420p"
+        vs.options = {"preset": "ultrafast", "crf": "23"}
+        if gop:
+            vs.codec_context.gop_size = gop
+        vs.codec_context.time_base = Fraction(1, fps * 2)
+        if rotation:
+            vs.set_display_rotation(rotation)
+        astream = None
+        if audio:
+            astream = out.add_stream("aac", rate=48000)
+            astream.layout = "mono"
+        t2 = 0  # time in 1/(2*fps) units
+        for i in range(n):
+            img = _frame_rgb(pattern, width, height, i, fps)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            if ten_bit:
+                frame = frame.reformat(format="yuv420p10le")
+            frame.pts = t2
+            frame.time_base = Fraction(1, fps * 2)
+            t2 += (1 if i % 2 else 3) if vfr else 2
+            for pkt in vs.encode(frame):
+                out.mux(pkt)
+        for pkt in vs.encode():
+            out.mux(pkt)
+        if astream is not None:
+            sr = 48000
+            total = round((t2 / (fps * 2)) * sr)
+            samples = np.zeros(total, np.float32)
+            if click_every:
+                k = 1
+                while k * click_every * sr < total:
+                    s = round(k * click_every * sr)
+                    samples[s:s + 240] = 0.8
+                    k += 1
+            else:
+                tt = np.arange(total) / sr
+                samples[:] = 0.2 * np.sin(2 * np.pi * 440 * tt)
+            pos = 0
+            while pos < total:
+                chunk = samples[pos:pos + 1024]
+                af = av.AudioFrame.from_ndarray(chunk[None, :], format="flt", layout="mono")
+                af.sample_rate = sr
+                af.pts = pos
+                af.time_base = Fraction(1, sr)
+                pos += len(chunk)
+                for pkt in astream.encode(af):
+                    out.mux(pkt)
+            for pkt in astream.encode():
+                out.mux(pkt)
+    return path
+
+
+def make_audio_only(path: Path | str, duration: float = 1.0) -> Path:
+    path = Path(path)
+    with av.open(str(path), "w") as out:
+        a = out.add_stream("aac", rate=48000)
+        a.layout = "mono"
+        total = int(48000 * duration)
+        pos = 0
+        while pos < total:
+            af = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="flt", layout="mono")
+            af.sample_rate = 48000
+            af.pts = pos
+            pos += 1024
+            for pkt in a.encode(af):
+                out.mux(pkt)
+        for pkt in a.encode():
+            out.mux(pkt)
+    return path
+
+
+def truncate(src: Path | str, dst: Path | str, fraction: float = 0.5) -> Path:
+    data = Path(src).read_bytes()
+    Path(dst).write_bytes(data[: int(len(data) * fraction)])
+    return Path(dst)
+
+
+# --- inputs that are not (usable) videos, for the probe tests ---------------------------------
+
+
+def make_faststart(src: Path | str, dst: Path | str) -> Path:
+    """Remux ``src`` (no re-encode) with the index ('moov' box) at the front of the file."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w", options={"movflags": "faststart"}) as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
+        for pkt in inp.demux():
+            if pkt.dts is None:
+                continue
+            pkt.stream = streams[pkt.stream.index]
+            out.mux(pkt)
+    return Path(dst)
+
+
+def corrupt_payload(src: Path | str, dst: Path | str, seed: int = 0) -> Path:
+    """Copy an MP4 with the contents of its 'mdat' box replaced by random bytes.
+
+    The box structure and the index stay intact, so the file opens and demuxes normally but
+    no packet holds a decodable frame.
+    """
+    data = bytearray(Path(src).read_bytes())
+    rng = np.random.default_rng(seed)
+    pos = 0
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos:pos + 4], "big")
+        kind = bytes(data[pos + 4:pos + 8])
+        header = 8
+        if size == 1:
+            size, header = int.from_bytes(data[pos + 8:pos + 16], "big"), 16
+        elif size == 0:
+            size = len(data) - pos
+        if kind == b"mdat":
+            start, end = pos + header, min(pos + size, len(data))
+            data[start:end] = rng.bytes(end - start)
+        pos += size
+    Path(dst).write_bytes(bytes(data))
+    return Path(dst)
+
+
+def make_garbage(path: Path | str, size: int = 200_000, seed: int = 0) -> Path:
+    Path(path).write_bytes(np.random.default_rng(seed).bytes(size))
+    return Path(path)
+
+
+def make_text(path: Path | str, text: str = "These are the match notes, not a video.\n" * 50) -> Path:
+    Path(path).write_text(text)
+    return Path(path)
+
+
+def make_pdf(path: Path | str) -> Path:
+    """A minimal (valid) one-page PDF."""
+    objs = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for i, body in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
+    Path(path).write_bytes(bytes(out))
+    return Path(path)
+
+
+def make_wav(path: Path | str, duration: float = 1.0, rate: int = 16000) -> Path:
+    """A PCM WAV file (audio only)."""
+    total = int(rate * duration)
+    with av.open(str(path), "w") as out:
+        a = out.add_stream("pcm_s16le", rate=rate)
+        a.layout = "mono"
+        af = av.AudioFrame.from_ndarray(np.zeros((1, total), np.int16), format="s16", layout="mono")
+        af.sample_rate = rate
+        af.pts = 0
+        for pkt in a.encode(af):
+            out.mux(pkt)
+        for pkt in a.encode():
+            out.mux(pkt)
+    return Path(path)
+
+
+def make_image(path: Path | str, width: int = 64, height: int = 48) -> Path:
+    """A still PNG picture."""
+    with av.open(str(path), "w", format="image2") as out:
+        s = out.add_stream("png", rate=1)
+        s.width, s.height, s.pix_fmt = width, height, "rgb24"
+        frame = av.VideoFrame.from_ndarray(_frame_rgb("bars", width, height, 0, 1), format="rgb24")
+        frame.pts = 0
+        for pkt in s.encode(frame):
+            out.mux(pkt)
+        for pkt in s.encode():
+            out.mux(pkt)
+    return Path(path)
+
+
+def trim_edit_list(src: Path | str, dst: Path | str, start: float, length: float) -> Path:
+    """Copy a single-track MP4 from :func:`make_video`, its edit list changed to show only
+    ``length`` seconds from ``start`` (as phone galleries "trim" without re-encoding).
+
+    The samples all stay in the file: a correct reader shows the shorter clip, not a truncated one.
+    """
+    data = bytearray(Path(src).read_bytes())
+
+    def timescale(box: bytes, after: int = 0) -> int:
+        i = data.index(box, after)
+        return int.from_bytes(data[i + 16:i + 20] if data[i + 4] == 0 else data[i + 24:i + 28], "big")
+
+    movie_scale = timescale(b"mvhd")
+    media_scale = timescale(b"mdhd")
+    i = data.index(b"elst")
+    if data[i + 4] != 0 or int.from_bytes(data[i + 8:i + 12], "big") != 1:
+        raise ValueError("expected a version-0 edit list with one entry")
+    data[i + 12:i + 16] = round(length * movie_scale).to_bytes(4, "big")
+    data[i + 16:i + 20] = round(start * media_scale).to_bytes(4, "big")
+    Path(dst).write_bytes(bytes(data))
+    return Path(dst)
