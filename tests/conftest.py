@@ -63,3 +63,8 @@ def cli(data_dir: Path):
         return run_cli(*args, data_dir=data_dir, stdin=stdin, env=env)
 
     return _run
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-package", action="store_true", default=False,
+                     help="run the smoke test of the PyInstaller build in dist/")

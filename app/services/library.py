@@ -141,13 +141,23 @@ class Library:
             return p.id
 
     def list_projects(self) -> list[dict]:
+        from app.pipeline.timeline import Segment, output_duration
+
         with self.db.read() as s:
-            projects = s.scalars(select(Project).order_by(Project.updated_at.desc())).all()
+            projects = s.execute(
+                select(Project.id, Project.name, Project.aspect_ratio, Project.working_video_id,
+                       Project.final_video_id, Project.updated_at, Project.created_at)
+                .where(Project.deleted.is_(False)).order_by(Project.updated_at.desc())
+            ).all()
             statuses = project_statuses(s)
-            counts = dict(s.execute(
-                select(Clip.project_id, func.count()).where(Clip.deleted.is_(False)).group_by(Clip.project_id)
-            ).all())
-            durations = self._durations(s)
+            counts: dict[str, int] = {}
+            durations: dict[str, float] = {}
+            for c in s.execute(select(Clip.project_id, Clip.trim_start, Clip.trim_end, Clip.segments)
+                               .where(Clip.deleted.is_(False))):
+                counts[c.project_id] = counts.get(c.project_id, 0) + 1
+                segs = [Segment(x["start"], x["end"], x["speed"]) for x in c.segments]
+                durations[c.project_id] = durations.get(c.project_id, 0.0) + output_duration(
+                    c.trim_start, c.trim_end, segs)
             out = []
             for p in projects:
                 st = statuses[p.id]
@@ -162,20 +172,9 @@ class Library:
                     "has_final_video": p.final_video_id is not None,
                     "updated_at": iso(p.updated_at),
                     "created_at": iso(p.created_at),
-                    "duration": durations.get(p.id, 0.0),
+                    "duration": round(durations.get(p.id, 0.0), 3),
                 })
             return out
-
-    @staticmethod
-    def _durations(s: Session) -> dict[str, float]:
-        """Output duration of each project's clips (trim and speed applied, before transitions)."""
-        from app.pipeline.timeline import Segment, output_duration
-
-        out: dict[str, float] = {}
-        for c in s.scalars(select(Clip)):
-            segs = [Segment(x["start"], x["end"], x["speed"]) for x in c.segments]
-            out[c.project_id] = out.get(c.project_id, 0.0) + output_duration(c.trim_start, c.trim_end, segs)
-        return {k: round(v, 3) for k, v in out.items()}
 
     def status(self, project_id: str):
         with self.db.read() as s:

@@ -138,26 +138,35 @@ class StatusInfo:
 def project_statuses(session: Session, project_ids: list[str] | None = None) -> dict[str, StatusInfo]:
     """Status of many projects with a fixed number of queries (the project grid, `project list`)."""
 
-    def where(model, col="project_id"):
-        stmt = select(model)
+    def rows(*cols, key="project_id"):
+        """Plain rows (no ORM objects: 10x cheaper for the grid), tombstones excluded."""
+        model = cols[0].class_
+        stmt = select(*cols).where(model.deleted.is_(False))
         if project_ids is not None:
-            stmt = stmt.where(getattr(model, col).in_(project_ids))
-        return stmt
+            stmt = stmt.where(getattr(model, key).in_(project_ids))
+        return session.execute(stmt).all()
 
-    projects = session.scalars(where(Project, "id")).all()
-    clips: dict[str, list[Clip]] = defaultdict(list)
-    for c in session.scalars(where(Clip)):
+    projects = rows(Project.id, Project.aspect_ratio, Project.working_video_id, Project.final_video_id, key="id")
+    clips: dict[str, list] = defaultdict(list)
+    for c in rows(Clip.project_id, Clip.id, Clip.position, Clip.media_sha256, Clip.source_start, Clip.source_end,
+                  Clip.trim_start, Clip.trim_end, Clip.segments, Clip.rotation, Clip.crop_keyframes, Clip.audio):
         clips[c.project_id].append(c)
-    regions: dict[str, list[Region]] = defaultdict(list)
-    for r in session.scalars(where(Region)):
+    regions: dict[str, list] = defaultdict(list)
+    for r in rows(Region.project_id, Region.id, Region.start, Region.end, Region.keyframes):
         regions[r.project_id].append(r)
-    transitions = {t.project_id: t for t in session.scalars(where(Transition))}
-    exports = {e.project_id: e for e in session.scalars(where(ExportSettings))}
-    overlays = {o.project_id: o for o in session.scalars(where(OverlaySettings))}
+    transitions = {t.project_id: t for t in rows(Transition.project_id, Transition.type, Transition.duration)}
+    exports = {e.project_id: e for e in rows(
+        ExportSettings.project_id, ExportSettings.width, ExportSettings.height, ExportSettings.fps,
+        ExportSettings.crf, ExportSettings.preset, ExportSettings.upscaler)}
+    overlays = {o.project_id: o for o in rows(
+        OverlaySettings.project_id, OverlaySettings.color, OverlaySettings.shape, OverlaySettings.stroke_width,
+        OverlaySettings.fill_opacity, OverlaySettings.dim)}
     wv_ids = [p.working_video_id for p in projects if p.working_video_id]
     fv_ids = [p.final_video_id for p in projects if p.final_video_id]
-    working = {w.id: w for w in session.scalars(select(WorkingVideo).where(WorkingVideo.id.in_(wv_ids)))}
-    final = {f.id: f for f in session.scalars(select(FinalVideo).where(FinalVideo.id.in_(fv_ids)))}
+    working = {w.id: w for w in session.execute(
+        select(WorkingVideo.id, WorkingVideo.inputs_hash).where(WorkingVideo.id.in_(wv_ids)))}
+    final = {f.id: f for f in session.execute(
+        select(FinalVideo.id, FinalVideo.working_video_id, FinalVideo.inputs_hash).where(FinalVideo.id.in_(fv_ids)))}
     jobs: dict[str, list[ExportJob]] = defaultdict(list)
     stmt = select(ExportJob).where(ExportJob.status.in_(ACTIVE))
     if project_ids is not None:
