@@ -7,7 +7,7 @@ import importlib
 import json
 import sys
 
-BENCHES = ["bench_cli", "bench_framing", "bench_overlay"]
+BENCHES = ["bench_cli", "bench_framing", "bench_overlay", "bench_memory", "bench_sync", "bench_ui"]
 
 
 def main() -> int:

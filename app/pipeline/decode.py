@@ -1,0 +1,174 @@
+"""Opening media and frame-accurate video decoding with PyAV (threaded decoders).
+
+Media time: seconds from the container's start (``container.start_time``, usually 0), the same
+origin for video and audio so that their relative offset in the file is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator
+
+import av
+
+from app.pipeline.plan import RenderError
+
+log = logging.getLogger(__name__)
+
+def quiet_ffmpeg() -> None:
+    """Keep FFmpeg's log off stderr: PyAV's no-op log callback (level None).
+
+    Not ``set_level(ERROR)``: that installs a callback that takes the GIL from FFmpeg's own
+    threads, and a frame-threaded decoder closing (which joins those threads) while its worker
+    logs an error then deadlocks against the GIL. Reproduced with this renderer's threads; with
+    the no-op callback it does not happen. Errors still raise exceptions with FFmpeg's message.
+    """
+    if av.logging.get_level() is not None:
+        log.debug("switching FFmpeg's log callback off for rendering (threads + GIL deadlock)")
+    av.logging.set_level(None)
+
+
+def open_media(path: str) -> av.container.InputContainer:
+    """Open a media file for reading, or raise :class:`RenderError` with words the user can act on."""
+    quiet_ffmpeg()
+    name = os.path.basename(path) or path
+    if not os.path.exists(path):
+        raise RenderError(f"Media file is missing: {path}")
+    if os.path.isdir(path):
+        raise RenderError(f"Media path is a folder, not a file: {path}")
+    if os.path.getsize(path) == 0:
+        raise RenderError(f"Media file is empty (0 bytes): {name}")
+    try:
+        return av.open(path, metadata_errors="ignore")
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise RenderError(f"Cannot read media file {name}: {exc}") from exc
+
+
+def media_origin(container: av.container.InputContainer) -> float:
+    start = container.start_time
+    return start / 1_000_000 if start is not None else 0.0
+
+
+class VideoSource:
+    """One media file's video stream, decoded forward from a seek point.
+
+    :meth:`frames_at` picks, for each requested media time, the decoded frame whose timestamp is
+    nearest (frame resampling by timestamp: works for CFR, VFR and any speed).
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self.name = os.path.basename(path) or path
+        self.container = open_media(path)
+        if not self.container.streams.video:
+            self.container.close()
+            raise RenderError(f"{self.name} has no video stream")
+        self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "AUTO"  # frame + slice threads; thread_count 0 = one per core
+        self.stream.codec_context.thread_count = 0
+        self.origin = media_origin(self.container)
+        self.time_base = self.stream.time_base
+        rate = self.stream.average_rate or self.stream.guessed_rate or 30
+        self.frame_interval = 1.0 / float(rate)
+        self._last_time: float | None = None
+
+    def close(self) -> None:
+        self.container.close()
+
+    def __enter__(self) -> VideoSource:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _time(self, frame: av.VideoFrame) -> float:
+        pts = frame.pts
+        if pts is None:  # no timestamp: one frame after the previous one
+            t = (self._last_time + self.frame_interval) if self._last_time is not None else 0.0
+        else:
+            t = float(pts * self.time_base) - self.origin
+        self._last_time = t
+        return t
+
+    def _decode(self) -> Iterator[tuple[float, av.VideoFrame]]:
+        try:
+            for frame in self.container.decode(self.stream):
+                yield self._time(frame), frame
+        except av.FFmpegError as exc:
+            raise RenderError(f"Cannot decode {self.name}: {exc}") from exc
+
+    def _seek(self, t: float) -> None:
+        if t <= 0:
+            self.container.seek(0, backward=True, any_frame=False, stream=self.stream)
+        else:
+            target = int((t + self.origin) / self.time_base)
+            self.container.seek(target, backward=True, any_frame=False, stream=self.stream)
+        self._last_time = None
+
+    def _frames_from(self, t: float) -> Iterator[tuple[float, av.VideoFrame]]:
+        """Decoded (time, frame) from the keyframe at or before ``t`` on."""
+        # a little before t, so that the frame just before t is there to compare with
+        seek_to = t - 2 * self.frame_interval
+        try:
+            self._seek(max(seek_to, 0.0))
+        except av.FFmpegError as exc:
+            raise RenderError(f"Cannot seek in {self.name}: {exc}") from exc
+        frames = self._decode()
+        first = next(frames, None)
+        if first is not None and first[0] > t + self.frame_interval / 2 and seek_to > 0:
+            # the demuxer landed after the target (bad index): decode from the start instead
+            log.debug("seek to %.3f in %s landed at %.3f; decoding from 0", t, self.name, first[0])
+            frames.close()
+            self._seek(0.0)
+            frames = self._decode()
+            first = next(frames, None)
+        if first is None:
+            return
+        yield first
+        yield from frames
+
+    def frames_at(self, times: Iterable[float]) -> Iterator[av.VideoFrame]:
+        """For each media time (non-decreasing), the decoded frame nearest to it.
+
+        Frames before the first wanted time are decoded (from the keyframe before) and dropped.
+        Past the end of the stream the last frame is held.
+        """
+        it = iter(times)
+        t = next(it, None)
+        if t is None:
+            return
+        frames = self._frames_from(t)
+        cur = next(frames, None)
+        if cur is None:
+            raise RenderError(f"{self.name} has no decodable video frames")
+        nxt = next(frames, None)
+        try:
+            while True:
+                while nxt is not None and nxt[0] <= t:
+                    cur, nxt = nxt, next(frames, None)
+                if nxt is not None and nxt[0] - t < t - cur[0]:
+                    yield nxt[1]
+                else:
+                    yield cur[1]
+                t = next(it, None)
+                if t is None:
+                    return
+        finally:
+            frames.close()
+
+
+def display_rotation_of(frame: av.VideoFrame, fallback: int) -> int:
+    """Counter-clockwise display rotation (0/90/180/270) the frame carries, else ``fallback``.
+
+    PyAV's ``VideoFrame.rotation`` reads the display matrix (counter-clockwise degrees); phones
+    write 90 or -90 (= 270) for portrait video. The media's own matrix wins over the plan's copy.
+    """
+    try:
+        rot = frame.rotation
+    except Exception:  # no or unreadable side data
+        rot = 0
+    if rot:
+        r = round(rot / 90) * 90 % 360
+        return r
+    return int(round((fallback or 0) / 90) * 90 % 360)

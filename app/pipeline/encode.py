@@ -1,0 +1,101 @@
+"""MP4 output: H.264 (libx264, yuv420p, CFR timestamps n / fps) + AAC, faststart."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from fractions import Fraction
+
+import av
+
+from app.pipeline.audio import CHANNELS, LAYOUT, SAMPLE_RATE
+from app.pipeline.decode import quiet_ffmpeg
+from app.pipeline.plan import RenderError
+
+_NTSC = (Fraction(24000, 1001), Fraction(30000, 1001), Fraction(60000, 1001), Fraction(120000, 1001))
+
+
+def frame_rate(fps: float) -> Fraction:
+    """The exact rate for an fps given as a float (29.97 -> 30000/1001)."""
+    for r in _NTSC:
+        if abs(float(r) - fps) < 0.005:
+            return r
+    rate = Fraction(fps).limit_denominator(1000)
+    if rate <= 0:
+        raise RenderError(f"Invalid export frame rate {fps}")
+    return rate
+
+
+class Output:
+    """The export file. Video frames get pts = their index in 1/fps units (exact CFR)."""
+
+    def __init__(
+        self,
+        path: str,
+        width: int,
+        height: int,
+        rate: Fraction,
+        crf: int,
+        preset: str,
+        audio: bool,
+    ):
+        quiet_ffmpeg()
+        self.path = path
+        self.rate = rate
+        self.time_base = 1 / rate
+        try:
+            # format given: the job layer may write to a temporary name without .mp4
+            self.container = av.open(path, "w", format="mp4", options={"movflags": "+faststart"})
+        except (av.FFmpegError, OSError) as exc:
+            raise RenderError(f"Cannot write {path}: {exc}") from exc
+        try:
+            v = self.container.add_stream("libx264", rate=rate)
+            v.width, v.height = width, height
+            v.pix_fmt = "yuv420p"
+            v.options = {"crf": str(crf), "preset": str(preset)}
+            cc = v.codec_context
+            cc.time_base = self.time_base
+            cc.framerate = rate
+            cc.thread_count = 0  # x264's own choice (frame threads + lookahead)
+            cc.color_range = 1  # limited ("tv") range, what the framers produce
+            self.video = v
+            self.audio = None
+            if audio:
+                a = self.container.add_stream("aac", rate=SAMPLE_RATE, layout=LAYOUT)
+                a.bit_rate = 96_000 * CHANNELS
+                self.audio = a
+        except (av.FFmpegError, ValueError) as exc:
+            self.container.close()
+            raise RenderError(f"Cannot set up the encoder: {exc}") from exc
+        self._closed = False
+
+    def write_video(self, frame: av.VideoFrame, index: int) -> None:
+        frame.pts = index
+        frame.time_base = self.time_base
+        frame.pict_type = av.video.frame.PictureType.NONE
+        for packet in self.video.encode(frame):
+            self.container.mux(packet)
+
+    def write_audio(self, frame: av.AudioFrame) -> None:
+        assert self.audio is not None
+        for packet in self.audio.encode(frame):
+            self.container.mux(packet)
+
+    def finish(self) -> None:
+        """Flush the encoders and write the index (moved to the front: faststart)."""
+        for packet in self.video.encode(None):
+            self.container.mux(packet)
+        if self.audio is not None:
+            for packet in self.audio.encode(None):
+                self.container.mux(packet)
+        self.container.close()
+        self._closed = True
+
+    def abort(self) -> None:
+        """Close without finishing and remove the partial file."""
+        if not self._closed:
+            with contextlib.suppress(Exception):
+                self.container.close()
+            self._closed = True
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.path)

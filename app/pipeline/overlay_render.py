@@ -1,0 +1,383 @@
+"""Overlay export: working video + spotlight regions -> final video (PyAV + torch, no ffmpeg CLI).
+
+- Frames inside a region are drawn with :func:`app.pipeline.spotlight.draw_spotlight` on their
+  YUV 4:2:0 planes (GPU when there is one and the plan allows it); frames outside all regions
+  go to the encoder untouched (no tensor work).
+- Video is encoded with libx264 (crf/preset from the plan, yuv420p), audio packets are copied
+  unchanged, the MP4 is written with faststart.
+- A plan with nothing to draw (no regions, or none that meets the video) is a pure remux: the
+  packets are copied, nothing is re-encoded.
+- Decoding runs in its own thread (PyAV releases the GIL inside FFmpeg), feeding the drawing
+  and encoding loop through a bounded queue.
+- ``progress(fraction)`` is called at least every ``PROGRESS_EVERY`` s and ``should_cancel`` is
+  polled every ``CANCEL_POLL`` s; a cancel raises :class:`Cancelled`. On any failure or cancel
+  the partial output file is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from fractions import Fraction
+from typing import Any
+
+import av
+import numpy as np
+import torch
+from av.video.frame import PictureType
+
+from app.pipeline.device import describe, pick_device
+from app.pipeline.plan import Cancelled, OverlayPlan, RenderError, RenderResult
+from app.pipeline.spotlight import SpotlightStyle, draw_spotlight, spotlight_at
+
+PROGRESS_EVERY = 0.25  # s
+CANCEL_POLL = 0.5  # s
+QUEUE_FRAMES = 8  # decoded frames buffered ahead of the drawing/encoding loop
+
+_threads_lock = threading.Lock()
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def _device(preference: str) -> tuple[torch.device, str]:
+    """The torch device that will really draw (app.pipeline.device rules) and its truthful label."""
+    try:
+        dev = pick_device(preference)
+    except ValueError as exc:
+        raise RenderError(str(exc)) from exc
+    return torch.device(dev), describe(dev)
+
+
+_threads_state = {"users": 0, "before": 0}
+
+
+@contextlib.contextmanager
+def _single_torch_thread(device: torch.device) -> Iterator[None]:
+    """On CPU, draw with one torch thread: the encoder's threads already fill every core, and
+    OpenMP workers spinning against them cost more than they gain. The setting is per OS
+    thread for threads that already ran torch ops; each render thread goes back to the value
+    the process had before the first of the overlapping renders started."""
+    if device.type != "cpu":
+        yield
+        return
+    with _threads_lock:
+        if _threads_state["users"] == 0:
+            _threads_state["before"] = torch.get_num_threads()
+        _threads_state["users"] += 1
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            _threads_state["users"] -= 1
+            torch.set_num_threads(_threads_state["before"])  # this thread, and the default
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _Reporter:
+    """Throttled progress and cancel polling."""
+
+    def __init__(self, progress: Callable[[float], None] | None, should_cancel: Callable[[], bool] | None):
+        self._progress = progress
+        self._cancel = should_cancel
+        self._last_p = -1e9
+        self._last_c = time.monotonic()
+        self.fraction = 0.0
+
+    def tick(self, fraction: float | None = None, force: bool = False) -> None:
+        now = time.monotonic()
+        if fraction is not None:
+            self.fraction = min(max(fraction, self.fraction), 1.0)
+        if self._cancel is not None and (force or now - self._last_c >= CANCEL_POLL):
+            self._last_c = now
+            if self._cancel():
+                raise Cancelled("export cancelled")
+        if self._progress is not None and (force or now - self._last_p >= PROGRESS_EVERY):
+            self._last_p = now
+            self._progress(self.fraction)
+
+    def done(self) -> None:
+        if self._progress is not None:
+            self._progress(1.0)
+
+
+def _open_input(path: str) -> Any:
+    if not path or not os.path.isfile(path):
+        raise RenderError(f"working video not found: {path}")
+    try:
+        return av.open(path, "r")
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise RenderError(f"cannot read the working video {path}: {exc}") from exc
+
+
+def _open_output(path: str) -> Any:
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise RenderError(f"output folder does not exist: {parent}")
+    try:
+        return av.open(path, "w", format="mp4", options={"movflags": "+faststart"})
+    except (av.FFmpegError, OSError) as exc:
+        raise RenderError(f"cannot write {path}: {exc}") from exc
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.remove(path)
+
+
+def _stream_duration(container: Any, stream: Any) -> float:
+    if stream.duration is not None and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return 0.0
+
+
+def _start_time(stream: Any) -> float:
+    if stream.start_time is not None and stream.time_base:
+        return float(stream.start_time * stream.time_base)
+    return 0.0
+
+
+def has_drawing(plan: OverlayPlan, duration: float) -> bool:
+    """True when some region with keyframes meets the video's time span [0, duration]
+    (any region counts when the duration is unknown)."""
+    def meets(r: Any) -> bool:
+        return bool(r.keyframes) and r.end > r.start and r.end > 0 and (duration <= 0 or r.start < duration)
+
+    return any(meets(r) for r in plan.regions)
+
+
+# --------------------------------------------------------------------------- public entry
+
+
+def render_overlay(
+    plan: OverlayPlan,
+    out_path: str,
+    progress: Callable[[float], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> RenderResult:
+    """Render the final video of ``plan`` to ``out_path`` (an MP4, whatever its extension)."""
+    rep = _Reporter(progress, should_cancel)
+    rep.tick(0.0, force=True)
+    inp = _open_input(plan.working_path)
+    try:
+        vstreams = [s for s in inp.streams if s.type == "video"]
+        if not vstreams:
+            raise RenderError(f"the working video has no video stream: {plan.working_path}")
+        vin = vstreams[0]
+        ain = next((s for s in inp.streams if s.type == "audio"), None)
+        duration = _stream_duration(inp, vin)
+        try:
+            SpotlightStyle.from_settings(plan)
+        except ValueError as exc:
+            raise RenderError(f"invalid overlay settings: {exc}") from exc
+        try:
+            if not has_drawing(plan, duration):
+                result = _remux(inp, vin, ain, out_path, rep, duration)
+            else:
+                result = _reencode(plan, inp, vin, ain, out_path, rep, duration)
+        except BaseException:
+            _remove(out_path)
+            raise
+    finally:
+        inp.close()
+    rep.done()
+    return result
+
+
+# --------------------------------------------------------------------------- no drawing: remux
+
+
+def _remux(inp: Any, vin: Any, ain: Any | None, out_path: str, rep: _Reporter, duration: float) -> RenderResult:
+    out = _open_output(out_path)
+    try:
+        vout = out.add_stream_from_template(vin)
+        aout = out.add_stream_from_template(ain) if ain is not None else None
+        packets = 0
+        streams = [vin] + ([ain] if ain is not None else [])
+        for pkt in inp.demux(streams):
+            if pkt.dts is None:
+                continue
+            if pkt.stream is vin:
+                pkt.stream = vout
+                if pkt.pts is not None and duration > 0:
+                    rep.tick(float(pkt.pts * vin.time_base) / duration * 0.95)
+            else:
+                pkt.stream = aout
+            out.mux(pkt)
+            packets += 1
+            rep.tick()
+    except av.FFmpegError as exc:
+        raise RenderError(f"copying the working video failed: {exc}") from exc
+    finally:
+        out.close()
+    return RenderResult(
+        path=out_path, width=vin.codec_context.width, height=vin.codec_context.height,
+        duration=duration, device="CPU", extra={"reencoded": False, "packets": packets},
+    )
+
+
+# --------------------------------------------------------------------------- drawing: re-encode
+
+
+def _decoder(inp: Any, vin: Any, ain: Any | None, q: queue.Queue, stop: threading.Event) -> None:
+    """Demux + decode in a thread: puts ('v', frame), ('a', packet), then ('end', None) or ('err', exc)."""
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    try:
+        streams = [vin] + ([ain] if ain is not None else [])
+        for pkt in inp.demux(streams):
+            if stop.is_set():
+                return
+            if pkt.stream is vin:
+                for frame in vin.codec_context.decode(pkt if pkt.size else None):
+                    if not put(("v", frame)):
+                        return
+            elif pkt.dts is not None:
+                if not put(("a", pkt)):
+                    return
+        put(("end", None))
+    except BaseException as exc:  # handed to the consumer, which raises it
+        put(("err", exc))
+
+
+def _reencode(
+    plan: OverlayPlan, inp: Any, vin: Any, ain: Any | None, out_path: str, rep: _Reporter, duration: float
+) -> RenderResult:
+    device, label = _device(plan.device)
+    style = SpotlightStyle.from_settings(plan)
+    cc_in = vin.codec_context
+    width, height = cc_in.width, cc_in.height
+    if width % 2 or height % 2:
+        raise RenderError(f"the working video's size must be even, got {width}x{height}")
+    tb = vin.time_base or Fraction(1, 90000)
+    rate = vin.average_rate or vin.guessed_rate or Fraction(30, 1)
+    total = vin.frames or max(1, round(duration * float(rate)))
+    step = max(1, round(1 / (float(rate) * float(tb))))  # one frame in time-base units
+    t0 = _start_time(vin)
+
+    vin.thread_type = "AUTO"
+    out = _open_output(out_path)
+    stop = threading.Event()
+    q: queue.Queue = queue.Queue(maxsize=QUEUE_FRAMES)
+    dec = threading.Thread(target=_decoder, args=(inp, vin, ain, q, stop), name="overlay-decode", daemon=True)
+    frames = drawn = 0
+    try:
+        vout = out.add_stream("libx264", rate=rate)
+        vout.width, vout.height = width, height
+        vout.pix_fmt = "yuv420p"
+        vout.time_base = tb
+        enc = vout.codec_context
+        enc.time_base = tb
+        enc.thread_count = 0  # x264 picks (frame threads, like the ffmpeg CLI)
+        enc.thread_type = "AUTO"
+        for attr in ("color_range", "colorspace", "color_primaries", "color_trc"):
+            with contextlib.suppress(AttributeError, ValueError, TypeError):
+                val = getattr(cc_in, attr)
+                if val:
+                    setattr(enc, attr, val)
+        vout.options = {"crf": str(plan.crf), "preset": plan.preset}
+        aout = out.add_stream_from_template(ain) if ain is not None else None
+
+        def mux_video(frame: Any) -> None:
+            try:
+                for p in vout.encode(frame):
+                    out.mux(p)
+            except av.FFmpegError as exc:
+                raise RenderError(f"encoding the final video failed: {exc}") from exc
+
+        with _single_torch_thread(device):
+            dec.start()
+            next_pts = 0
+            while True:
+                try:
+                    kind, item = q.get(timeout=CANCEL_POLL / 2)
+                except queue.Empty:
+                    rep.tick()
+                    continue
+                if kind == "end":
+                    break
+                if kind == "err":
+                    if isinstance(item, av.FFmpegError):
+                        raise RenderError(f"decoding the working video failed: {item}") from item
+                    raise item
+                if kind == "a":
+                    item.stream = aout
+                    out.mux(item)
+                    continue
+                frame = item
+                pts = frame.pts if frame.pts is not None else next_pts
+                next_pts = pts + step
+                t = float(pts * tb) - t0
+                shape = spotlight_at(style, plan.regions, t, height)
+                if shape is not None:
+                    frame = _draw(frame, t, style, plan, shape, device)
+                    drawn += 1
+                frame.pts = pts
+                frame.time_base = tb
+                frame.pict_type = PictureType.NONE
+                mux_video(frame)
+                frames += 1
+                rep.tick(0.97 * frames / total)
+            for i, p in enumerate(vout.encode(None)):
+                out.mux(p)
+                if i % 4 == 0:
+                    rep.tick()
+    except av.FFmpegError as exc:
+        raise RenderError(f"writing the final video failed: {exc}") from exc
+    finally:
+        stop.set()
+        if dec.is_alive():
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    q.get_nowait()
+            dec.join(timeout=5)
+        out.close()
+    return RenderResult(
+        path=out_path, width=width, height=height, duration=duration, device=label,
+        extra={"reencoded": True, "frames": frames, "drawn_frames": drawn, "encoder": "libx264",
+               "requested_device": plan.device},
+    )
+
+
+def plane_arrays(frame: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Zero-copy (Y, U, V) numpy views of a yuv420p VideoFrame's planes (line padding cut off)."""
+    views = []
+    for p in frame.planes:
+        a = np.frombuffer(p, np.uint8)
+        views.append(a[: p.line_size * p.height].reshape(p.height, p.line_size)[:, : p.width])
+    return views[0], views[1], views[2]
+
+
+def _draw(frame: Any, t: float, style: SpotlightStyle, plan: OverlayPlan, shape: Any, device: torch.device) -> Any:
+    """Decoded frame -> a new yuv420p frame with the spotlight drawn.
+
+    The decoder's buffer is only read (it may still be a reference picture). On CPU the
+    drawing reads the decoded planes and writes the new frame's planes directly (the dim pass
+    is the copy); on a GPU the planes travel as one packed I420 array.
+    """
+    if frame.format.name != "yuv420p":
+        frame = frame.reformat(format="yuv420p")
+    if device.type == "cpu":
+        new = av.VideoFrame(frame.width, frame.height, "yuv420p")
+        draw_spotlight(plane_arrays(frame), t, style, plan.regions, shape=shape, out=plane_arrays(new))
+        return new
+    ten = torch.from_numpy(frame.to_ndarray()).to(device, non_blocking=True)
+    draw_spotlight(ten, t, style, plan.regions, shape=shape)
+    return av.VideoFrame.from_ndarray(np.ascontiguousarray(ten.cpu().numpy()), format="yuv420p")

@@ -1,0 +1,145 @@
+"""`reelforge export ...` through the real entry point: output, jobs, cancel from another process,
+kill -9 mid-export, failures with their reasons."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import pytest
+
+from tests.media import make_video
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def ok(r):
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+@pytest.fixture
+def project(cli, tmp_path):
+    src = make_video(tmp_path / "game.mp4", width=320, height=180, duration=1.5, audio=True)
+    pid = ok(cli("project", "create", "Export me")).stdout.strip()
+    ok(cli("clip", "add", pid, str(src)))
+    return pid
+
+
+def test_export_framing_then_overlay(cli, project):
+    r = ok(cli("export", "framing", project))
+    out = Path(r.stdout.strip())
+    assert out.is_file()
+    assert "100%" in r.stderr and "error" not in r.stderr  # plain percentage lines off a terminal
+    with av.open(str(out)) as c:
+        v = c.streams.video[0]
+        assert (v.width, v.height) == (1080, 1920)  # the project's export settings (9:16)
+        assert c.streams.audio
+    r = ok(cli("export", "overlay", project, "--json"))
+    job = json.loads(r.stdout)
+    assert job["status"] == "complete" and job["type"] == "overlay" and Path(job["output"]).is_file()
+    jobs = json.loads(ok(cli("export", "list", "--json")).stdout)
+    assert {j["type"] for j in jobs} == {"framing", "overlay"}
+    for j in jobs:
+        assert set(j) >= {"id", "project_id", "type", "status", "progress", "error", "output", "created_at",
+                          "finished_at"}
+        assert j["status"] == "complete" and j["progress"] == 100.0 and "+00:00" in j["finished_at"]
+    rows = json.loads(ok(cli("project", "list", "--json")).stdout)
+    assert rows[0]["status"] == "complete" and rows[0]["has_final_video"] is True
+
+
+def test_export_errors(cli, project, data_dir):
+    r = cli("export", "overlay", project)
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "working video" in r.stderr
+    r = cli("export", "framing", "no-such-project")
+    assert r.returncode == 2 and "no project" in r.stderr
+    empty = ok(cli("project", "create", "Empty")).stdout.strip()
+    r = cli("export", "framing", empty)
+    assert r.returncode == 2 and "no clips" in r.stderr
+    r = cli("export", "cancel", "no-such-job")
+    assert r.returncode == 2
+
+
+def test_missing_media_fails_with_the_reason(cli, project, data_dir):
+    for f in (data_dir / "media").rglob("*.mp4"):
+        f.unlink()
+    r = cli("export", "framing", project)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1].startswith("error: ") and "missing" in r.stderr
+    (job,) = json.loads(ok(cli("export", "list", "--json")).stdout)
+    assert job["status"] == "failed" and "missing" in job["error"]
+    assert json.loads(ok(cli("project", "list", "--json")).stdout)[0]["status"] == "not_started"
+
+
+@pytest.fixture(scope="module")
+def long_src(tmp_path_factory):
+    """Long enough (1080p, several seconds) that an export is still running when we act on it."""
+    return make_video(tmp_path_factory.mktemp("long") / "long.mp4", width=1920, height=1080, duration=12.0)
+
+
+@pytest.fixture
+def long_project(cli, long_src):
+    src = long_src
+    pid = ok(cli("project", "create", "Long")).stdout.strip()
+    ok(cli("clip", "add", pid, str(src)))
+    ok(cli("project", "apply", pid, "-", stdin=json.dumps({"export_settings": {"preset": "medium"}})))
+    return pid
+
+
+def start_export(data_dir, pid):
+    env = dict(os.environ)
+    return subprocess.Popen([sys.executable, "-m", "app", "--data-dir", str(data_dir), "export", "framing", pid],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def wait_running(cli, timeout=60):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        jobs = json.loads(ok(cli("export", "list", "--json")).stdout)
+        running = [j for j in jobs if j["status"] == "running" and j["progress"] > 0]
+        if running:
+            return running[0]
+        time.sleep(0.2)
+    raise AssertionError("the export never started running")
+
+
+def test_cancel_from_another_process(cli, long_project, data_dir):
+    proc = start_export(data_dir, long_project)
+    try:
+        job = wait_running(cli)
+        ok(cli("export", "cancel", job["id"]))
+        returned = time.monotonic()
+        rc = proc.wait(10)
+        assert time.monotonic() - returned < 2.0
+        assert rc == 1
+        assert "cancel" in proc.stderr.read().strip().splitlines()[-1]
+    finally:
+        proc.kill()
+    (job,) = json.loads(ok(cli("export", "list", "--json")).stdout)
+    assert job["status"] == "cancelled" and job["output"] is None
+    assert not list((data_dir / "tmp").glob("*")), "no partial file left in the data directory"
+    assert json.loads(ok(cli("project", "list", "--json")).stdout)[0]["has_working_video"] is False
+
+
+def test_kill_9_mid_export_is_interrupted_and_leaves_no_pointer(cli, long_project, data_dir):
+    proc = start_export(data_dir, long_project)
+    try:
+        wait_running(cli)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        proc.kill()
+    killed = time.monotonic()
+    (job,) = json.loads(ok(cli("export", "list", "--json")).stdout)
+    assert job["status"] == "interrupted"
+    assert time.monotonic() - killed < 10
+    row = json.loads(ok(cli("project", "list", "--json")).stdout)[0]
+    assert row["status"] == "not_started" and row["has_working_video"] is False and row["progress"] is None
+    assert not list((data_dir / "tmp").glob("*"))
