@@ -58,10 +58,6 @@ def plane_view(frame: av.VideoFrame, i: int) -> np.ndarray:
     ]
 
 
-def new_frame(width: int, height: int, fmt: str = "yuv420p") -> av.VideoFrame:
-    return av.VideoFrame(width, height, fmt)
-
-
 def frame_from_planes(planes: list[np.ndarray], width: int, height: int) -> av.VideoFrame:
     """A ``yuv420p`` frame holding a copy of three uint8 planes."""
     out = av.VideoFrame(width, height, "yuv420p")
@@ -97,18 +93,6 @@ def mix(a: av.VideoFrame, b: av.VideoFrame, amount: float) -> av.VideoFrame:
         pb = plane_view(b, i).astype(np.uint16)
         planes.append(((pa * (256 - w) + pb * w + 128) >> 8).astype(np.uint8))
     return frame_from_planes(planes, a.width, a.height)
-
-
-def black_frame(width: int, height: int) -> av.VideoFrame:
-    return frame_from_planes(
-        [
-            np.full((height, width), 16, np.uint8),
-            np.full((height // 2, width // 2), 128, np.uint8),
-            np.full((height // 2, width // 2), 128, np.uint8),
-        ],
-        width,
-        height,
-    )
 
 
 def pixel_box(box: Box, frame_w: int, frame_h: int, sx: float = 1.0, sy: float = 1.0) -> tuple[int, int, int, int]:

@@ -26,6 +26,10 @@ PyAV releases the GIL in decode, swscale, filter graphs and encode, so the stage
 
 On failure or cancel nothing is left at ``out_path``: the partial file is closed and removed
 before :class:`Cancelled` / :class:`RenderError` is raised.
+
+FFmpeg's log is switched off (PyAV level ``None``) while rendering: PyAV's Python log callback
+(any other level) takes the GIL from FFmpeg's own threads and can deadlock a frame-threaded
+decoder being closed by another thread. Do not set another level in a process that renders.
 """
 
 from __future__ import annotations
@@ -439,5 +443,6 @@ def render_framing(
             "transition": layout.transition,
             "upscaler": "ai" if upscale is not None else "lanczos",
             "seconds": round(elapsed, 3),
+            "device_requested": plan.device,
         },
     )
