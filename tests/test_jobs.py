@@ -1,0 +1,93 @@
+"""Export job lifecycle details: the GPU slot queue, progress cadence, crash-safe commit order."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from app.jobs.service import ExportService, Settings
+from app.storage.models import ExportJob, Project, WorkingVideo
+from tests.media import make_video
+from tests.test_status import Gate, in_thread, wait_for
+
+
+class GpuService(ExportService):
+    """As on a machine with one GPU: every job asks for the GPU slot."""
+
+    def _wants_gpu(self) -> bool:
+        return True
+
+
+def test_one_gpu_export_at_a_time_the_rest_queue(lib, tmp_path):
+    src = make_video(tmp_path / "a.mp4", duration=1.0)
+    p1, p2 = lib.create_project("One"), lib.create_project("Two")
+    lib.add_clip(p1, src)
+    lib.add_clip(p2, src)
+    gate = Gate("framing")
+    svc = GpuService(lib, Settings(device="cpu", max_gpu_jobs=1), renderers={"framing": gate})
+    t1, o1 = in_thread(svc.export, p1, "framing")
+    assert gate.started.wait(10)
+    t2, o2 = in_thread(svc.export, p2, "framing")
+    time.sleep(1.5)
+    jobs = {j["project_id"]: j["status"] for j in svc.list_jobs()}
+    assert jobs == {p1: "running", p2: "queued"}
+    assert lib.status(p2).status == "exporting_framing"  # a queued export shows on its card too
+    gate.go.set()
+    t1.join(60)
+    t2.join(60)
+    assert o1["result"]["status"] == "complete" and o2["result"]["status"] == "complete"
+
+
+def test_progress_arrives_at_least_once_a_second(lib, tmp_path):
+    src = make_video(tmp_path / "b.mp4", width=1280, height=720, duration=6.0)
+    pid = lib.create_project("Cadence")
+    lib.add_clip(pid, src)
+    stamps: list[tuple[float, float]] = []
+    job = ExportService(lib, Settings(device="cpu")).export(
+        pid, "framing", progress=lambda pct: stamps.append((time.monotonic(), pct)))
+    assert job["status"] == "complete"
+    times = [t for t, _ in stamps]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert stamps[-1][1] == 100.0
+    assert max(gaps) <= 1.0, gaps
+    assert [p for _, p in stamps] == sorted(p for _, p in stamps)  # never goes backwards
+
+
+def test_output_committed_after_the_file_is_in_place(lib, tmp_path):
+    """The pointer is committed only once the file sits at its final, content-addressed path,
+    and the job says complete in the same transaction."""
+    src = make_video(tmp_path / "c.mp4", duration=1.0)
+    pid = lib.create_project("Order")
+    lib.add_clip(pid, src)
+    seen: list[bool] = []
+    svc = ExportService(lib, Settings(device="cpu"))
+    original = svc._commit
+
+    def watching_commit(job_id, kind, tmp, result, inputs_hash, extra):
+        seen.append(tmp.is_file())
+        with lib.db.read() as s:  # nothing published yet
+            assert s.get(Project, pid).working_video_id is None
+            assert s.get(ExportJob, job_id).status == "running"
+        return original(job_id, kind, tmp, result, inputs_hash, extra)
+
+    svc._commit = watching_commit
+    job = svc.export(pid, "framing")
+    assert seen == [True] and job["status"] == "complete"
+    with lib.db.read() as s:
+        wv = s.get(WorkingVideo, s.get(Project, pid).working_video_id)
+        assert lib.output_path(wv.sha256).is_file()
+        from app.pipeline.hashing import sha256_file
+
+        assert sha256_file(lib.output_path(wv.sha256)) == wv.sha256
+
+
+def test_cancel_of_a_queued_job(lib, tmp_path):
+    src = make_video(tmp_path / "d.mp4", duration=1.0)
+    pid = lib.create_project("Queued")
+    lib.add_clip(pid, src)
+    svc = ExportService(lib, Settings(device="cpu"))
+    job_id = svc.enqueue(pid, "framing")
+    svc.cancel(job_id)
+    stop = threading.Event()
+    assert svc.run(job_id, cancel_event=stop)["status"] == "cancelled"
+    assert wait_for(lambda: lib.status(pid).status == "not_started")
