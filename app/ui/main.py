@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 
-def run(data_dir: Path) -> int:
+def make_app():
     from PySide6.QtWidgets import QApplication
 
-    from app.services.library import Library
-    from app.ui.main_window import MainWindow
+    from app.ui import theme
+    from app.ui.icons import icon
 
     app = QApplication.instance() or QApplication(sys.argv)
     app.setApplicationName("Reelforge")
     app.setOrganizationName("Reelforge")
-    app.setStyle("Fusion")
+    app.setWindowIcon(icon("reelforge"))
+    theme.apply(app, os.environ.get("REELFORGE_THEME") or None)
+    return app
+
+
+def run(data_dir: Path) -> int:
+    from app.services.library import Library
+    from app.ui.main_window import MainWindow
+
+    app = make_app()
     lib = Library(data_dir)
     win = MainWindow(lib)
     win.show()

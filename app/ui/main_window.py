@@ -1,58 +1,663 @@
-"""The main window: the project grid."""
+"""The main window: project grid, the two editors, the export queue, menus and status bar."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QSize, Qt
-from PySide6.QtWidgets import QLabel, QListView, QMainWindow, QStackedWidget
+import logging
+import sys
+from pathlib import Path
 
-from app.services.library import Library
+from PySide6.QtCore import QSettings, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QAction, QDesktopServices, QKeySequence, QUndoGroup
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDockWidget,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QPushButton,
+    QStackedWidget,
+    QSystemTrayIcon,
+    QTabWidget,
+    QTextBrowser,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.jobs.service import ExportService
+from app.services import editing
+from app.services.library import ASPECTS, Library
+from app.ui.exports import ExportManager, QueuePanel
+from app.ui.framing_editor import FramingEditor
+from app.ui.icons import icon
+from app.ui.overlay_editor import OverlayEditor
+from app.ui.project_grid import ProjectFilter, ProjectGridView, ProjectListModel
+from app.ui.session import ProjectSession
+from app.ui.video import FrameServer, ProxyBuilder
+from app.ui.workers import Pools
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTS = {".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mts", ".m2ts", ".3gp", ".mpg", ".mpeg", ".ts"}
+
+SHORTCUTS = [
+    ("Space", "Play / pause"),
+    ("J / K / L", "Play backwards / pause / play forwards (press again: faster)"),
+    ("← / →", "Previous / next frame"),
+    ("K", "Add a keyframe at the playhead (when paused)"),
+    ("S", "Split the segment at the playhead (framing)"),
+    ("Delete", "Delete the keyframe on this frame"),
+    ("Ctrl+Z", "Undo"),
+    ("Ctrl+Shift+Z / Ctrl+Y", "Redo"),
+    ("Ctrl+N", "New project"),
+    ("Ctrl+I", "Import videos as a new project"),
+    ("Ctrl+F", "Search projects"),
+    ("Ctrl+E", "Export (in an editor)"),
+    ("Esc", "Back to the projects"),
+]
 
 
-class ProjectListModel(QAbstractListModel):
-    def __init__(self, lib: Library, parent=None):
+def device_words() -> tuple[str, str]:
+    """("CUDA: <name>" or "CPU", torch version): runs on a worker (imports torch)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:  # the version without importing torch (pick_device imports it only where a GPU may exist)
+        version = dist_version("torch")
+    except PackageNotFoundError:
+        version = "not installed"
+    try:
+        from app.pipeline.device import describe, pick_device
+
+        return describe(pick_device("auto")), version
+    except Exception:  # noqa: BLE001
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                return f"CUDA: {torch.cuda.get_device_name(0)}", version
+        except Exception:  # noqa: BLE001
+            pass
+        return "CPU", version
+
+
+class NewProjectDialog(QDialog):
+    def __init__(self, parent=None, name: str = ""):
         super().__init__(parent)
-        self.lib = lib
-        self.rows: list[dict] = []
-        self.refresh()
+        self.setWindowTitle("New project")
+        f = QFormLayout(self)
+        self.name = QLineEdit(name or "Untitled project")
+        self.name.selectAll()
+        self.aspect = QComboBox()
+        self.aspect.addItems(list(ASPECTS))
+        f.addRow("Name", self.name)
+        f.addRow("Aspect ratio", self.aspect)
+        bb = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        bb.accepted.connect(self.accept)
+        bb.rejected.connect(self.reject)
+        f.addRow(bb)
 
-    def refresh(self) -> None:
-        self.beginResetModel()
-        self.rows = self.lib.list_projects()
-        self.endResetModel()
 
-    def rowCount(self, parent=QModelIndex()):  # noqa: N802 - Qt API
-        return 0 if parent.isValid() else len(self.rows)
+class GridPage(QWidget):
+    def __init__(self, model: ProjectListModel, parent=None):
+        super().__init__(parent)
+        lay = QVBoxLayout(self)
+        bar = QHBoxLayout()
+        title = QLabel("<span style='font-size:16pt; font-weight:600'>Projects</span>")
+        bar.addWidget(title)
+        bar.addStretch(1)
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search projects…")
+        self.search.setClearButtonEnabled(True)
+        self.search.setMaximumWidth(280)
+        self.sort = QComboBox()
+        self.sort.addItems([f"Sort: {s}" for s in ProjectFilter.SORTS])
+        self.new_btn = QPushButton(icon("add"), "New project")
+        self.import_btn = QPushButton(icon("clip"), "Import videos…")
+        for w in (self.search, self.sort, self.import_btn, self.new_btn):
+            bar.addWidget(w)
+        lay.addLayout(bar)
+        self.proxy = ProjectFilter(self)
+        self.proxy.setSourceModel(model)
+        self.proxy.set_sort("Recent")
+        self.search.textChanged.connect(self.proxy.set_text)
+        self.sort.currentIndexChanged.connect(lambda i: self.proxy.set_sort(ProjectFilter.SORTS[i]))
+        self.view = ProjectGridView()
+        self.view.setModel(self.proxy)
+        self.view.setAcceptDrops(False)  # the window takes file drops
+        self.empty = QLabel(
+            "<div style='text-align:center'>"
+            "<p style='font-size:14pt; font-weight:600'>No projects yet</p>"
+            "<p>Drop video files anywhere on this window to start a project,<br>"
+            "or click <b>New project</b>.</p></div>")
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.no_match = QLabel("No project matches the search.")
+        self.no_match.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.stack = QStackedWidget()
+        for w in (self.empty, self.view, self.no_match):
+            self.stack.addWidget(w)
+        lay.addWidget(self.stack, 1)
+        for sig in (model.modelReset, model.rowsInserted, model.rowsRemoved, self.proxy.layoutChanged,
+                    self.proxy.modelReset, self.proxy.rowsInserted, self.proxy.rowsRemoved):
+            sig.connect(self.update_state)
+        self.model = model
+        self.update_state()
 
-    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
-        if not index.isValid():
-            return None
-        row = self.rows[index.row()]
-        if role == Qt.ItemDataRole.DisplayRole:
-            return f"{row['name']}\n{row['status'].replace('_', ' ')}"
-        if role == Qt.ItemDataRole.UserRole:
-            return row
-        return None
+    def update_state(self, *_a) -> None:
+        if not self.model.rowCount():
+            self.stack.setCurrentWidget(self.empty)
+        elif not self.proxy.rowCount():
+            self.stack.setCurrentWidget(self.no_match)
+        else:
+            self.stack.setCurrentWidget(self.view)
+
+
+class EditorPage(QWidget):
+    """Header (back, project name, undo state) + tabs Framing | Overlay."""
+
+    back = Signal()
+
+    def __init__(self, framing: FramingEditor, overlay: OverlayEditor, parent=None):
+        super().__init__(parent)
+        lay = QVBoxLayout(self)
+        top = QHBoxLayout()
+        self.back_btn = QToolButton()
+        self.back_btn.setIcon(icon("back"))
+        self.back_btn.setText("Projects")
+        self.back_btn.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.back_btn.clicked.connect(self.back.emit)
+        self.title = QLabel()
+        self.status = QLabel()
+        top.addWidget(self.back_btn)
+        top.addWidget(self.title)
+        top.addStretch(1)
+        top.addWidget(self.status)
+        lay.addLayout(top)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(framing, "1  Framing")
+        self.tabs.addTab(overlay, "2  Overlay")
+        lay.addWidget(self.tabs, 1)
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, lib: Library):
+    def __init__(self, lib: Library, export_service: ExportService | None = None, poll_ms: int = 1000):
         super().__init__()
+        # worker threads (posters, imports, exports) hold the GIL for up to the switch interval
+        # at a time; 1 ms instead of 5 ms keeps the GUI thread's turn short when they all run
+        sys.setswitchinterval(0.001)
         self.lib = lib
         self.setWindowTitle("Reelforge")
-        self.resize(1200, 800)
-        self.model = ProjectListModel(lib, self)
-        self.grid = QListView()
-        self.grid.setViewMode(QListView.ViewMode.IconMode)
-        self.grid.setResizeMode(QListView.ResizeMode.Adjust)
-        self.grid.setGridSize(QSize(240, 200))
-        self.grid.setModel(self.model)
-        self.empty = QLabel("No projects yet.\nDrop video files here to start one.")
-        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.stack = QStackedWidget()
-        self.stack.addWidget(self.empty)
-        self.stack.addWidget(self.grid)
-        self.setCentralWidget(self.stack)
-        self.update_empty_state()
+        self.setWindowIcon(icon("reelforge"))
+        self.setAcceptDrops(True)
+        self.pools = Pools()
+        self.svc = export_service or ExportService(lib)
+        self.exports = ExportManager(self.svc, self.pools, self)
+        self.sessions: dict[str, ProjectSession] = {}
+        self.undo_group = QUndoGroup(self)
+        self.current: ProjectSession | None = None
+        self.device = "…"
+        self.torch_version = "…"
 
-    def update_empty_state(self) -> None:
-        self.stack.setCurrentWidget(self.grid if self.model.rowCount() else self.empty)
+        cache = Path(lib.data_dir) / "cache" / "proxies"
+        self.frames = FrameServer(self)
+        self.proxies = ProxyBuilder(cache, self)
+
+        self.model = ProjectListModel(lib, self.pools, self)
+        self.grid_page = GridPage(self.model)
+        self.framing = FramingEditor(self.frames, self.proxies)
+        self.overlay = OverlayEditor(self.frames)
+        self.editor_page = EditorPage(self.framing, self.overlay)
+        self.editor_page.back.connect(self.show_grid)
+        self.editor_page.tabs.currentChanged.connect(self._on_tab)
+        self.pages = QStackedWidget()
+        self.pages.addWidget(self.grid_page)
+        self.pages.addWidget(self.editor_page)
+        self.setCentralWidget(self.pages)
+
+        self.names: dict[str, str] = {}
+        self.queue = QueuePanel(self.exports, self.names)
+        self.queue_dock = QDockWidget("Export queue", self)
+        self.queue_dock.setObjectName("exportQueue")
+        self.queue_dock.setWidget(self.queue)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.queue_dock)
+
+        self.device_label = QLabel("Renders on: …")
+        self.device_label.setMinimumWidth(160)
+        self.statusBar().addPermanentWidget(self.device_label)
+        self.tray = QSystemTrayIcon(icon("reelforge"), self) if QSystemTrayIcon.isSystemTrayAvailable() else None
+        if self.tray:
+            self.tray.show()
+        self.notifications: list[str] = []
+
+        self._build_menus()
+        self._wire()
+        self._restore_geometry()
+
+        self._poll_sig = None
+        self._polling = False
+        self.poll_timer = QTimer(self)
+        self.poll_timer.setInterval(poll_ms)
+        self.poll_timer.timeout.connect(self.poll)
+        self.poll_timer.start()
+        self.poll(force=True)
+        self.pools.submit(device_words, self._on_device)
+
+    # ------------------------------------------------------------------ setup
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        fm = mb.addMenu("&File")
+        self.act_new = fm.addAction(icon("add"), "&New project…", self.new_project_dialog)
+        self.act_new.setShortcut(QKeySequence.StandardKey.New)
+        self.act_import = fm.addAction(icon("clip"), "&Import videos as a new project…", self.import_dialog)
+        self.act_import.setShortcut(QKeySequence("Ctrl+I"))
+        self.act_export = fm.addAction(icon("export"), "&Export", self.export_current)
+        self.act_export.setShortcut(QKeySequence("Ctrl+E"))
+        fm.addSeparator()
+        fm.addAction("&Quit", self.close).setShortcut(QKeySequence.StandardKey.Quit)
+        em = mb.addMenu("&Edit")
+        self.act_undo = self.undo_group.createUndoAction(self, "&Undo")
+        self.act_undo.setShortcuts([QKeySequence.StandardKey.Undo])
+        self.act_redo = self.undo_group.createRedoAction(self, "&Redo")
+        self.act_redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        em.addAction(self.act_undo)
+        em.addAction(self.act_redo)
+        fsearch = QAction("Find", self)
+        fsearch.setShortcut(QKeySequence.StandardKey.Find)
+        fsearch.triggered.connect(lambda: (self.show_grid(), self.grid_page.search.setFocus()))
+        self.addAction(fsearch)
+        esc = QAction("Back", self)
+        esc.setShortcut(QKeySequence(Qt.Key.Key_Escape))
+        esc.triggered.connect(self.show_grid)
+        self.addAction(esc)
+        vm = mb.addMenu("&View")
+        vm.addAction(self.queue_dock.toggleViewAction())
+        hm = mb.addMenu("&Help")
+        hm.addAction("&Keyboard shortcuts", self.show_shortcuts).setShortcut(QKeySequence("F1"))
+        hm.addAction("&About Reelforge", self.show_about)
+
+    def _wire(self) -> None:
+        g = self.grid_page
+        g.new_btn.clicked.connect(self.new_project_dialog)
+        g.import_btn.clicked.connect(self.import_dialog)
+        g.view.doubleClicked.connect(lambda idx: self.open_project(idx.data(Qt.ItemDataRole.UserRole)["id"]))
+        g.view.customContextMenuRequested.connect(self._context_menu)
+        self.framing.exportRequested.connect(self.start_export)
+        self.overlay.exportRequested.connect(self.start_export)
+        self.framing.addClipsRequested.connect(self.add_clips_dialog)
+        self.framing.message.connect(lambda m: self.statusBar().showMessage(m, 4000))
+        self.overlay.message.connect(lambda m: self.statusBar().showMessage(m, 4000))
+        self.exports.signals.progress.connect(self._on_export_progress)
+        self.exports.signals.finished.connect(self._on_export_finished)
+        self.exports.signals.failed.connect(lambda _p, m: self.error("Cannot export", m))
+        self.exports.signals.started.connect(lambda *_a: self.poll(force=True))
+
+    def _restore_geometry(self) -> None:
+        st = QSettings()
+        geo = st.value("window/geometry")
+        if geo is not None:
+            self.restoreGeometry(geo)
+        else:
+            self.resize(1280, 820)
+        state = st.value("window/state")
+        if state is not None:
+            self.restoreState(state)
+
+    def closeEvent(self, ev) -> None:  # noqa: N802
+        st = QSettings()
+        st.setValue("window/geometry", self.saveGeometry())
+        st.setValue("window/state", self.saveState())
+        self.poll_timer.stop()
+        for s in self.sessions.values():
+            s.close()
+        for ev_cancel in list(self.exports.cancels.values()):
+            ev_cancel.set()
+        self.proxies.stop()
+        self.frames.stop()
+        self.pools.wait(5000)
+        super().closeEvent(ev)
+
+    def _on_device(self, result) -> None:
+        self.device, self.torch_version = result
+        self.device_label.setText(f"Renders on: {self.device}")
+        self.device_label.setToolTip("Exports run on this device" + (
+            "" if self.device != "CPU" else " (no supported GPU found: exports use the CPU)"))
+
+    # ------------------------------------------------------------------ polling (off the GUI thread)
+    def poll(self, force: bool = False) -> None:
+        if self._polling:
+            return
+        self._polling = True
+        lib, svc, last = self.lib, self.svc, None if force else self._poll_sig
+
+        def work():
+            sig = editing.change_signature(lib)
+            if sig == last:
+                return sig, None, None
+            return sig, lib.list_projects(), svc.list_jobs()
+
+        def done(result):
+            self._polling = False
+            sig, rows, jobs = result
+            self._poll_sig = sig
+            if rows is None:
+                return
+            self.names.clear()
+            self.names.update({r["id"]: r["name"] for r in rows})
+            self.model.set_rows(rows)
+            self.grid_page.proxy.invalidate()
+            self.exports.set_polled(jobs)
+            self.grid_page.update_state()
+            self._update_editor_header()
+
+        def failed(exc):
+            self._polling = False
+            log.warning("status poll failed: %s", exc)
+
+        self.pools.submit(work, done, failed, pool=self.pools.poll)
+
+    def _on_export_progress(self, _job_id: str, _p: float) -> None:
+        live = {}
+        for info in self.exports.live.values():
+            live[info["project_id"]] = info["progress"]
+        self.model.set_live_progress(live)
+
+    def _on_export_finished(self, job: dict) -> None:
+        self._on_export_progress("", 0)
+        name = self.names.get(job["project_id"], "project")
+        kind = "Working video" if job["type"] == "framing" else "Final video"
+        if job["status"] == "complete":
+            text = f"{kind} of “{name}” is ready."
+        elif job["status"] == "cancelled":
+            text = f"Export of “{name}” was cancelled; the project is as it was."
+        else:
+            text = f"Export of “{name}” failed: {job.get('error')}"
+        self.notify("Export finished" if job["status"] == "complete" else "Export stopped", text)
+        self.poll(force=True)
+        s = self.sessions.get(job["project_id"])
+        if s is not None:
+            s.load()
+
+    def notify(self, title: str, text: str) -> None:
+        self.notifications.append(text)
+        self.statusBar().showMessage(text, 8000)
+        if self.tray is not None and self.tray.supportsMessages():
+            self.tray.showMessage(title, text, icon("reelforge"), 6000)
+
+    def error(self, title: str, text: str) -> None:
+        self.statusBar().showMessage(text, 8000)
+        box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()  # non-blocking
+        self.last_error = text
+
+    # ------------------------------------------------------------------ projects
+    def new_project_dialog(self) -> None:
+        d = NewProjectDialog(self)
+        if d.exec() == QDialog.DialogCode.Accepted:
+            self.create_project(d.name.text(), d.aspect.currentText())
+
+    def import_dialog(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Import videos", "", "Videos (*.mp4 *.mov *.m4v *.mkv *.avi "
+                                                "*.webm *.mts *.m2ts *.3gp *.mpg *.mpeg *.ts);;All files (*)")
+        if files:
+            self.create_project(Path(files[0]).stem, "9:16", files)
+
+    def create_project(self, name: str, aspect: str = "9:16", files: list[str] | None = None,
+                       open_after: bool = False) -> None:
+        """Create a project (with clips from ``files``) off the GUI thread. Unreadable files are
+        rejected before anything is created, with a message naming them."""
+        lib = self.lib
+        files = [str(f) for f in files or []]
+
+        def work():
+            from app.pipeline.probe import ProbeError, probe
+            from app.services.media import check_readable_file
+
+            bad = []
+            for f in files:
+                try:
+                    check_readable_file(Path(f))
+                    probe(f)
+                except (ProbeError, Exception) as exc:  # noqa: BLE001
+                    bad.append(f"{Path(f).name}: {exc}")
+            if files and len(bad) == len(files):
+                return None, bad
+            pid = lib.create_project(name, aspect)
+            for f in files:
+                if not any(b.startswith(Path(f).name + ":") for b in bad):
+                    try:
+                        lib.add_clip(pid, f)
+                    except Exception as exc:  # noqa: BLE001
+                        bad.append(f"{Path(f).name}: {exc}")
+            return pid, bad
+
+        def done(result):
+            pid, bad = result
+            if bad:
+                self.error("Some files could not be imported", "\n".join(bad))
+            self.poll(force=True)
+            if pid and open_after:
+                self.open_project(pid)
+
+        self.statusBar().showMessage(f"Importing {len(files)} file(s)…" if files else "Creating project…", 3000)
+        self.pools.submit(work, done, lambda e: self.error("Cannot create the project", str(e)))
+
+    def add_clips(self, project_id: str, files: list[str]) -> None:
+        lib = self.lib
+
+        def work():
+            added, bad = [], []
+            for f in files:
+                try:
+                    added.append((lib.add_clip(project_id, f), Path(f).name))
+                except Exception as exc:  # noqa: BLE001
+                    bad.append(f"{Path(f).name}: {exc}")
+            return added, bad
+
+        def done(result):
+            added, bad = result
+            s = self.sessions.get(project_id)
+            for cid, name in added:
+                if s is not None:
+                    s.clip_added(cid, name)
+            if bad:
+                self.error("Some files could not be added", "\n".join(bad))
+            self.poll(force=True)
+
+        self.statusBar().showMessage(f"Importing {len(files)} file(s)…", 3000)
+        self.pools.submit(work, done, lambda e: self.error("Cannot add the clip", str(e)))
+
+    def add_clips_dialog(self, project_id: str) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Add clips", "", "Videos (*.mp4 *.mov *.m4v *.mkv *.avi "
+                                                "*.webm *.mts *.m2ts *.3gp *.mpg *.mpeg *.ts);;All files (*)")
+        if files:
+            self.add_clips(project_id, files)
+
+    def rename_project(self, project_id: str, name: str) -> None:
+        self.pools.submit(lambda: self.lib.rename_project(project_id, name), lambda _r: self.poll(force=True),
+                          lambda e: self.error("Cannot rename", str(e)))
+
+    def duplicate_project(self, project_id: str) -> None:
+        self.pools.submit(lambda: self.lib.duplicate_project(project_id), lambda _r: self.poll(force=True),
+                          lambda e: self.error("Cannot duplicate", str(e)))
+
+    def delete_project(self, project_id: str, confirm: bool = True) -> None:
+        if confirm:
+            name = self.names.get(project_id, "this project")
+            ans = QMessageBox.question(self, "Delete project",
+                                       f"Delete “{name}”? Its clips, edits and exports are removed from this library.",
+                                       QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+                                       QMessageBox.StandardButton.Cancel)
+            if ans != QMessageBox.StandardButton.Yes:
+                return
+        if self.current is not None and self.current.project_id == project_id:
+            self.show_grid()
+        self.pools.submit(lambda: self.lib.delete_project(project_id), lambda _r: self.poll(force=True),
+                          lambda e: self.error("Cannot delete", str(e)))
+
+    def reveal_outputs(self, project_id: str) -> None:
+        def work():
+            doc = self.lib.document(project_id)
+            for key in ("final_video", "working_video"):
+                if doc.get(key) and doc[key]["local"]:
+                    return doc[key]["path"]
+            return None
+
+        def done(path):
+            if path:
+                QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(path).parent)))
+            else:
+                self.statusBar().showMessage("This project has no exported video yet", 4000)
+
+        self.pools.submit(work, done)
+
+    def _context_menu(self, pos) -> None:
+        view = self.grid_page.view
+        idx = view.indexAt(pos)
+        if not idx.isValid():
+            return
+        row = idx.data(Qt.ItemDataRole.UserRole)
+        pid = row["id"]
+        m = QMenu(self)
+        m.addAction("Open in framing", lambda: self.open_project(pid, "framing"))
+        m.addAction("Open in overlay", lambda: self.open_project(pid, "overlay"))
+        m.addSeparator()
+
+        def rename():
+            name, ok = QInputDialog.getText(self, "Rename project", "Name", text=row["name"])
+            if ok and name.strip():
+                self.rename_project(pid, name)
+
+        m.addAction("Rename…", rename)
+        m.addAction("Duplicate", lambda: self.duplicate_project(pid))
+        m.addAction("Reveal outputs", lambda: self.reveal_outputs(pid))
+        m.addSeparator()
+        m.addAction("Delete…", lambda: self.delete_project(pid))
+        m.popup(view.viewport().mapToGlobal(pos))
+
+    # ------------------------------------------------------------------ editors
+    def session(self, project_id: str) -> ProjectSession:
+        s = self.sessions.get(project_id)
+        if s is None:
+            s = ProjectSession(self.lib, project_id, self)
+            s.error.connect(lambda m: self.error("That edit was not applied", m))
+            s.changed.connect(self._update_editor_header)
+            self.undo_group.addStack(s.undo_stack)
+            self.sessions[project_id] = s
+            s.load()
+        return s
+
+    def open_project(self, project_id: str, tab: str = "framing") -> ProjectSession:
+        s = self.session(project_id)
+        self.current = s
+        self.undo_group.setActiveStack(s.undo_stack)
+        self.framing.set_session(s)
+        self.overlay.set_session(s)
+        self.editor_page.tabs.setCurrentIndex(0 if tab == "framing" else 1)
+        self.pages.setCurrentWidget(self.editor_page)
+        self._update_editor_header()
+        return s
+
+    def show_grid(self) -> None:
+        self.framing.set_rate(0.0)
+        self.overlay.set_rate(0.0)
+        self.pages.setCurrentWidget(self.grid_page)
+        self.poll(force=True)
+
+    def _on_tab(self, i: int) -> None:
+        self.framing.set_rate(0.0)
+        self.overlay.set_rate(0.0)
+        (self.framing if i == 0 else self.overlay).refresh()
+
+    def _update_editor_header(self) -> None:
+        s = self.current
+        if s is None:
+            return
+        row = next((r for r in self.model.rows if r["id"] == s.project_id), None)
+        name = (s.doc or {}).get("name") or (row or {}).get("name", "")
+        self.editor_page.title.setText(f"<span style='font-size:14pt; font-weight:600'>{name}</span>")
+        if row:
+            from app.ui.project_grid import STATUS_COLORS, STATUS_LABELS
+
+            label = STATUS_LABELS.get(row["status"], row["status"])
+            if row.get("progress") is not None:
+                label += f" {row['progress']:.0f}%"
+            self.editor_page.status.setText(
+                f"<span style='background:{STATUS_COLORS.get(row['status'])}; color:white; "
+                f"padding:3px 8px; border-radius:8px'>&nbsp;{label}&nbsp;</span>")
+
+    def export_current(self) -> None:
+        if self.current is not None and self.pages.currentWidget() is self.editor_page:
+            kind = "framing" if self.editor_page.tabs.currentIndex() == 0 else "overlay"
+            self.start_export(self.current.project_id, kind)
+
+    def start_export(self, project_id: str, kind: str) -> None:
+        s = self.sessions.get(project_id)
+        if s is not None:
+            s.flush()  # every edit is committed before the export snapshots the project
+        self.exports.start(project_id, kind)
+        self.queue_dock.show()
+        self.statusBar().showMessage(f"Export queued ({kind}) — renders on {self.device}", 4000)
+
+    # ------------------------------------------------------------------ drops
+    def dragEnterEvent(self, ev) -> None:  # noqa: N802
+        if ev.mimeData().hasUrls() and any(u.isLocalFile() for u in ev.mimeData().urls()):
+            ev.acceptProposedAction()
+
+    def dropEvent(self, ev) -> None:  # noqa: N802
+        files = [u.toLocalFile() for u in ev.mimeData().urls() if u.isLocalFile()]
+        if not files:
+            return
+        ev.acceptProposedAction()
+        self.handle_dropped_files(files)
+
+    def handle_dropped_files(self, files: list[str]) -> None:
+        if self.pages.currentWidget() is self.editor_page and self.current is not None:
+            self.add_clips(self.current.project_id, files)
+        else:
+            self.create_project(Path(files[0]).stem, "9:16", files)
+
+    # ------------------------------------------------------------------ help
+    def show_shortcuts(self) -> None:
+        d = QDialog(self)
+        d.setWindowTitle("Keyboard shortcuts")
+        lay = QVBoxLayout(d)
+        rows = "".join(f"<tr><td style='padding:3px 14px 3px 0'><b>{k}</b></td><td>{v}</td></tr>"
+                       for k, v in SHORTCUTS)
+        tb = QTextBrowser()
+        tb.setHtml(f"<table>{rows}</table>")
+        tb.setMinimumSize(460, 360)
+        lay.addWidget(tb)
+        bb = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        bb.rejected.connect(d.reject)
+        lay.addWidget(bb)
+        self.shortcuts_dialog = d
+        d.open()
+
+    def about_text(self) -> str:
+        import av
+        from PySide6 import __version__ as pyside_version
+        from PySide6.QtCore import qVersion
+
+        from app import __version__
+
+        try:
+            ffmpeg = ".".join(str(x) for x in av.library_versions.get("libavcodec", ()))
+            ffmpeg = f"libavcodec {ffmpeg}"
+        except Exception:  # noqa: BLE001
+            ffmpeg = "unknown"
+        return (f"<h3>Reelforge {__version__}</h3><p>Highlight reels from long footage: framing, spotlight, "
+                f"GPU exports, R2 sync.</p><p>Qt {qVersion()} · PySide6 {pyside_version}<br>"
+                f"FFmpeg (PyAV {av.__version__}): {ffmpeg}<br>torch {self.torch_version}<br>"
+                f"Renders on: {self.device}</p>")
+
+    def show_about(self) -> None:
+        QMessageBox.about(self, "About Reelforge", self.about_text())

@@ -1,0 +1,273 @@
+"""Edit operations behind the editors' undo commands (Qt-free).
+
+Each function is one short write transaction that builds a partial project document and hands
+it to :func:`app.services.document.apply_document`, so every edit is validated by exactly the
+rules of ``project apply`` and an invalid edit changes nothing.
+
+:func:`apply_edit` is what the GUI's undo stack calls with a snapshot of the editable fields.
+Snapshots may be older than the database (a clip added since, a region deleted and re-created
+by an undo), so it first reconciles them: clips the project no longer has are dropped, clips
+the snapshot does not name keep their place at the end, and region ids the project no longer
+has become new regions.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select
+
+from app.pipeline.timeline import MAX_SPEED, MIN_SPEED
+from app.services.document import apply_document
+from app.services.errors import NotFound, UserError
+from app.storage.models import Clip, Project
+
+if TYPE_CHECKING:
+    from app.services.library import Library
+
+EDITABLE_CLIP_FIELDS = ("trim", "segments", "rotation", "crop_keyframes", "audio")
+
+
+def editable(doc: dict) -> dict:
+    """The editable part of a project document (what an undo snapshot holds)."""
+    out: dict = {}
+    if "aspect_ratio" in doc:
+        out["aspect_ratio"] = doc["aspect_ratio"]
+    if "clips" in doc:
+        out["clips"] = [{"id": c["id"], **{k: copy.deepcopy(c[k]) for k in EDITABLE_CLIP_FIELDS if k in c}}
+                        for c in doc["clips"]]
+    if "transition" in doc:
+        out["transition"] = dict(doc["transition"])
+    if doc.get("overlay") is not None:
+        ov = doc["overlay"]
+        out["overlay"] = {}
+        if ov.get("settings") is not None:
+            out["overlay"]["settings"] = dict(ov["settings"])
+        if ov.get("regions") is not None:
+            out["overlay"]["regions"] = copy.deepcopy(ov["regions"])
+    return out
+
+
+def _reconcile(lib: Library, s, project_id: str, doc: dict) -> dict:
+    doc = copy.deepcopy(doc)
+    live = [c.id for c in lib.clips_of(s, project_id)]
+    if doc.get("clips") is not None:
+        named = [c for c in doc["clips"] if c.get("id") in live]
+        seen = {c["id"] for c in named}
+        doc["clips"] = named + [{"id": cid} for cid in live if cid not in seen]
+    ov = doc.get("overlay")
+    if ov and ov.get("regions") is not None:
+        live_regions = {r.id for r in lib.regions_of(s, project_id)}
+        for r in ov["regions"]:
+            if r.get("id") not in live_regions:
+                r["id"] = None
+    return doc
+
+
+def apply_edit(lib: Library, project_id: str, doc: dict) -> list[str]:
+    """Apply an editable snapshot in one transaction; returns the project's region ids by start."""
+    with lib.db.write() as s:
+        apply_document(lib, s, project_id, _reconcile(lib, s, project_id, doc))
+        s.flush()
+        return [r.id for r in lib.regions_of(s, project_id)]
+
+
+def _clip_edit(lib: Library, project_id: str, clip_id: str, **fields) -> None:
+    with lib.db.write() as s:
+        ids = [c.id for c in lib.clips_of(s, project_id)]
+        if clip_id not in ids:
+            raise NotFound(f"no clip with id {clip_id!r} in project {project_id!r}")
+        clips = [{"id": cid, **(fields if cid == clip_id else {})} for cid in ids]
+        apply_document(lib, s, project_id, {"clips": clips})
+
+
+def _clip_row(lib: Library, clip_id: str) -> Clip:
+    with lib.db.read() as s:
+        return lib.get_clip(s, clip_id)
+
+
+def set_crop_keyframes(lib: Library, clip_id: str, keys: list[dict]) -> None:
+    c = _clip_row(lib, clip_id)
+    _clip_edit(lib, c.project_id, clip_id, crop_keyframes=keys)
+
+
+def set_trim(lib: Library, clip_id: str, start: float, end: float) -> None:
+    """Trim never touches the keyframes (keyframes outside the trim are kept)."""
+    c = _clip_row(lib, clip_id)
+    _clip_edit(lib, c.project_id, clip_id, trim={"start": start, "end": end})
+
+
+def set_segments(lib: Library, clip_id: str, segments: list[dict]) -> None:
+    c = _clip_row(lib, clip_id)
+    _clip_edit(lib, c.project_id, clip_id, segments=segments)
+
+
+def split_segment(lib: Library, clip_id: str, at: float) -> list[dict]:
+    c = _clip_row(lib, clip_id)
+    segs = [dict(x) for x in c.segments]
+    out: list[dict] = []
+    for x in segs:
+        if x["start"] + 1e-3 < at < x["end"] - 1e-3:
+            out += [{**x, "end": at}, {**x, "start": at}]
+        else:
+            out.append(x)
+    if len(out) == len(segs):
+        raise UserError(f"cannot split at {at:g} s: not inside a segment (or too close to an edge)")
+    set_segments(lib, clip_id, out)
+    return out
+
+
+def set_segment_speed(lib: Library, clip_id: str, index: int, speed: float) -> None:
+    if not (MIN_SPEED <= speed <= MAX_SPEED):
+        raise UserError(f"speed must be between {MIN_SPEED} and {MAX_SPEED}")
+    c = _clip_row(lib, clip_id)
+    segs = [dict(x) for x in c.segments]
+    if not 0 <= index < len(segs):
+        raise UserError(f"clip has no segment {index}")
+    segs[index]["speed"] = float(speed)
+    set_segments(lib, clip_id, segs)
+
+
+def set_rotation(lib: Library, clip_id: str, degrees: float) -> None:
+    c = _clip_row(lib, clip_id)
+    _clip_edit(lib, c.project_id, clip_id, rotation=float(degrees))
+
+
+def set_audio(lib: Library, clip_id: str, on: bool) -> None:
+    c = _clip_row(lib, clip_id)
+    _clip_edit(lib, c.project_id, clip_id, audio=bool(on))
+
+
+def reorder_clips(lib: Library, project_id: str, order: list[str]) -> None:
+    with lib.db.write() as s:
+        apply_document(lib, s, project_id, {"clips": [{"id": cid} for cid in order]})
+
+
+def set_aspect(lib: Library, project_id: str, aspect: str) -> None:
+    """Changes the ratio; every crop keyframe is refitted (document.apply_document does it)."""
+    with lib.db.write() as s:
+        apply_document(lib, s, project_id, {"aspect_ratio": aspect})
+
+
+def set_transition(lib: Library, project_id: str, type_: str, duration: float | None = None) -> None:
+    tr: dict = {"type": type_}
+    if duration is not None:
+        tr["duration"] = duration
+    with lib.db.write() as s:
+        apply_document(lib, s, project_id, {"transition": tr})
+
+
+def set_overlay_settings(lib: Library, project_id: str, **settings) -> None:
+    with lib.db.write() as s:
+        apply_document(lib, s, project_id, {"overlay": {"settings": settings}})
+
+
+def _regions(lib: Library, s, project_id: str) -> list[dict]:
+    return [{"id": r.id, "start": r.start, "end": r.end, "keyframes": [dict(k) for k in r.keyframes]}
+            for r in lib.regions_of(s, project_id)]
+
+
+def add_region(lib: Library, project_id: str, start: float, end: float, keyframes: list[dict]) -> str:
+    with lib.db.write() as s:
+        before = {r["id"] for r in _regions(lib, s, project_id)}
+        regions = _regions(lib, s, project_id) + [{"start": start, "end": end, "keyframes": keyframes}]
+        apply_document(lib, s, project_id, {"overlay": {"regions": regions}})
+        s.flush()
+        return next(r.id for r in lib.regions_of(s, project_id) if r.id not in before)
+
+
+def update_region(lib: Library, region_id: str, **fields) -> None:
+    from app.storage.models import Region
+
+    with lib.db.write() as s:
+        row = s.get(Region, region_id)
+        if row is None or row.deleted:
+            raise NotFound(f"no region with id {region_id!r}")
+        regions = _regions(lib, s, row.project_id)
+        for r in regions:
+            if r["id"] == region_id:
+                r.update({k: v for k, v in fields.items() if k in ("start", "end", "keyframes")})
+        apply_document(lib, s, row.project_id, {"overlay": {"regions": regions}})
+
+
+def delete_region(lib: Library, region_id: str) -> None:
+    from app.storage.models import Region
+
+    with lib.db.write() as s:
+        row = s.get(Region, region_id)
+        if row is None or row.deleted:
+            raise NotFound(f"no region with id {region_id!r}")
+        regions = [r for r in _regions(lib, s, row.project_id) if r["id"] != region_id]
+        apply_document(lib, s, row.project_id, {"overlay": {"regions": regions}})
+
+
+def restore_clip(lib: Library, clip_id: str) -> None:
+    """Undo of `clip remove`: the tombstoned clip comes back at its old position."""
+    with lib.db.write() as s:
+        clip = s.get(Clip, clip_id, execution_options={"include_deleted": True})
+        if clip is None:
+            raise NotFound(f"no clip with id {clip_id!r}")
+        p = s.get(Project, clip.project_id)
+        if p is None or p.deleted:
+            raise NotFound(f"the project of clip {clip_id!r} was deleted")
+        clip.deleted = False
+        lib.touch(p)
+
+
+def change_signature(lib: Library) -> tuple:
+    """A cheap fingerprint of everything the project grid shows (polled about once a second):
+    it changes when any project, clip, output or export job changes, in any process."""
+    from app.storage.models import ExportJob
+    from app.storage.status import ACTIVE, job_alive
+
+    with lib.db.read() as s:
+        row = s.execute(select(Project.updated_at).order_by(Project.updated_at.desc()).limit(1).execution_options(
+            include_deleted=True)).first()
+        n = s.scalar(select(func.count()).select_from(Project).where(Project.deleted.is_(False)))
+        jobs = s.scalars(select(ExportJob).where(ExportJob.status.in_(ACTIVE))).all()
+        last_done = s.scalar(select(ExportJob.finished_at).order_by(ExportJob.finished_at.desc()).limit(1))
+        active = tuple(sorted((j.id, j.status, round(j.progress, 1), job_alive(j)) for j in jobs))
+        return (str(row[0]) if row else None, n, active, str(last_done))
+
+
+def poster_source(lib: Library, project_id: str) -> tuple[str, float] | None:
+    """Where a project card's poster frame comes from: the final video, else the working
+    video, else the first clip (a second in); None when there is nothing local to show."""
+    from app.storage.models import FinalVideo, Media, WorkingVideo
+
+    with lib.db.read() as s:
+        p = s.get(Project, project_id)
+        if p is None or p.deleted:
+            return None
+        for model, vid in ((FinalVideo, p.final_video_id), (WorkingVideo, p.working_video_id)):
+            if vid:
+                row = s.get(model, vid)
+                if row is not None:
+                    path = lib.output_path(row.sha256)
+                    if path.is_file():
+                        return str(path), min(1.0, row.duration / 3)
+        clips = lib.clips_of(s, project_id)
+        if not clips:
+            return None
+        c = clips[0]
+        m = s.get(Media, c.media_sha256)
+        if m is None:
+            return None
+        path = lib.media_path(m)
+        if not path.is_file():
+            return None
+        return str(path), c.source_start + c.trim_start + min(1.0, (c.trim_end - c.trim_start) / 3)
+
+
+def media_paths(lib: Library, project_id: str) -> dict[str, str]:
+    """clip id -> local path of its media (the preview opens these)."""
+    from app.storage.models import Media
+
+    with lib.db.read() as s:
+        out = {}
+        for c in lib.clips_of(s, project_id):
+            m = s.get(Media, c.media_sha256)
+            if m is not None:
+                out[c.id] = str(lib.media_path(m))
+        return out

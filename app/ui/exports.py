@@ -1,0 +1,227 @@
+"""Exports in a QThreadPool: ExportService.run on a pool thread, progress as Qt signals; the queue panel."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.jobs.service import ExportService
+from app.ui.workers import Pools
+
+
+class ExportSignals(QObject):
+    started = Signal(str, str, str)  # job id, project id, kind
+    progress = Signal(str, float)  # job id, 0-100
+    finished = Signal(dict)  # the final job dict
+    failed = Signal(str, str)  # project id, message (could not even queue)
+
+
+class ExportRunnable:
+    """ExportService.run on a pool thread (started as a callable: Qt owns the QRunnable)."""
+
+    def __init__(self, svc: ExportService, project_id: str, kind: str, signals: ExportSignals,
+                 cancel: threading.Event, job_id: str | None = None, registry: dict | None = None):
+        self.svc, self.project_id, self.kind = svc, project_id, kind
+        self.signals, self.cancel, self.job_id, self.registry = signals, cancel, job_id, registry
+
+    def run(self) -> None:
+        try:
+            job_id = self.job_id or self.svc.enqueue(self.project_id, self.kind)
+        except Exception as exc:  # noqa: BLE001 - UserError: "no clips", "no working video"
+            self.signals.failed.emit(self.project_id, str(exc))
+            return
+        if self.registry is not None:
+            self.registry[job_id] = self.cancel
+        self.signals.started.emit(job_id, self.project_id, self.kind)
+        last = [0.0]
+
+        def progress(p: float) -> None:
+            now = time.monotonic()
+            if now - last[0] >= 0.1 or p >= 100.0:  # at most 10 signals a second
+                last[0] = now
+                self.signals.progress.emit(job_id, float(p))
+
+        try:
+            result = self.svc.run(job_id, progress=progress, cancel_event=self.cancel)
+        finally:
+            if self.registry is not None:
+                self.registry.pop(job_id, None)
+        self.signals.finished.emit(result)
+
+
+class ExportManager(QObject):
+    """Starts exports in the export pool and tracks live progress of this process's jobs."""
+
+    jobsChanged = Signal()  # noqa: N815 - Qt naming
+
+    def __init__(self, svc: ExportService, pools: Pools, parent=None):
+        super().__init__(parent)
+        self.svc, self.pools = svc, pools
+        self.signals = ExportSignals(self)
+        self.cancels: dict[str, threading.Event] = {}
+        self.live: dict[str, dict] = {}  # job id -> {project_id, kind, progress, t0}
+        self.jobs: list[dict] = []  # last polled list (all processes)
+        self.signals.started.connect(self._on_started)
+        self.signals.progress.connect(self._on_progress)
+        self.signals.finished.connect(self._on_finished)
+
+    def start(self, project_id: str, kind: str, job_id: str | None = None) -> None:
+        r = ExportRunnable(self.svc, project_id, kind, self.signals, threading.Event(), job_id, self.cancels)
+        self.pools.exports.start(r.run)
+
+    def cancel(self, job_id: str) -> None:
+        ev = self.cancels.get(job_id)
+        if ev is not None:
+            ev.set()
+        self.pools.submit(lambda: self.svc.cancel(job_id), lambda _r: None, lambda _e: None)
+
+    def restart(self, job_id: str) -> None:
+        def go():
+            return self.svc.restart(job_id)
+
+        def done(new_id):
+            info = next((j for j in self.jobs if j["id"] == job_id), None)
+            if info:
+                self.start(info["project_id"], info["type"], new_id)
+
+        self.pools.submit(go, done, lambda e: self.signals.failed.emit("", str(e)))
+
+    def progress_of(self, project_id: str) -> float | None:
+        for info in self.live.values():
+            if info["project_id"] == project_id:
+                return info["progress"]
+        return None
+
+    def set_polled(self, jobs: list[dict]) -> None:
+        self.jobs = jobs
+        self.jobsChanged.emit()
+
+    def _on_started(self, job_id: str, project_id: str, kind: str) -> None:
+        self.live[job_id] = {"project_id": project_id, "kind": kind, "progress": 0.0, "t0": time.monotonic()}
+        self.jobsChanged.emit()
+
+    def _on_progress(self, job_id: str, p: float) -> None:
+        if job_id in self.live:
+            self.live[job_id]["progress"] = p
+        self.jobsChanged.emit()
+
+    def _on_finished(self, job: dict) -> None:
+        self.live.pop(job["id"], None)
+        self.jobs = [job if j["id"] == job["id"] else j for j in self.jobs]
+        if not any(j["id"] == job["id"] for j in self.jobs):
+            self.jobs.insert(0, job)
+        self.jobsChanged.emit()
+
+    def eta(self, job_id: str) -> float | None:
+        info = self.live.get(job_id)
+        if not info or info["progress"] <= 1:
+            return None
+        elapsed = time.monotonic() - info["t0"]
+        return elapsed * (100 - info["progress"]) / info["progress"]
+
+
+def _fmt_eta(s: float | None) -> str:
+    if s is None:
+        return ""
+    s = int(round(s))
+    return f"{s // 60}:{s % 60:02d} left"
+
+
+class JobRow(QWidget):
+    def __init__(self, mgr: ExportManager, job: dict, name: str, parent=None):
+        super().__init__(parent)
+        self.mgr, self.job_id = mgr, job["id"]
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(6, 3, 6, 3)
+        self.label = QLabel()
+        self.label.setMinimumWidth(180)
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 1000)
+        self.bar.setTextVisible(True)
+        self.eta = QLabel()
+        self.eta.setMinimumWidth(70)
+        self.cancel_btn = QPushButton("Cancel")
+        self.restart_btn = QPushButton("Restart")
+        self.open_btn = QPushButton("Open output")
+        for w in (self.label, self.bar, self.eta, self.cancel_btn, self.restart_btn, self.open_btn):
+            lay.addWidget(w)
+        self.cancel_btn.clicked.connect(lambda: mgr.cancel(self.job_id))
+        self.restart_btn.clicked.connect(lambda: mgr.restart(self.job_id))
+        self.open_btn.clicked.connect(self._open)
+        self.output = None
+        self.update_job(job, name)
+
+    def update_job(self, job: dict, name: str) -> None:
+        live = self.mgr.live.get(job["id"])
+        status = "running" if live else job["status"]
+        progress = live["progress"] if live else job["progress"]
+        self.output = job.get("output")
+        self.label.setText(f"<b>{name}</b> · {job['type']} · {status}")
+        err = job.get("error")
+        self.label.setToolTip(err or "")
+        self.bar.setValue(int(progress * 10))
+        self.bar.setFormat(f"{progress:.0f}%")
+        self.eta.setText(_fmt_eta(self.mgr.eta(job["id"])) if live else (job.get("device") or ""))
+        active = status in ("queued", "running")
+        self.cancel_btn.setVisible(active)
+        self.restart_btn.setVisible(status in ("interrupted", "failed", "cancelled"))
+        self.open_btn.setVisible(status == "complete" and bool(self.output))
+
+    def _open(self) -> None:
+        if self.output:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(self.output).parent)))
+
+
+class QueuePanel(QWidget):
+    """Export queue: every job of this data directory (any process), newest first."""
+
+    def __init__(self, mgr: ExportManager, names: dict[str, str], parent=None):
+        super().__init__(parent)
+        self.mgr, self.names = mgr, names
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self.empty = QLabel("No exports yet. Use Export in the framing or overlay editor.")
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.area = QScrollArea()
+        self.area.setWidgetResizable(True)
+        self.inner = QWidget()
+        self.rows_layout = QVBoxLayout(self.inner)
+        self.rows_layout.addStretch(1)
+        self.area.setWidget(self.inner)
+        outer.addWidget(self.empty)
+        outer.addWidget(self.area)
+        self.rows: dict[str, JobRow] = {}
+        mgr.jobsChanged.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self) -> None:
+        jobs = list(self.mgr.jobs)[:30]
+        ids = [j["id"] for j in jobs]
+        for jid in list(self.rows):
+            if jid not in ids:
+                self.rows.pop(jid).deleteLater()
+        for i, j in enumerate(jobs):
+            name = self.names.get(j["project_id"], "(deleted project)")
+            row = self.rows.get(j["id"])
+            if row is None:
+                row = JobRow(self.mgr, j, name)
+                self.rows[j["id"]] = row
+                self.rows_layout.insertWidget(i, row)
+            else:
+                row.update_job(j, name)
+        # jobs started in this process but not yet polled
+        self.empty.setVisible(not jobs)
+        self.area.setVisible(bool(jobs))

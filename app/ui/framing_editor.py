@@ -1,0 +1,599 @@
+"""The framing editor: clip list, preview with the crop box, timeline, inspector."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSlider,
+    QSplitter,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.pipeline.keyframes import ASPECTS, Box, CropKey, crop_at, parse_ratio, refit_keyframes
+from app.pipeline.timeline import MAX_SPEED, MIN_SPEED
+from app.services import editing
+from app.ui.icons import icon
+from app.ui.preview import CropView
+from app.ui.session import ProjectSession
+from app.ui.timeline import ClipTimeline
+from app.ui.video import FrameServer, ProxyBuilder
+
+
+def fmt_time(t: float, fps: float) -> str:
+    frame = int(round(t * fps)) if fps else 0
+    return f"{int(t // 60)}:{t % 60:06.3f}  (frame {frame})"
+
+
+class Transport(QWidget):
+    """Play/pause, frame step and the time readout (shared by both editors)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.back = QToolButton()
+        self.back.setIcon(icon("step-back"))
+        self.back.setToolTip("Previous frame (←)")
+        self.play = QToolButton()
+        self.play.setIcon(icon("play"))
+        self.play.setToolTip("Play / pause (Space, J/K/L)")
+        self.fwd = QToolButton()
+        self.fwd.setIcon(icon("step-forward"))
+        self.fwd.setToolTip("Next frame (→)")
+        self.time = QLabel("0:00.000")
+        self.time.setMinimumWidth(170)
+        for w in (self.back, self.play, self.fwd, self.time):
+            lay.addWidget(w)
+        lay.addStretch(1)
+
+    def set_playing(self, on: bool) -> None:
+        self.play.setIcon(icon("pause" if on else "play"))
+
+
+class PlayerMixin:
+    """Playhead, playback timer and J/K/L for an editor with ``duration``/``fps``/``request_frame``."""
+
+    def _init_player(self) -> None:
+        self.t = 0.0
+        self.rate = 0.0  # 0 paused, 1 play, -1 reverse, 2/4 fast
+        self.timer = QTimer(self)
+        self.timer.setInterval(33)
+        self.timer.timeout.connect(self._tick)
+        self._last_tick = None
+
+    def play_range(self) -> tuple[float, float]:
+        return 0.0, self.duration()
+
+    def speed_at(self, _t: float) -> float:
+        return 1.0
+
+    def toggle_play(self) -> None:
+        self.set_rate(0.0 if self.rate else 1.0)
+
+    def set_rate(self, rate: float) -> None:
+        self.rate = rate
+        if rate:
+            a, b = self.play_range()
+            if rate > 0 and self.t >= b - 1e-3:
+                self.seek(a)
+            from time import monotonic
+
+            self._last_tick = monotonic()
+            self.timer.start()
+        else:
+            self.timer.stop()
+        self.transport.set_playing(bool(rate))
+
+    def key_j(self) -> None:
+        self.set_rate(-1.0 if self.rate >= 0 else max(self.rate * 2, -4.0))
+
+    def key_l(self) -> None:
+        self.set_rate(1.0 if self.rate <= 0 else min(self.rate * 2, 4.0))
+
+    def _tick(self) -> None:
+        from time import monotonic
+
+        now = monotonic()
+        dt = now - (self._last_tick or now)
+        self._last_tick = now
+        a, b = self.play_range()
+        t = self.t + dt * self.rate * self.speed_at(self.t)
+        if t >= b or t <= a:
+            t = min(max(t, a), b)
+            self.set_rate(0.0)
+        self.seek(t)
+
+    def step(self, n: int) -> None:
+        self.set_rate(0.0)
+        fps = self.fps() or 30.0
+        frame = round(self.t * fps) + n
+        self.seek(min(max(frame / fps, 0.0), self.duration()))
+
+
+class FramingEditor(QWidget, PlayerMixin):
+    exportRequested = Signal(str, str)  # noqa: N815 - project id, kind
+    addClipsRequested = Signal(str)  # noqa: N815 - project id
+    message = Signal(str)
+
+    def __init__(self, frames: FrameServer, proxies: ProxyBuilder, parent=None):
+        super().__init__(parent)
+        self.frames, self.proxies = frames, proxies
+        self.session: ProjectSession | None = None
+        self.clip_id: str | None = None
+        self.paths: dict[str, str] = {}
+        self._serial = 0
+        self._shown = 0
+        self._syncing = False
+        self._init_player()
+        self._build()
+        frames.frameReady.connect(self._on_frame)
+        frames.error.connect(lambda m: self.view.set_message(m) if self.isVisible() else None)
+        proxies.ready.connect(lambda media, proxy: (self.frames.set_proxy(media, proxy), self.request_frame()))
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        split = QSplitter(Qt.Orientation.Horizontal)
+        # clip list
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.addWidget(QLabel("<b>Clips</b> <span style='color:gray'>(drag to reorder)</span>"))
+        self.clips = QListWidget()
+        self.clips.setDragDropMode(QAbstractItemView.DragDropMode.InternalMove)
+        self.clips.setDefaultDropAction(Qt.DropAction.MoveAction)
+        self.clips.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.clips.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.clips.currentItemChanged.connect(self._on_clip_selected)
+        self.clips.model().rowsMoved.connect(self._on_rows_moved)
+        ll.addWidget(self.clips, 1)
+        row = QHBoxLayout()
+        self.add_btn = QPushButton(icon("add"), "Add…")
+        self.remove_btn = QPushButton(icon("remove"), "Remove")
+        self.add_btn.clicked.connect(lambda: self.session and self.addClipsRequested.emit(self.session.project_id))
+        self.remove_btn.clicked.connect(self.remove_clip)
+        row.addWidget(self.add_btn)
+        row.addWidget(self.remove_btn)
+        ll.addLayout(row)
+        left.setMinimumWidth(180)
+        split.addWidget(left)
+
+        # preview + transport + timeline
+        mid = QWidget()
+        ml = QVBoxLayout(mid)
+        self.view = CropView()
+        self.view.boxEdited.connect(self.commit_box)
+        ml.addWidget(self.view, 1)
+        self.transport = Transport()
+        self.transport.play.clicked.connect(self.toggle_play)
+        self.transport.back.clicked.connect(lambda: self.step(-1))
+        self.transport.fwd.clicked.connect(lambda: self.step(1))
+        ml.addWidget(self.transport)
+        self.timeline = ClipTimeline()
+        self.timeline.seekRequested.connect(lambda t: (self.set_rate(0.0), self.seek(t)))
+        self.timeline.trimEdited.connect(self.set_trim)
+        self.timeline.keyMoved.connect(self.move_key)
+        self.timeline.keyDeleted.connect(self.delete_key_index)
+        self.timeline.keyJump.connect(lambda i: self.seek(self._keys()[i]["time"]))
+        ml.addWidget(self.timeline)
+        split.addWidget(mid)
+
+        # inspector
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        proj = QGroupBox("Project")
+        pf = QFormLayout(proj)
+        self.aspect = QComboBox()
+        self.aspect.addItems(list(ASPECTS))
+        self.aspect.activated.connect(lambda _i: self.set_aspect(self.aspect.currentText()))
+        pf.addRow("Aspect", self.aspect)
+        self.transition = QComboBox()
+        self.transition.addItems(["cut", "fade", "dissolve"])
+        self.transition.activated.connect(lambda _i: self.set_transition())
+        pf.addRow("Transition", self.transition)
+        self.transition_dur = QDoubleSpinBox()
+        self.transition_dur.setRange(0.1, 5.0)
+        self.transition_dur.setSingleStep(0.1)
+        self.transition_dur.setSuffix(" s")
+        self.transition_dur.editingFinished.connect(self.set_transition)
+        pf.addRow("Duration", self.transition_dur)
+        rl.addWidget(proj)
+
+        clip = QGroupBox("Clip")
+        cf = QFormLayout(clip)
+        rot_row = QHBoxLayout()
+        self.rotation = QSlider(Qt.Orientation.Horizontal)
+        self.rotation.setRange(-200, 200)
+        self.rotation.setToolTip("Horizon fix, ±20°")
+        self.rotation_label = QLabel("0.0°")
+        self.rotation_label.setMinimumWidth(44)
+        self.rotation.valueChanged.connect(self._on_rotation_moved)
+        self.rotation.sliderReleased.connect(self.commit_rotation)
+        rot_row.addWidget(self.rotation)
+        rot_row.addWidget(self.rotation_label)
+        cf.addRow("Rotation", rot_row)
+        self.speed = QDoubleSpinBox()
+        self.speed.setRange(MIN_SPEED, MAX_SPEED)
+        self.speed.setSingleStep(0.25)
+        self.speed.setSuffix("×")
+        self.speed.editingFinished.connect(lambda: self.set_speed(self.speed.value()))
+        cf.addRow("Segment speed", self.speed)
+        self.split_btn = QPushButton(icon("split"), "Split at playhead (S)")
+        self.split_btn.clicked.connect(self.split)
+        cf.addRow(self.split_btn)
+        kf = QHBoxLayout()
+        self.add_key_btn = QPushButton(icon("keyframe"), "Keyframe (K)")
+        self.add_key_btn.clicked.connect(self.add_key)
+        self.del_key_btn = QPushButton("Delete key")
+        self.del_key_btn.clicked.connect(self.delete_key)
+        kf.addWidget(self.add_key_btn)
+        kf.addWidget(self.del_key_btn)
+        cf.addRow(kf)
+        self.info = QLabel()
+        self.info.setWordWrap(True)
+        self.info.setStyleSheet("color: gray")
+        cf.addRow(self.info)
+        rl.addWidget(clip)
+        rl.addStretch(1)
+        self.export_btn = QPushButton(icon("export"), "Export working video")
+        self.export_btn.setMinimumHeight(36)
+        self.export_btn.clicked.connect(
+            lambda: self.session and self.exportRequested.emit(self.session.project_id, "framing"))
+        rl.addWidget(self.export_btn)
+        right.setMinimumWidth(240)
+        split.addWidget(right)
+        split.setStretchFactor(1, 1)
+        split.setSizes([200, 800, 260])
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(split)
+
+        for keys, fn in ((" ", self.toggle_play), ("Left", lambda: self.step(-1)), ("Right", lambda: self.step(1)),
+                         ("J", self.key_j), ("K", self.key_k), ("L", self.key_l), ("S", self.split),
+                         ("Delete", self.delete_key)):
+            sc = QShortcut(QKeySequence(keys), self)
+            sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            sc.activated.connect(fn)
+
+    # ------------------------------------------------------------------ session
+    def set_session(self, session: ProjectSession) -> None:
+        if self.session is session:
+            return
+        if self.session is not None:
+            self.session.changed.disconnect(self.refresh)
+        self.set_rate(0.0)
+        self.session = session
+        self.clip_id = None
+        self.t = 0.0
+        session.changed.connect(self.refresh)
+        self.refresh()
+
+    def _load_paths(self) -> None:
+        if self.session is None:
+            return
+        self.paths = editing.media_paths(self.session.lib, self.session.project_id)
+        for p in set(self.paths.values()):
+            existing = self.proxies.existing(p)
+            if existing:
+                self.frames.set_proxy(p, existing)
+            else:
+                self.proxies.request(p)
+
+    def clip(self) -> dict | None:
+        return self.session.clip(self.clip_id) if self.session else None
+
+    def _keys(self) -> list[dict]:
+        c = self.clip()
+        return c["crop_keyframes"] if c else []
+
+    def refresh(self) -> None:
+        s = self.session
+        if s is None or s.doc is None:
+            return
+        doc = s.doc
+        self._syncing = True
+        try:
+            ids = [c["id"] for c in doc["clips"]]
+            if [self.clips.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.clips.count())] != ids:
+                self.clips.clear()
+                for i, c in enumerate(doc["clips"]):
+                    name = (c.get("media") or {}).get("filename") or c["id"][:8]
+                    it = QListWidgetItem(icon("clip"), f"{i + 1}. {name}")
+                    it.setData(Qt.ItemDataRole.UserRole, c["id"])
+                    self.clips.addItem(it)
+                if set(ids) - set(self.paths):
+                    # a clip was added: its media path (a short read: only when the set changes)
+                    self._load_paths()
+            if self.clip_id not in ids:
+                self.clip_id = ids[0] if ids else None
+            for i in range(self.clips.count()):
+                if self.clips.item(i).data(Qt.ItemDataRole.UserRole) == self.clip_id:
+                    self.clips.setCurrentRow(i)
+            self.aspect.setCurrentText(doc["aspect_ratio"])
+            self.transition.setCurrentText(doc["transition"]["type"])
+            self.transition_dur.setValue(doc["transition"]["duration"])
+            self.transition_dur.setEnabled(doc["transition"]["type"] != "cut")
+            c = self.clip()
+            has = c is not None
+            for w in (self.rotation, self.speed, self.split_btn, self.add_key_btn, self.del_key_btn,
+                      self.remove_btn, self.export_btn):
+                w.setEnabled(has)
+            if not has:
+                self.view.set_image(None)
+                self.view.set_box(None)
+                self.view.set_message("No clips yet.\nAdd a video with “Add…” or drop files on the window.")
+                self.timeline.set_clip(1.0, (0, 1), [], [], 30)
+                return
+            m = c.get("media") or {}
+            self.view.ratio = parse_ratio(doc["aspect_ratio"])
+            self.view.set_frame_size(m.get("width", 1920), m.get("height", 1080))
+            if not self.rotation.isSliderDown():
+                self.rotation.setValue(round(c["rotation"] * 10))
+                self.view.rotation = c["rotation"]
+            self.rotation_label.setText(f"{c['rotation']:.1f}°")
+            self.timeline.set_clip(self.length(), (c["trim"]["start"], c["trim"]["end"]), c["segments"],
+                                   [k["time"] for k in c["crop_keyframes"]], self.fps())
+            seg = self.segment_index(self.t)
+            self.speed.setValue(c["segments"][seg]["speed"] if c["segments"] else 1.0)
+            n = len(c["crop_keyframes"])
+            self.info.setText(f"{m.get('width')}×{m.get('height')} · {m.get('fps', 0):g} fps · "
+                              f"{n} keyframe{'s' if n != 1 else ''} · trim {c['trim']['start']:.2f}–"
+                              f"{c['trim']['end']:.2f} s")
+        finally:
+            self._syncing = False
+        self.update_box()
+        self.request_frame()
+
+    # ------------------------------------------------------------------ time & frames
+    def length(self) -> float:
+        c = self.clip()
+        return (c["source_end"] - c["source_start"]) if c else 1.0
+
+    def duration(self) -> float:
+        return self.length()
+
+    def fps(self) -> float:
+        c = self.clip()
+        return float((c.get("media") or {}).get("fps") or 30.0) if c else 30.0
+
+    def play_range(self) -> tuple[float, float]:
+        c = self.clip()
+        return (c["trim"]["start"], c["trim"]["end"]) if c else (0.0, 1.0)
+
+    def segment_index(self, t: float) -> int:
+        c = self.clip()
+        if not c:
+            return 0
+        for i, s in enumerate(c["segments"]):
+            if s["start"] - 1e-9 <= t < s["end"]:
+                return i
+        return max(len(c["segments"]) - 1, 0)
+
+    def speed_at(self, t: float) -> float:
+        c = self.clip()
+        return c["segments"][self.segment_index(t)]["speed"] if c and c["segments"] else 1.0
+
+    def snapped(self, t: float | None = None) -> float:
+        fps = self.fps()
+        t = self.t if t is None else t
+        return min(max(round(t * fps) / fps, 0.0), self.length())
+
+    def seek(self, t: float) -> None:
+        self.t = min(max(t, 0.0), self.length())
+        self.timeline.set_playhead(self.t)
+        self.transport.time.setText(fmt_time(self.t, self.fps()))
+        if not self._syncing and self.clip():
+            seg = self.segment_index(self.t)
+            self.speed.setValue(self.clip()["segments"][seg]["speed"])
+        self.update_box()
+        self.request_frame()
+
+    def request_frame(self) -> None:
+        c = self.clip()
+        if c is None or c["id"] not in self.paths:
+            return
+        self._serial = self.frames.request(self.paths[c["id"]], c["source_start"] + self.t)
+
+    def _on_frame(self, serial: int, _t: float, img) -> None:
+        # the newest frame that this editor asked for (while playing, older ones still show)
+        if self._shown < serial <= self._serial:
+            self._shown = serial
+            self.view.set_image(img)
+
+    def current_box(self) -> Box | None:
+        c = self.clip()
+        if c is None:
+            return None
+        m = c.get("media") or {}
+        keys = [CropKey(**k) for k in c["crop_keyframes"]]
+        return crop_at(keys, self.t, m.get("width", 1920), m.get("height", 1080), self.view.ratio, c["rotation"])
+
+    def key_index_at(self, t: float) -> int:
+        half = 0.5 / self.fps()
+        return next((i for i, k in enumerate(self._keys()) if abs(k["time"] - t) < half), -1)
+
+    def update_box(self) -> None:
+        self.view.set_box(self.current_box(), self.key_index_at(self.t) >= 0)
+
+    # ------------------------------------------------------------------ edits (each one undoable)
+    def _clip_edit(self, text: str, fn) -> None:
+        cid = self.clip_id
+        if self.session is None or cid is None:
+            return
+
+        def mutate(d: dict) -> None:
+            for c in d["clips"]:
+                if c["id"] == cid:
+                    fn(c)
+
+        self.session.edit(text, mutate)
+
+    def _key_dict(self, box: Box, t: float) -> dict:
+        c = self.clip()
+        m = c.get("media") or {}
+        fw, fh = m.get("width", 1920), m.get("height", 1080)
+        ratio = self.view.ratio
+        h = float(round(box.height))
+        w = float(round(h * ratio))
+        if w > fw:
+            w = float(fw)
+            h = float(min(round(w / ratio), fh))
+        if h > fh:
+            h = float(fh)
+            w = float(round(h * ratio))
+        x = float(min(max(round(box.x), 0), fw - w))
+        y = float(min(max(round(box.y), 0), fh - h))
+        return {"time": round(t, 6), "x": x, "y": y, "width": w, "height": h}
+
+    def _set_key(self, keys: list[dict], key: dict) -> list[dict]:
+        half = 0.5 / self.fps()
+        out = [k for k in keys if abs(k["time"] - key["time"]) >= half] + [key]
+        return sorted(out, key=lambda k: k["time"])
+
+    def commit_box(self, box: Box) -> None:
+        """A crop drag ended: a keyframe at the playhead (replacing one on this frame)."""
+        t = self.snapped()
+        key = self._key_dict(box, t)
+        self._clip_edit("Move crop", lambda c: c.__setitem__("crop_keyframes", self._set_key(c["crop_keyframes"], key)))
+
+    def add_key(self) -> None:
+        box = self.current_box()
+        if box is not None:
+            self.commit_box(box)
+
+    def key_k(self) -> None:
+        if self.rate:
+            self.set_rate(0.0)
+        else:
+            self.add_key()
+
+    def delete_key(self) -> None:
+        i = self.key_index_at(self.t)
+        if i >= 0:
+            self.delete_key_index(i)
+        else:
+            self.message.emit("No keyframe on this frame to delete")
+
+    def delete_key_index(self, i: int) -> None:
+        self._clip_edit("Delete keyframe", lambda c: c["crop_keyframes"].pop(i))
+
+    def move_key(self, i: int, t: float) -> None:
+        t = self.snapped(t)
+
+        def fn(c):
+            keys = c["crop_keyframes"]
+            k = dict(keys[i], time=t)
+            rest = [x for j, x in enumerate(keys) if j != i]
+            c["crop_keyframes"] = self._set_key(rest, k)
+
+        self._clip_edit("Move keyframe", fn)
+
+    def set_trim(self, start: float, end: float) -> None:
+        # keyframes are never touched by a trim: those outside it are kept
+        self._clip_edit("Trim", lambda c: c.__setitem__("trim", {"start": round(start, 6), "end": round(end, 6)}))
+
+    def split(self) -> None:
+        t = self.snapped()
+        c = self.clip()
+        if c is None:
+            return
+        i = self.segment_index(t)
+        seg = c["segments"][i]
+        if not (seg["start"] + 1e-3 < t < seg["end"] - 1e-3):
+            self.message.emit("Move the playhead inside a segment to split it")
+            return
+
+        def fn(cc):
+            s = cc["segments"][i]
+            cc["segments"][i:i + 1] = [{**s, "end": t}, {**s, "start": t}]
+
+        self._clip_edit("Split", fn)
+
+    def set_speed(self, speed: float) -> None:
+        c = self.clip()
+        if c is None or self._syncing:
+            return
+        i = self.segment_index(self.t)
+        if abs(c["segments"][i]["speed"] - speed) < 1e-9:
+            return
+        self._clip_edit("Segment speed", lambda cc: cc["segments"][i].__setitem__("speed", float(speed)))
+
+    def _on_rotation_moved(self, v: int) -> None:
+        self.rotation_label.setText(f"{v / 10:.1f}°")
+        self.view.rotation = v / 10
+        self.view.update()
+        if not self.rotation.isSliderDown() and not self._syncing:
+            self.commit_rotation()
+
+    def commit_rotation(self) -> None:
+        v = self.rotation.value() / 10
+        self._clip_edit("Rotate", lambda c: c.__setitem__("rotation", v))
+
+    def set_aspect(self, aspect: str) -> None:
+        if self.session is None or self.session.doc is None or self.session.doc["aspect_ratio"] == aspect:
+            return
+        ratio = parse_ratio(aspect)
+        media = {c["id"]: c.get("media") or {} for c in self.session.doc["clips"]}
+
+        def mutate(d):
+            d["aspect_ratio"] = aspect
+            for c in d["clips"]:
+                m = media.get(c["id"], {})
+                if c.get("crop_keyframes") and m:
+                    keys = refit_keyframes([CropKey(**k) for k in c["crop_keyframes"]], m["width"], m["height"], ratio)
+                    c["crop_keyframes"] = [{"time": k.time, "x": k.x, "y": k.y, "width": k.width,
+                                            "height": k.height} for k in keys]
+
+        self.session.edit(f"Aspect {aspect}", mutate)
+
+    def set_transition(self) -> None:
+        if self.session is None or self._syncing:
+            return
+        tr = {"type": self.transition.currentText(), "duration": round(self.transition_dur.value(), 3)}
+        self.session.edit("Transition", lambda d: d.__setitem__("transition", tr))
+
+    def _on_rows_moved(self, *_a) -> None:
+        if self._syncing or self.session is None:
+            return
+        order = [self.clips.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.clips.count())]
+        self.reorder(order)
+
+    def reorder(self, order: list[str]) -> None:
+        def mutate(d):
+            by = {c["id"]: c for c in d["clips"]}
+            d["clips"] = [by[i] for i in order if i in by] + [c for c in d["clips"] if c["id"] not in order]
+
+        self.session.edit("Reorder clips", mutate)
+
+    def remove_clip(self) -> None:
+        c = self.clip()
+        if c is None or self.session is None:
+            return
+        self.session.remove_clip(c["id"], (c.get("media") or {}).get("filename", ""))
+
+    def _on_clip_selected(self, cur, _prev) -> None:
+        if cur is None or self._syncing:
+            return
+        cid = cur.data(Qt.ItemDataRole.UserRole)
+        if cid != self.clip_id:
+            self.clip_id = cid
+            self.set_rate(0.0)
+            self.t = 0.0
+            self.refresh()
+            self.seek(self.play_range()[0])
+
+    def event(self, ev) -> bool:
+        if ev.type() == QEvent.Type.Hide:
+            self.set_rate(0.0)
+        return super().event(ev)

@@ -1,0 +1,371 @@
+"""The overlay editor: the working video with the spotlight drawn live by the pipeline's own
+function (app.pipeline.spotlight.spotlight_rgb, on the decoder thread), regions on a timeline,
+the ellipse edited with handles, keyframes, and the settings panel."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QColorDialog,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.pipeline.keyframes import Ellipse, EllipseKey, ellipse_at
+from app.pipeline.plan import RegionPlan
+from app.ui.framing_editor import PlayerMixin, Transport, fmt_time
+from app.ui.icons import icon
+from app.ui.preview import EllipseView
+from app.ui.session import ProjectSession
+from app.ui.timeline import RegionTimeline
+from app.ui.video import FrameServer
+
+MIN_REGION = 0.5
+
+
+def _spotlight_post(settings: dict, regions: list[dict], size: tuple[int, int]):
+    plans = tuple(RegionPlan(r["start"], r["end"], tuple(EllipseKey(**k) for k in r["keyframes"]))
+                  for r in regions if r.get("keyframes"))
+
+    def post(rgb, t):
+        from app.pipeline.spotlight import spotlight_rgb  # torch: imported on the decoder thread
+
+        return spotlight_rgb(rgb, t, settings, plans, source_size=size)
+
+    return post
+
+
+class OverlayEditor(QWidget, PlayerMixin):
+    exportRequested = Signal(str, str)  # noqa: N815
+    message = Signal(str)
+
+    def __init__(self, frames: FrameServer, parent=None):
+        super().__init__(parent)
+        self.frames = frames
+        self.session: ProjectSession | None = None
+        self.selected = -1
+        self._serial = 0
+        self._shown = 0
+        self._syncing = False
+        self._init_player()
+        self._build()
+        frames.frameReady.connect(self._on_frame)
+        self._settings_timer = QTimer(self)  # sliders commit once they rest (one undo step)
+        self._settings_timer.setSingleShot(True)
+        self._settings_timer.setInterval(400)
+        self._settings_timer.timeout.connect(self.commit_settings)
+
+    def _build(self) -> None:
+        split = QSplitter(Qt.Orientation.Horizontal)
+        mid = QWidget()
+        ml = QVBoxLayout(mid)
+        self.view = EllipseView()
+        self.view.ellipseEdited.connect(self.commit_ellipse)
+        ml.addWidget(self.view, 1)
+        self.transport = Transport()
+        self.transport.play.clicked.connect(self.toggle_play)
+        self.transport.back.clicked.connect(lambda: self.step(-1))
+        self.transport.fwd.clicked.connect(lambda: self.step(1))
+        ml.addWidget(self.transport)
+        self.timeline = RegionTimeline()
+        self.timeline.seekRequested.connect(lambda t: (self.set_rate(0.0), self.seek(t)))
+        self.timeline.regionSelected.connect(self.select_region)
+        self.timeline.regionEdited.connect(self.resize_region)
+        ml.addWidget(self.timeline)
+        split.addWidget(mid)
+
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        reg = QGroupBox("Regions")
+        rg = QVBoxLayout(reg)
+        row = QHBoxLayout()
+        self.add_region_btn = QPushButton(icon("add"), "Add region")
+        self.add_region_btn.clicked.connect(self.add_region)
+        self.del_region_btn = QPushButton(icon("remove"), "Delete")
+        self.del_region_btn.clicked.connect(self.delete_region)
+        row.addWidget(self.add_region_btn)
+        row.addWidget(self.del_region_btn)
+        rg.addLayout(row)
+        row2 = QHBoxLayout()
+        self.add_key_btn = QPushButton(icon("keyframe"), "Keyframe (K)")
+        self.add_key_btn.clicked.connect(self.add_key)
+        self.del_key_btn = QPushButton("Delete keyframe")
+        self.del_key_btn.clicked.connect(self.delete_key)
+        row2.addWidget(self.add_key_btn)
+        row2.addWidget(self.del_key_btn)
+        rg.addLayout(row2)
+        self.region_info = QLabel()
+        self.region_info.setWordWrap(True)
+        self.region_info.setStyleSheet("color: gray")
+        rg.addWidget(self.region_info)
+        rl.addWidget(reg)
+
+        st = QGroupBox("Spotlight")
+        f = QFormLayout(st)
+        self.color_btn = QPushButton()
+        self.color_btn.clicked.connect(self.pick_color)
+        f.addRow("Colour", self.color_btn)
+        self.shape = QComboBox()
+        self.shape.addItem("Body ellipse", "body")
+        self.shape.addItem("Ground ring", "ground")
+        self.shape.activated.connect(lambda _i: self.commit_settings())
+        f.addRow("Shape", self.shape)
+        self.stroke = QDoubleSpinBox()
+        self.stroke.setRange(0, 50)
+        self.stroke.setSingleStep(0.5)
+        self.stroke.editingFinished.connect(self.commit_settings)
+        f.addRow("Stroke", self.stroke)
+        self.fill = QSlider(Qt.Orientation.Horizontal)
+        self.fill.setRange(0, 100)
+        self.dim = QSlider(Qt.Orientation.Horizontal)
+        self.dim.setRange(0, 100)
+        for s in (self.fill, self.dim):
+            s.valueChanged.connect(lambda _v: None if self._syncing else self._settings_timer.start())
+        f.addRow("Fill", self.fill)
+        f.addRow("Dim outside", self.dim)
+        rl.addWidget(st)
+        rl.addStretch(1)
+        self.export_btn = QPushButton(icon("export"), "Export final video")
+        self.export_btn.setMinimumHeight(36)
+        self.export_btn.clicked.connect(
+            lambda: self.session and self.exportRequested.emit(self.session.project_id, "overlay"))
+        rl.addWidget(self.export_btn)
+        right.setMinimumWidth(250)
+        split.addWidget(right)
+        split.setStretchFactor(0, 1)
+        split.setSizes([900, 270])
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(split)
+        for keys, fn in ((" ", self.toggle_play), ("Left", lambda: self.step(-1)), ("Right", lambda: self.step(1)),
+                         ("J", self.key_j), ("K", self.key_k), ("L", self.key_l), ("Delete", self.delete_key)):
+            sc = QShortcut(QKeySequence(keys), self)
+            sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            sc.activated.connect(fn)
+
+    # ------------------------------------------------------------------ session
+    def set_session(self, session: ProjectSession) -> None:
+        if self.session is session:
+            return
+        if self.session is not None:
+            self.session.changed.disconnect(self.refresh)
+        self.set_rate(0.0)
+        self.session, self.selected, self.t = session, -1, 0.0
+        session.changed.connect(self.refresh)
+        self.refresh()
+
+    def working(self) -> dict | None:
+        doc = self.session.doc if self.session else None
+        return doc.get("working_video") if doc else None
+
+    def regions(self) -> list[dict]:
+        doc = self.session.doc if self.session else None
+        return doc["overlay"]["regions"] if doc else []
+
+    def settings(self) -> dict:
+        return dict(self.session.doc["overlay"]["settings"])
+
+    def duration(self) -> float:
+        wv = self.working()
+        return float(wv["duration"]) if wv else 1.0
+
+    def fps(self) -> float:
+        doc = self.session.doc if self.session else None
+        return float(doc["export_settings"]["fps"]) if doc and doc.get("export_settings") else 30.0
+
+    def refresh(self) -> None:
+        if self.session is None or self.session.doc is None:
+            return
+        self._syncing = True
+        try:
+            wv = self.working()
+            regions = self.regions()
+            if self.selected >= len(regions):
+                self.selected = len(regions) - 1
+            s = self.settings()
+            self.color_btn.setText(s["color"])
+            c = QColor(s["color"])
+            fg = "black" if c.lightness() > 140 else "white"
+            self.color_btn.setStyleSheet(f"background:{s['color']}; color:{fg}; border-radius:4px; padding:4px")
+            self.shape.setCurrentIndex(0 if s["shape"] == "body" else 1)
+            self.stroke.setValue(s["stroke_width"])
+            if not self._settings_timer.isActive():
+                self.fill.setValue(round(s["fill_opacity"] * 100))
+                self.dim.setValue(round(s["dim"] * 100))
+            ok = wv is not None and wv.get("local")
+            for w in (self.add_region_btn, self.add_key_btn, self.export_btn):
+                w.setEnabled(bool(ok))
+            self.del_region_btn.setEnabled(bool(ok) and self.selected >= 0)
+            self.del_key_btn.setEnabled(bool(ok) and self.selected >= 0)
+            if not ok:
+                self.view.set_image(None)
+                self.view.set_ellipse(None)
+                self.view.set_message("No working video yet.\nExport the framing first (Framing → Export working "
+                                      "video)." if wv is None else "The working video is not on this device yet.")
+                self.timeline.set_regions(1.0, [], -1)
+                return
+            self.view.set_frame_size(wv["width"], wv["height"])
+            self.timeline.set_regions(self.duration(), regions, self.selected)
+            stale = "" if wv.get("current") else " · the framing changed since (re-export to update)"
+            if self.selected >= 0:
+                r = regions[self.selected]
+                self.region_info.setText(f"{r['start']:.2f}–{r['end']:.2f} s · {len(r['keyframes'])} keyframe(s)"
+                                         + stale)
+            else:
+                self.region_info.setText(("Add a region, then drag the ellipse onto the player." if not regions
+                                          else "Click a region on the timeline to edit it.") + stale)
+        finally:
+            self._syncing = False
+        self.update_ellipse()
+        self.request_frame()
+
+    # ------------------------------------------------------------------ frames
+    def seek(self, t: float) -> None:
+        self.t = min(max(t, 0.0), self.duration())
+        self.timeline.set_playhead(self.t)
+        self.transport.time.setText(fmt_time(self.t, self.fps()))
+        regions = self.regions()
+        inside = next((i for i, r in enumerate(regions) if r["start"] <= self.t <= r["end"]), None)
+        if inside is not None and inside != self.selected and not self.rate:
+            self.selected = inside
+            self.timeline.set_regions(self.duration(), regions, inside)
+        self.update_ellipse()
+        self.request_frame()
+
+    def request_frame(self) -> None:
+        wv = self.working()
+        if not wv or not wv.get("local") or self.session is None:
+            return
+        s = self.settings()
+        regions = self.regions()
+        key = repr((sorted(s.items()), [(r["start"], r["end"], r["keyframes"]) for r in regions]))
+        post = _spotlight_post(s, regions, (wv["width"], wv["height"]))
+        self._serial = self.frames.request(wv["path"], self.t, post, key)
+
+    def _on_frame(self, serial: int, _t: float, img) -> None:
+        if self._shown < serial <= self._serial:
+            self._shown = serial
+            self.view.set_image(img)
+
+    def update_ellipse(self) -> None:
+        regions = self.regions()
+        if not (0 <= self.selected < len(regions)) or not regions[self.selected]["keyframes"]:
+            self.view.set_ellipse(None)
+            return
+        r = regions[self.selected]
+        keys = [EllipseKey(**k) for k in r["keyframes"]]
+        e = ellipse_at(keys, min(max(self.t, r["start"]), r["end"]))
+        self.view.set_ellipse(e, self.key_index_at(self.t) >= 0)
+
+    def key_index_at(self, t: float) -> int:
+        regions = self.regions()
+        if not (0 <= self.selected < len(regions)):
+            return -1
+        half = 0.5 / self.fps()
+        return next((i for i, k in enumerate(regions[self.selected]["keyframes"]) if abs(k["time"] - t) < half), -1)
+
+    # ------------------------------------------------------------------ edits
+    def _regions_edit(self, text: str, fn) -> None:
+        if self.session is None:
+            return
+
+        def mutate(d):
+            regs = d["overlay"]["regions"]
+            fn(regs)
+            regs.sort(key=lambda r: r["start"])
+
+        self.session.edit(text, mutate)
+
+    def select_region(self, i: int) -> None:
+        self.selected = i
+        self.refresh()
+
+    def add_region(self) -> None:
+        wv = self.working()
+        if not wv:
+            return
+        t = round(self.t * self.fps()) / self.fps()
+        regions = self.regions()
+        nxt = min((r["start"] for r in regions if r["start"] >= t), default=self.duration())
+        if any(r["start"] <= t < r["end"] for r in regions) or nxt - t < MIN_REGION:
+            self.message.emit("No room for a region here (at least 0.5 s, no overlaps)")
+            return
+        end = min(t + 2.0, nxt)
+        key = {"time": t, "x": wv["width"] / 2, "y": wv["height"] / 2, "rx": wv["width"] * 0.08,
+               "ry": wv["height"] * 0.18}
+        new = {"id": None, "start": t, "end": round(end, 6), "keyframes": [key]}
+        self._regions_edit("Add region", lambda regs: regs.append(new))
+        self.selected = sorted([*regions, new], key=lambda r: r["start"]).index(new)
+        self.refresh()
+
+    def delete_region(self) -> None:
+        i = self.selected
+        if i < 0:
+            return
+        self._regions_edit("Delete region", lambda regs: regs.pop(i))
+        self.selected = -1
+
+    def resize_region(self, i: int, start: float, end: float) -> None:
+        def fn(regs):
+            regs[i]["start"], regs[i]["end"] = round(start, 6), round(end, 6)
+
+        self._regions_edit("Resize region", fn)
+
+    def commit_ellipse(self, e: Ellipse) -> None:
+        i = self.selected
+        regions = self.regions()
+        if not (0 <= i < len(regions)):
+            return
+        r = regions[i]
+        t = min(max(round(self.t * self.fps()) / self.fps(), r["start"]), r["end"])
+        key = {"time": t, "x": round(e.x, 2), "y": round(e.y, 2), "rx": round(e.rx, 2), "ry": round(e.ry, 2)}
+        half = 0.5 / self.fps()
+
+        def fn(regs):
+            keys = [k for k in regs[i]["keyframes"] if abs(k["time"] - t) >= half] + [key]
+            regs[i]["keyframes"] = sorted(keys, key=lambda k: k["time"])
+
+        self._regions_edit("Move spotlight", fn)
+
+    def add_key(self) -> None:
+        if self.view.ellipse is not None:
+            self.commit_ellipse(self.view.ellipse)
+
+    def key_k(self) -> None:
+        if self.rate:
+            self.set_rate(0.0)
+        else:
+            self.add_key()
+
+    def delete_key(self) -> None:
+        i, k = self.selected, self.key_index_at(self.t)
+        if i < 0 or k < 0:
+            self.message.emit("No spotlight keyframe on this frame to delete")
+            return
+        if len(self.regions()[i]["keyframes"]) == 1:
+            self.message.emit("A region keeps at least one keyframe (delete the region instead)")
+            return
+        self._regions_edit("Delete spotlight keyframe", lambda regs: regs[i]["keyframes"].pop(k))
+
+    def pick_color(self) -> None:
+        c = QColorDialog.getColor(QColor(self.settings()["color"]), self, "Spotlight colour")
+        if c.isValid():
+            self.commit_settings(color=c.name().upper())
+
+    def commit_settings(self, color: str | None = None) -> None:
+        if self.session is None or self.session.doc is None or self._syncing:
+            return
+        s = {"color": color or self.settings()["color"], "shape": self.shape.currentData(),
+             "stroke_width": round(self.stroke.value(), 3), "fill_opacity": self.fill.value() / 100,
+             "dim": self.dim.value() / 100}
+        self.session.edit("Spotlight settings", lambda d: d["overlay"].__setitem__("settings", s))

@@ -1,0 +1,341 @@
+"""The project grid: a QListView in icon mode over a list model, cards painted by a delegate."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QModelIndex,
+    QRect,
+    QRectF,
+    QSize,
+    QSortFilterProxyModel,
+    Qt,
+    QTimer,
+    Signal,
+)
+from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPainterPath, QPen
+from PySide6.QtWidgets import QListView, QStyle, QStyledItemDelegate
+
+from app.services import editing
+from app.services.library import Library
+from app.ui.video import poster_image
+from app.ui.workers import Pools
+
+ROW_ROLE = Qt.ItemDataRole.UserRole
+POSTER_ROLE = Qt.ItemDataRole.UserRole + 1
+SORT_ROLE = Qt.ItemDataRole.UserRole + 2
+
+STATUS_LABELS = {
+    "not_started": "Not started",
+    "in_framing": "In framing",
+    "exporting_framing": "Exporting framing",
+    "in_overlay": "In overlay",
+    "exporting_overlay": "Exporting overlay",
+    "complete": "Complete",
+}
+STATUS_COLORS = {
+    "not_started": "#78909C",
+    "in_framing": "#1E88E5",
+    "exporting_framing": "#FB8C00",
+    "in_overlay": "#8E24AA",
+    "exporting_overlay": "#FB8C00",
+    "complete": "#43A047",
+}
+STATUS_ORDER = list(STATUS_LABELS)
+CARD = QSize(236, 204)
+POSTER_W = 320
+
+
+def fmt_duration(seconds: float) -> str:
+    s = int(round(seconds or 0))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+class ProjectListModel(QAbstractListModel):
+    postersPending = Signal(int)  # noqa: N815
+
+    def __init__(self, lib: Library, pools: Pools, parent=None):
+        super().__init__(parent)
+        self.lib, self.pools = lib, pools
+        self.rows: list[dict] = []
+        self.posters: dict[str, QImage | None] = {}
+        self._poster_keys: dict[str, tuple] = {}
+        self._loading: set[str] = set()
+        self.live_progress: dict[str, float] = {}
+        self._fresh: set[str] = set()
+        self._flush = QTimer(self)
+        self._flush.setSingleShot(True)
+        self._flush.setInterval(50)
+        self._flush.timeout.connect(self._flush_posters)
+
+    # ------------------------------------------------------------------ data
+    def set_rows(self, rows: list[dict]) -> None:
+        old = {r["id"]: r for r in self.rows}
+        same_ids = [r["id"] for r in rows] == [r["id"] for r in self.rows]
+        if same_ids:
+            self.rows = rows
+            if rows:
+                self.dataChanged.emit(self.index(0), self.index(len(rows) - 1))
+        else:
+            self.beginResetModel()
+            self.rows = rows
+            self.endResetModel()
+        for r in rows:  # a poster is reloaded when the project's outputs or clips changed
+            key = (r["clip_count"], r["has_working_video"], r["has_final_video"], r.get("duration"))
+            o = old.get(r["id"])
+            if o is not None and self._poster_keys.get(r["id"]) not in (None, key):
+                self.posters.pop(r["id"], None)
+            self._poster_keys[r["id"]] = key
+
+    def set_live_progress(self, progress: dict[str, float]) -> None:
+        if progress == self.live_progress:
+            return
+        changed = set(progress) | set(self.live_progress)
+        self.live_progress = dict(progress)
+        for i, r in enumerate(self.rows):
+            if r["id"] in changed:
+                self.dataChanged.emit(self.index(i), self.index(i))
+
+    def row_of(self, project_id: str) -> int:
+        return next((i for i, r in enumerate(self.rows) if r["id"] == project_id), -1)
+
+    def rowCount(self, parent=QModelIndex()):  # noqa: N802 - Qt API
+        return 0 if parent.isValid() else len(self.rows)
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid() or index.row() >= len(self.rows):
+            return None
+        row = self.rows[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return row["name"]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{row['name']}\n{STATUS_LABELS.get(row['status'], row['status'])}"
+        if role == ROW_ROLE:
+            live = self.live_progress.get(row["id"])
+            if live is not None and row["status"] not in ("exporting_framing", "exporting_overlay"):
+                return row
+            if live is not None:
+                return {**row, "progress": live}
+            return row
+        if role == POSTER_ROLE:
+            return self.poster(row["id"])
+        if role == SORT_ROLE:
+            return row
+        return None
+
+    # ------------------------------------------------------------------ posters
+    def poster(self, project_id: str) -> QImage | None:
+        if project_id in self.posters:
+            return self.posters[project_id]
+        if project_id not in self._loading:
+            self._loading.add(project_id)
+            lib = self.lib
+
+            def load():
+                src = editing.poster_source(lib, project_id)
+                return project_id, (poster_image(src[0], src[1], POSTER_W) if src else None)
+
+            self.pools.submit(load, self._poster_done, lambda _e, pid=project_id: self._poster_done((pid, None)))
+        return None
+
+    def request_posters(self, project_ids: list[str], chunks: int = 1) -> None:
+        """Load many posters with a few pool jobs (one submit per chunk, not per card)."""
+        todo = [p for p in project_ids if p not in self.posters and p not in self._loading]
+        if not todo:
+            return
+        self._loading.update(todo)
+        lib, deliver = self.lib, self.pools.dispatcher.deliver
+
+        def load(ids):
+            for pid in ids:
+                try:
+                    src = editing.poster_source(lib, pid)
+                    img = poster_image(src[0], src[1], POSTER_W) if src else None
+                except Exception:  # noqa: BLE001 - a card without a poster
+                    img = None
+                deliver.emit(self._poster_done, (pid, img))
+
+        for k in range(chunks):
+            part = todo[k::chunks]
+            if part:
+                self.pools.io.start(lambda part=part: load(part))
+
+    def _poster_done(self, result) -> None:
+        project_id, img = result
+        self._loading.discard(project_id)
+        self.posters[project_id] = img
+        self._fresh.add(project_id)
+        if not self._flush.isActive():
+            self._flush.start()
+
+    def _flush_posters(self) -> None:
+        """Posters arrive in bursts: one repaint per 50 ms, not one per poster."""
+        fresh, self._fresh = self._fresh, set()
+        rows = [i for i, r in enumerate(self.rows) if r["id"] in fresh]
+        if rows:
+            self.dataChanged.emit(self.index(min(rows)), self.index(max(rows)), [POSTER_ROLE])
+        self.postersPending.emit(len(self._loading))
+
+
+class ProjectFilter(QSortFilterProxyModel):
+    SORTS = ("Recent", "Name", "Status")
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.text = ""
+        self.sort_key = "Recent"
+        self.setDynamicSortFilter(False)  # re-sorted when the rows change, not on every poster
+        self.setSortRole(SORT_ROLE)
+
+    def set_text(self, text: str) -> None:
+        self.text = text.strip().lower()
+        self.invalidate()
+
+    def set_sort(self, key: str) -> None:
+        self.sort_key = key
+        self.invalidate()
+        self.sort(0, Qt.SortOrder.AscendingOrder)
+
+    def filterAcceptsRow(self, source_row, source_parent):  # noqa: N802
+        if not self.text:
+            return True
+        row = self.sourceModel().rows[source_row]
+        hay = f"{row['name']} {STATUS_LABELS.get(row['status'], '')} {row['aspect_ratio']}".lower()
+        return all(w in hay for w in self.text.split())
+
+    def lessThan(self, left, right):  # noqa: N802
+        rows = self.sourceModel().rows
+        a, b = rows[left.row()], rows[right.row()]
+        if self.sort_key == "Name":
+            return (a["name"].lower(), a["id"]) < (b["name"].lower(), b["id"])
+        if self.sort_key == "Status":
+            return (STATUS_ORDER.index(a["status"]), a["name"].lower()) < (
+                STATUS_ORDER.index(b["status"]), b["name"].lower())
+        return (a["updated_at"] or "") > (b["updated_at"] or "")  # most recent first
+
+
+class CardDelegate(QStyledItemDelegate):
+    def sizeHint(self, option, index):  # noqa: N802
+        return CARD
+
+    def paint(self, p: QPainter, option, index) -> None:
+        row = index.data(ROW_ROLE)
+        if row is None:
+            return
+        poster = index.data(POSTER_ROLE)
+        pal = option.palette
+        p.save()
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        r = QRectF(option.rect).adjusted(6, 6, -6, -6)
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        hover = bool(option.state & QStyle.StateFlag.State_MouseOver)
+        base = pal.base().color()
+        path = QPainterPath()
+        path.addRoundedRect(r, 10, 10)
+        p.fillPath(path, base.lighter(108) if base.lightness() < 128 else base)
+        pen = QPen(pal.highlight().color(), 2.5) if selected else QPen(
+            pal.mid().color() if not hover else pal.highlight().color().lighter(130), 1)
+        p.setPen(pen)
+        p.drawPath(path)
+
+        # poster, 16:9 area, image fitted (letterboxed for portrait)
+        pr = QRectF(r.x() + 8, r.y() + 8, r.width() - 16, (r.width() - 16) * 9 / 16)
+        clip = QPainterPath()
+        clip.addRoundedRect(pr, 6, 6)
+        p.fillPath(clip, QColor("#111418"))
+        if isinstance(poster, QImage) and not poster.isNull():
+            s = min(pr.width() / poster.width(), pr.height() / poster.height())
+            w, h = poster.width() * s, poster.height() * s
+            target = QRectF(pr.center().x() - w / 2, pr.center().y() - h / 2, w, h)
+            p.save()
+            p.setClipPath(clip)
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+            p.drawImage(target, poster)
+            p.restore()
+        else:
+            p.setPen(QColor("#5f6b76"))
+            f = QFont(option.font)
+            f.setPointSizeF(f.pointSizeF() * 0.9)
+            p.setFont(f)
+            p.drawText(pr, Qt.AlignmentFlag.AlignCenter, "No clips yet" if not row["clip_count"] else "…")
+
+        # status badge over the poster
+        status = row["status"]
+        label = STATUS_LABELS.get(status, status)
+        if row.get("progress") is not None:
+            label = f"{label} {row['progress']:.0f}%"
+        f = QFont(option.font)
+        f.setPointSizeF(max(7.0, f.pointSizeF() * 0.85))
+        f.setBold(True)
+        p.setFont(f)
+        fm = p.fontMetrics()
+        bw = fm.horizontalAdvance(label) + 14
+        badge = QRectF(pr.left() + 6, pr.top() + 6, bw, fm.height() + 6)
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(QColor(STATUS_COLORS.get(status, "#777")))
+        p.drawRoundedRect(badge, badge.height() / 2, badge.height() / 2)
+        p.setPen(QColor("white"))
+        p.drawText(badge, Qt.AlignmentFlag.AlignCenter, label)
+
+        # aspect chip (bottom right of the poster)
+        chip_text = row["aspect_ratio"]
+        cw = fm.horizontalAdvance(chip_text) + 12
+        chip = QRectF(pr.right() - cw - 6, pr.bottom() - fm.height() - 10, cw, fm.height() + 4)
+        p.setBrush(QColor(0, 0, 0, 160))
+        p.setPen(Qt.PenStyle.NoPen)
+        p.drawRoundedRect(chip, 4, 4)
+        p.setPen(QColor("white"))
+        p.drawText(chip, Qt.AlignmentFlag.AlignCenter, chip_text)
+
+        # name and details
+        y = pr.bottom() + 8
+        f = QFont(option.font)
+        f.setBold(True)
+        f.setPointSizeF(f.pointSizeF() * 1.05)
+        p.setFont(f)
+        p.setPen(pal.text().color())
+        name_rect = QRectF(r.x() + 10, y, r.width() - 20, p.fontMetrics().height())
+        p.drawText(name_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                   p.fontMetrics().elidedText(row["name"], Qt.TextElideMode.ElideRight, int(name_rect.width())))
+        y = name_rect.bottom() + 4
+        p.setFont(option.font)
+        p.setPen(pal.placeholderText().color())
+        n = row["clip_count"]
+        details = f"{n} clip{'s' if n != 1 else ''} · {fmt_duration(row.get('duration') or 0)}"
+        p.drawText(QRectF(r.x() + 10, y, r.width() - 20, p.fontMetrics().height()),
+                   Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, details)
+
+        # live export progress bar along the bottom of the card
+        if row.get("progress") is not None:
+            bar = QRectF(r.x() + 10, r.bottom() - 12, r.width() - 20, 5)
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(pal.mid().color())
+            p.drawRoundedRect(bar, 2.5, 2.5)
+            done = QRectF(bar.x(), bar.y(), bar.width() * max(0.0, min(1.0, row["progress"] / 100)), bar.height())
+            p.setBrush(QBrush(QColor(STATUS_COLORS["exporting_framing"])))
+            p.drawRoundedRect(done, 2.5, 2.5)
+        p.restore()
+
+
+class ProjectGridView(QListView):
+    filesDropped = Signal(list)  # noqa: N815
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setMovement(QListView.Movement.Static)
+        self.setUniformItemSizes(True)
+        self.setLayoutMode(QListView.LayoutMode.Batched)  # thousands of cards: lay out in slices
+        self.setBatchSize(60)
+        self.setGridSize(CARD)
+        self.setSpacing(0)
+        self.setMouseTracking(True)
+        self.setSelectionMode(QListView.SelectionMode.SingleSelection)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.setItemDelegate(CardDelegate(self))
+        self.setAcceptDrops(True)
+        self.setFrameShape(QListView.Shape.NoFrame)
+
+    def card_rect(self, row: int) -> QRect:
+        return self.visualRect(self.model().index(row, 0))

@@ -1,0 +1,169 @@
+"""One open project: its document in memory, its QUndoStack, its writes to SQLite.
+
+Every edit is a QUndoCommand. Its redo()/undo() set the editable fields in memory (the views
+repaint at once) and hand the same snapshot to the serial writer, which commits it through the
+Qt-free service (app.services.editing.apply_edit: validated like `project apply`). Nothing is
+ever "saved": a commit follows each edit within milliseconds.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QUndoCommand, QUndoStack
+
+from app.services import editing
+from app.services.library import Library
+from app.ui.workers import SerialWriter
+
+log = logging.getLogger(__name__)
+
+
+class DocCommand(QUndoCommand):
+    def __init__(self, session: ProjectSession, text: str, before: dict, after: dict):
+        super().__init__(text)
+        self.session, self.before, self.after = session, before, after
+
+    def redo(self) -> None:
+        self.session._set_editable(self.after)
+
+    def undo(self) -> None:
+        self.session._set_editable(self.before)
+
+
+class ClipCommand(QUndoCommand):
+    """Add (the clip already imported) or remove a clip: undo tombstones / restores it."""
+
+    def __init__(self, session: ProjectSession, clip_id: str, add: bool, name: str):
+        super().__init__(f"{'Add' if add else 'Remove'} clip {name}")
+        self.session, self.clip_id, self.add = session, clip_id, add
+        self._first = add  # an added clip is already in the database
+
+    def _present(self, yes: bool) -> None:
+        lib, cid = self.session.lib, self.clip_id
+        self.session.submit("reload", (lambda: editing.restore_clip(lib, cid)) if yes
+                            else (lambda: lib.remove_clip(cid)))
+
+    def redo(self) -> None:
+        if self._first:
+            self._first = False
+            self.session.submit("reload", lambda: None)
+            return
+        self._present(self.add)
+
+    def undo(self) -> None:
+        self._present(not self.add)
+
+
+class ProjectSession(QObject):
+    changed = Signal()  # the in-memory document changed (repaint)
+    loaded = Signal()
+    error = Signal(str)
+    committed = Signal()
+
+    def __init__(self, lib: Library, project_id: str, parent=None):
+        super().__init__(parent)
+        self.lib = lib
+        self.project_id = project_id
+        self.doc: dict | None = None
+        self.undo_stack = QUndoStack(self)
+        self.writer = SerialWriter(self)
+        self.writer.written.connect(self._on_written)
+        self.writer.failed.connect(self._on_failed)
+
+    # ------------------------------------------------------------------ loading
+    def load(self) -> None:
+        """(Re)read the document on the writer thread (after pending writes)."""
+        self.submit("reload", lambda: None)
+
+    def load_sync(self) -> None:
+        self.doc = self.lib.document(self.project_id)
+        self.loaded.emit()
+        self.changed.emit()
+
+    def submit(self, tag: str, fn: Callable[[], object]) -> None:
+        lib, pid = self.lib, self.project_id
+
+        def job():
+            out = fn()
+            return out, lib.document(pid)
+
+        self.writer.submit(tag, job)
+
+    def _on_written(self, tag, result) -> None:
+        region_ids, fresh = result
+        if self.writer.pending == 0:
+            first = self.doc is None
+            self.doc = fresh  # the database's word (aspect refits, new region ids, other processes)
+            if first:
+                self.loaded.emit()
+            self.changed.emit()
+        elif tag == "edit" and isinstance(region_ids, list) and self.doc is not None:
+            regions = self.doc.get("overlay", {}).get("regions", [])
+            if len(regions) == len(region_ids):
+                for r, rid in zip(regions, region_ids, strict=True):
+                    r["id"] = rid
+        self.committed.emit()
+
+    def _on_failed(self, tag, exc) -> None:
+        log.warning("edit failed: %s", exc)
+        self.error.emit(str(exc))
+        self.load()
+
+    # ------------------------------------------------------------------ edits
+    def editable(self) -> dict:
+        return editing.editable(self.doc or {})
+
+    def edit(self, text: str, mutate: Callable[[dict], None]) -> None:
+        """Push an undoable edit: ``mutate`` changes a copy of the editable fields in place."""
+        if self.doc is None:
+            return
+        before = self.editable()
+        after = copy.deepcopy(before)
+        mutate(after)
+        if after == before:
+            return
+        self.undo_stack.push(DocCommand(self, text, before, after))
+
+    def _set_editable(self, snap: dict) -> None:
+        doc = self.doc
+        if doc is None:
+            return
+        if "aspect_ratio" in snap:
+            doc["aspect_ratio"] = snap["aspect_ratio"]
+        if "clips" in snap:
+            by_id = {c["id"]: c for c in doc["clips"]}
+            order = []
+            for c in snap["clips"]:
+                if c["id"] in by_id:
+                    by_id[c["id"]].update(copy.deepcopy(c))
+                    order.append(by_id.pop(c["id"]))
+            doc["clips"] = order + list(by_id.values())
+        if "transition" in snap:
+            doc["transition"] = dict(snap["transition"])
+        if "overlay" in snap:
+            doc.setdefault("overlay", {}).update(copy.deepcopy(snap["overlay"]))
+        self.changed.emit()
+        lib, pid, snap = self.lib, self.project_id, copy.deepcopy(snap)
+        self.submit("edit", lambda: editing.apply_edit(lib, pid, snap))
+
+    def clip_added(self, clip_id: str, name: str) -> None:
+        self.undo_stack.push(ClipCommand(self, clip_id, True, name))
+
+    def remove_clip(self, clip_id: str, name: str) -> None:
+        self.undo_stack.push(ClipCommand(self, clip_id, False, name))
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        return self.writer.flush(timeout)
+
+    def close(self) -> None:
+        self.writer.stop()
+
+    # ------------------------------------------------------------------ helpers
+    def clip(self, clip_id: str | None) -> dict | None:
+        if not self.doc or clip_id is None:
+            return None
+        return next((c for c in self.doc["clips"] if c["id"] == clip_id), None)

@@ -1,0 +1,376 @@
+"""Preview decoding off the GUI thread: a frame server with a cache, all-intra preview proxies, posters.
+
+The decoder thread serves the latest request only (scrubbing never queues up stale frames),
+decodes forward without seeking when the wanted frame is just ahead (playback, frame step),
+and keeps recently shown frames in an LRU cache. When a preview proxy exists (every frame a
+keyframe, at most 960 px wide, generated in the background) seeks decode one small frame
+instead of up to a whole GOP of full-size ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QImage
+
+log = logging.getLogger(__name__)
+
+PREVIEW_MAX_W = 960
+PROXY_MAX_W = 960
+PROXY_VERSION = "1"
+
+
+def _quiet() -> None:
+    """PyAV's default (level None) ignores FFmpeg's log without a Python callback. Setting a level
+    installs a callback that takes the GIL from FFmpeg's own decoder threads, which deadlocks
+    when several Python threads decode at once (posters + preview + export), so leave it."""
+
+
+def rotation_of(frame: av.VideoFrame, stream_rot: int) -> int:
+    try:
+        rot = int(frame.rotation or 0)
+    except Exception:
+        rot = 0
+    rot = rot or stream_rot
+    return round(rot / 90) * 90 % 360
+
+
+def frame_to_rgb(frame: av.VideoFrame, max_w: int, rot: int) -> np.ndarray:
+    """RGB array of the display-oriented frame, at most ``max_w`` wide (display width)."""
+    w, h = frame.width, frame.height
+    disp_w = h if rot in (90, 270) else w
+    scale = min(1.0, max_w / max(disp_w, 1))
+    tw, th = max(2, int(w * scale) // 2 * 2), max(2, int(h * scale) // 2 * 2)
+    rgb = frame.reformat(width=tw, height=th, format="rgb24").to_ndarray()
+    if rot:
+        # PyAV rotation is counter-clockwise degrees to apply for display
+        rgb = np.ascontiguousarray(np.rot90(rgb, k=rot // 90))
+    return rgb
+
+
+def rgb_to_qimage(rgb: np.ndarray) -> QImage:
+    h, w = rgb.shape[:2]
+    rgb = np.ascontiguousarray(rgb)
+    return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+
+
+# --------------------------------------------------------------------------- proxies
+
+
+def proxy_path(cache_dir: Path, media_path: str) -> Path:
+    st = os.stat(media_path)
+    key = hashlib.sha1(f"{PROXY_VERSION}:{os.path.abspath(media_path)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return Path(cache_dir) / f"{key.hexdigest()[:24]}.mkv"
+
+
+def make_proxy(media_path: str, dest: Path, cancel: threading.Event | None = None,
+               max_w: int = PROXY_MAX_W) -> Path | None:
+    """All-intra MJPEG proxy with the source's timestamps and display rotation baked in."""
+    _quiet()
+    dest = Path(dest)
+    if dest.exists():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".part.mkv")
+    try:
+        with av.open(media_path) as src, av.open(str(tmp), "w", format="matroska") as out:
+            vs = src.streams.video[0]
+            vs.thread_type = "AUTO"
+            stream_rot = 0
+            ostream = None
+            origin = (src.start_time or 0) / 1_000_000
+            last_ms = -1
+            for frame in src.decode(vs):
+                if cancel is not None and cancel.is_set():
+                    raise InterruptedError
+                rot = rotation_of(frame, stream_rot)
+                rgb = frame_to_rgb(frame, max_w, rot)
+                if ostream is None:
+                    ostream = out.add_stream("mjpeg", rate=30)
+                    ostream.width, ostream.height = rgb.shape[1], rgb.shape[0]
+                    ostream.pix_fmt = "yuvj420p"
+                    ostream.codec_context.time_base = Fraction(1, 1000)
+                    ostream.options = {"q:v": "4"}
+                    ostream.codec_context.qmin = 2
+                    ostream.codec_context.qmax = 6
+                t = float(frame.pts * vs.time_base) - origin if frame.pts is not None else (last_ms + 33) / 1000
+                ms = max(round(t * 1000), last_ms + 1)
+                last_ms = ms
+                of = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuvj420p")
+                of.pts = ms
+                of.time_base = Fraction(1, 1000)
+                for pkt in ostream.encode(of):
+                    out.mux(pkt)
+            if ostream is not None:
+                for pkt in ostream.encode():
+                    out.mux(pkt)
+        os.replace(tmp, dest)
+        return dest
+    except InterruptedError:
+        tmp.unlink(missing_ok=True)
+        return None
+    except Exception:
+        log.warning("could not build a preview proxy for %s", media_path, exc_info=True)
+        tmp.unlink(missing_ok=True)
+        return None
+
+
+class ProxyBuilder(QObject):
+    """Builds proxies one at a time on a background thread."""
+
+    ready = Signal(str, str)  # media path, proxy path
+
+    def __init__(self, cache_dir: Path, parent=None):
+        super().__init__(parent)
+        self.cache_dir = Path(cache_dir)
+        self._cancel = threading.Event()
+        self._lock = threading.Lock()
+        self._queue: list[str] = []
+        self._thread: threading.Thread | None = None
+
+    def existing(self, media_path: str) -> str | None:
+        try:
+            p = proxy_path(self.cache_dir, media_path)
+        except OSError:
+            return None
+        return str(p) if p.exists() else None
+
+    def request(self, media_path: str) -> None:
+        if self.existing(media_path):
+            return
+        with self._lock:
+            if media_path not in self._queue:
+                self._queue.append(media_path)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, daemon=True, name="reelforge-proxy")
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._cancel.is_set():
+            with self._lock:
+                if not self._queue:
+                    self._thread = None
+                    return
+                path = self._queue.pop(0)
+            try:
+                dest = proxy_path(self.cache_dir, path)
+            except OSError:
+                continue
+            out = make_proxy(path, dest, self._cancel)
+            if out is not None:
+                try:
+                    self.ready.emit(path, str(out))
+                except RuntimeError:
+                    return
+
+    def stop(self) -> None:
+        self._cancel.set()
+
+
+# --------------------------------------------------------------------------- frame server
+
+
+class _Open:
+    def __init__(self, path: str):
+        _quiet()
+        self.path = path
+        self.container = av.open(path)
+        self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        self.tb = self.stream.time_base
+        self.origin = (self.container.start_time or 0) / 1_000_000
+        rate = self.stream.average_rate or self.stream.guessed_rate or 30
+        self.interval = 1.0 / float(rate)
+        self.iter = None
+        self.last: tuple[float, av.VideoFrame] | None = None  # last decoded
+        self.pending: tuple[float, av.VideoFrame] | None = None  # decoded, not yet shown
+        self.forward_limit = 2.0  # decode forward instead of seeking up to this far ahead
+
+    def time_of(self, f: av.VideoFrame) -> float:
+        return float(f.pts * self.tb) - self.origin if f.pts is not None else 0.0
+
+    def seek(self, t: float) -> None:
+        target = max(t - self.interval, 0.0)
+        self.container.seek(int((target + self.origin) / self.tb), backward=True, any_frame=False,
+                            stream=self.stream)
+        self.iter = self.container.decode(self.stream)
+        self.last = None
+        self.pending = None
+
+    def _next(self):
+        if self.pending is not None:
+            f, self.pending = self.pending, None
+            return f
+        if self.iter is None:
+            self.seek(0.0)
+        try:
+            f = next(self.iter)
+        except StopIteration:
+            return None
+        return self.time_of(f), f
+
+    def frame_at(self, t: float) -> tuple[float, av.VideoFrame] | None:
+        """The frame shown at ``t``: the last frame whose time is <= t + half an interval."""
+        half = self.interval / 2
+        if self.last is None or t < self.last[0] - half or t - self.last[0] > self.forward_limit:
+            self.seek(t)
+            cur = self._next()
+            if cur is None:
+                return None
+            if cur[0] > t + half and t > 0:  # landed after the target (bad index)
+                self.container.seek(0, stream=self.stream)
+                self.iter = self.container.decode(self.stream)
+                cur = self._next()
+                if cur is None:
+                    return None
+            self.last = cur
+        while True:
+            nxt = self._next()
+            if nxt is None:
+                return self.last
+            if nxt[0] > t + half:
+                self.pending = nxt
+                return self.last
+            self.last = nxt
+
+    def close(self) -> None:
+        self.container.close()
+
+
+PostFn = Callable[[np.ndarray, float], np.ndarray]
+
+
+class FrameServer(QObject):
+    """Serves preview frames: ``request(path, t)`` -> ``frameReady(serial, t, QImage)``."""
+
+    frameReady = Signal(int, float, QImage)
+    error = Signal(str)
+
+    def __init__(self, parent=None, cache_frames: int = 90, max_w: int = PREVIEW_MAX_W):
+        super().__init__(parent)
+        self.max_w = max_w
+        self._cache: OrderedDict[tuple, QImage] = OrderedDict()
+        self._cache_frames = cache_frames
+        self._cond = threading.Condition()
+        self._req: tuple[int, str, float, PostFn | None, object] | None = None
+        self._serial = 0
+        self._stop = False
+        self._open: _Open | None = None
+        self._proxies: dict[str, str] = {}
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="reelforge-decoder")
+        self._thread.start()
+
+    def set_proxy(self, media_path: str, proxy: str | None) -> None:
+        with self._cond:
+            if proxy:
+                self._proxies[media_path] = proxy
+            else:
+                self._proxies.pop(media_path, None)
+
+    def request(self, path: str, t: float, post: PostFn | None = None, post_key: object = None) -> int:
+        with self._cond:
+            self._serial += 1
+            self._req = (self._serial, path, float(t), post, post_key)
+            self._cond.notify_all()
+            return self._serial
+
+    def decode_now(self, path: str, t: float, post: PostFn | None = None) -> QImage | None:
+        """Synchronous decode on the caller's thread (benchmarks and tests; never the GUI)."""
+        with self._cond:
+            return self._produce(path, t, post, None)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join(timeout=2)
+
+    def _produce(self, path: str, t: float, post: PostFn | None, post_key) -> QImage | None:
+        src = self._proxies.get(path, path)
+        if self._open is None or self._open.path != src:
+            if self._open is not None:
+                self._open.close()
+            self._open = _Open(src)
+            if src != path:
+                self._open.forward_limit = 0.3  # all-intra proxy: seeking is cheap
+        got = self._open.frame_at(t)
+        if got is None:
+            return None
+        ft, frame = got
+        key = (src, round(ft * 1000), post_key)
+        img = self._cache.get(key)
+        if img is not None:
+            self._cache.move_to_end(key)
+            return img
+        rgb = frame_to_rgb(frame, self.max_w, 0 if src != path else rotation_of(frame, 0))
+        if post is not None:
+            rgb = post(rgb, t)
+        img = rgb_to_qimage(rgb)
+        self._cache[key] = img
+        while len(self._cache) > self._cache_frames:
+            self._cache.popitem(last=False)
+        return img
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._req is not None or self._stop)
+                if self._stop:
+                    if self._open is not None:
+                        self._open.close()
+                    return
+                serial, path, t, post, post_key = self._req
+                self._req = None
+                try:
+                    img = self._produce(path, t, post, post_key)
+                except Exception as exc:  # noqa: BLE001 - shown in the preview
+                    log.warning("preview decode failed", exc_info=True)
+                    if self._open is not None:
+                        try:
+                            self._open.close()
+                        except Exception:
+                            pass
+                        self._open = None
+                    try:
+                        self.error.emit(f"Cannot show this frame: {exc}")
+                    except RuntimeError:
+                        return
+                    continue
+            if img is not None:
+                try:
+                    self.frameReady.emit(serial, t, img)
+                except RuntimeError:
+                    return
+
+
+def poster_image(path: str, t: float, width: int = 320) -> QImage | None:
+    """One frame for a project card (runs on a pool thread)."""
+    _quiet()
+    try:
+        with av.open(path) as c:
+            vs = c.streams.video[0]
+            vs.thread_type = "AUTO"
+            origin = (c.start_time or 0) / 1_000_000
+            if t > 0:
+                c.seek(int((t + origin) / vs.time_base), backward=True, any_frame=False, stream=vs)
+            frame = None
+            for f in c.decode(vs):
+                frame = f
+                if f.pts is None or float(f.pts * vs.time_base) - origin >= t - 0.05:
+                    break
+            if frame is None:
+                return None
+            return rgb_to_qimage(frame_to_rgb(frame, width, rotation_of(frame, 0)))
+    except Exception:  # noqa: BLE001 - a card without a poster
+        log.debug("poster failed for %s", path, exc_info=True)
+        return None

@@ -1,0 +1,211 @@
+"""Off-GUI-thread work: thread pools, a task runnable with Qt signals, the serial DB writer."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import Any
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher(QObject):
+    """Lives on the GUI thread for the life of the pools: pool threads emit (callback, value) and
+    the callback runs on the GUI thread. (A per-task signal object would be deleted with its
+    task, and Qt drops queued calls whose sender is gone.)"""
+
+    deliver = Signal(object, object)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.deliver.connect(self._call)
+
+    @staticmethod
+    def _call(cb, value) -> None:
+        if cb is not None:
+            cb(value)
+
+
+class Task:
+    """Run ``fn()`` on a pool thread; ``done(result)`` or ``failed(exc)`` then runs on the GUI thread."""
+
+    def __init__(self, fn: Callable[[], Any], dispatcher: Dispatcher, done=None, failed=None):
+        self.fn, self.dispatcher, self.done, self.failed = fn, dispatcher, done, failed
+
+    def run(self) -> None:
+        try:
+            result = self.fn()
+        except Exception as exc:  # noqa: BLE001 - delivered to the GUI as a message
+            log.debug("task failed: %s", "".join(traceback.format_exception(exc)))
+            self._emit(self.failed, exc)
+            return
+        self._emit(self.done, result)
+
+    def _emit(self, cb, value) -> None:
+        try:
+            self.dispatcher.deliver.emit(cb, value)
+        except RuntimeError:  # the window (and its dispatcher) is gone
+            pass
+
+
+class PyPool:
+    """A Python thread pool with QThreadPool's start()/waitForDone() shape.
+
+    Used for the many small jobs (posters, imports, the status poll): QThreadPool.start() called
+    from Python holds the GIL while it takes the pool's mutex, and a pool thread deleting a
+    finished Python callable takes them in the other order, which can deadlock under load.
+    """
+
+    def __init__(self, workers: int, name: str):
+        self._ex = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"reelforge-{name}")
+        self._futures: set = set()
+
+    def start(self, fn: Callable[[], Any]) -> None:
+        f = self._ex.submit(fn)
+        self._futures.add(f)
+        f.add_done_callback(self._futures.discard)
+
+    def waitForDone(self, ms: int = -1) -> bool:  # noqa: N802 - QThreadPool's name
+        pending = list(self._futures)
+        _done, not_done = wait(pending, timeout=None if ms < 0 else ms / 1000)
+        return not not_done
+
+
+class _Runnable(QRunnable):
+    def __init__(self, fn: Callable[[], Any], finished: Callable[[_Runnable], None]):
+        super().__init__()
+        self.setAutoDelete(False)  # Python owns it (see QtPool)
+        self._fn, self._finished = fn, finished
+
+    def run(self) -> None:
+        try:
+            self._fn()
+        finally:
+            self._finished(self)
+
+
+class QtPool:
+    """QThreadPool + QRunnable, for the exports.
+
+    The pool never deletes a runnable (autoDelete off) and no Python object is freed on a pool
+    thread: finished runnables are parked and dropped later from the starting thread, once the
+    pool has long returned from their run(). That keeps the GIL / pool-mutex order one-way.
+    """
+
+    def __init__(self, workers: int, name: str):
+        self._pool = QThreadPool()
+        self._pool.setMaxThreadCount(workers)
+        self._pool.setObjectName(f"reelforge-{name}")
+        self._lock = threading.Lock()
+        self._running: set[_Runnable] = set()
+        self._finished: list[tuple[float, _Runnable]] = []
+
+    def _on_finished(self, r: _Runnable) -> None:
+        with self._lock:
+            self._running.discard(r)
+            self._finished.append((time.monotonic(), r))
+
+    def _purge(self) -> None:
+        cutoff = time.monotonic() - 2.0
+        with self._lock:
+            self._finished = [(t, r) for t, r in self._finished if t > cutoff]
+
+    def start(self, fn: Callable[[], Any]) -> None:
+        self._purge()
+        r = _Runnable(fn, self._on_finished)
+        with self._lock:
+            self._running.add(r)
+        self._pool.start(r)
+
+    def waitForDone(self, ms: int = -1) -> bool:  # noqa: N802 - Qt's name
+        return self._pool.waitForDone(ms)
+
+
+class Pools:
+    """Separate pools so that posters never starve an export or the status poll."""
+
+    def __init__(self) -> None:
+        self.dispatcher = Dispatcher()
+        self.io = PyPool(1, "io")  # imports, posters, document loads (one: leaves the GIL to the GUI)
+        self.poll = PyPool(1, "poll")  # the 1 s status poll
+        # exports: ExportService.run in a QThreadPool (the service's queue decides how many
+        # run on the GPU at once)
+        self.exports = QtPool(2, "export")
+
+    def submit(self, fn: Callable[[], Any], done: Callable[[Any], None] | None = None,
+               failed: Callable[[Exception], None] | None = None, pool=None) -> Task:
+        task = Task(fn, self.dispatcher, done, failed)
+        (pool or self.io).start(task.run)
+        return task
+
+    def wait(self, ms: int = 5000) -> None:
+        for p in (self.io, self.exports, self.poll):
+            p.waitForDone(ms)
+
+
+class SerialWriter(QObject):
+    """Database writes of one project, in order, on one background thread.
+
+    The editor updates its in-memory state at once (the GUI never waits for SQLite); the write
+    follows within milliseconds. ``flush()`` blocks until every submitted write is committed
+    (tests, closing a project).
+    """
+
+    written = Signal(object, object)  # (tag, result)
+    failed = Signal(object, object)  # (tag, exception)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._lock = threading.Condition()
+        self._queue: list[tuple[Any, Callable[[], Any]]] = []
+        self._busy = False
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="reelforge-writer")
+        self._stop = False
+        self._thread.start()
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._queue) + (1 if self._busy else 0)
+
+    def submit(self, tag: Any, fn: Callable[[], Any]) -> None:
+        with self._lock:
+            self._queue.append((tag, fn))
+            self._lock.notify_all()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        with self._lock:
+            return self._lock.wait_for(lambda: not self._queue and not self._busy, timeout)
+
+    def stop(self) -> None:
+        self.flush()
+        with self._lock:
+            self._stop = True
+            self._lock.notify_all()
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                self._lock.wait_for(lambda: self._queue or self._stop)
+                if self._stop and not self._queue:
+                    return
+                tag, fn = self._queue.pop(0)
+                self._busy = True
+            try:
+                result = fn()
+                ok, payload = True, result
+            except Exception as exc:  # noqa: BLE001 - shown to the user
+                ok, payload = False, exc
+            with self._lock:  # not busy before the GUI hears of it: it checks `pending`
+                self._busy = False
+                self._lock.notify_all()
+            try:
+                (self.written if ok else self.failed).emit(tag, payload)
+            except RuntimeError:
+                pass

@@ -1,0 +1,78 @@
+"""Fixtures for the UI tests: a real MainWindow (offscreen) on a throwaway data directory, with
+export renderers that are fast and controllable (the real pipeline has its own tests)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+
+class FakeRenderer:
+    """Reports progress in ``steps`` steps of ``delay`` s, honours cancel, writes a tiny MP4."""
+
+    def __init__(self, steps: int = 10, delay: float = 0.05, work: bool = False):
+        self.steps, self.delay, self.work = steps, delay, work
+        self.started = threading.Event()
+
+    def __call__(self, plan, out_path, progress, should_cancel):
+        from app.pipeline.plan import Cancelled, RenderResult
+        from tests.media import make_video
+
+        self.started.set()
+        for i in range(self.steps):
+            if should_cancel():
+                raise Cancelled()
+            if self.work:  # real CPU work on this thread (GIL pressure for the stall probe)
+                make_video(Path(out_path).with_suffix(f".w{i}.mp4"), width=320, height=180, duration=0.2)
+                Path(out_path).with_suffix(f".w{i}.mp4").unlink()
+            else:
+                time.sleep(self.delay)
+            progress((i + 1) / self.steps)
+        make_video(out_path, width=90, height=160, duration=1.0)
+        return RenderResult(str(out_path), 90, 160, 1.0, "CPU")
+
+
+@pytest.fixture
+def renderer():
+    return FakeRenderer()
+
+
+@pytest.fixture
+def window(qtbot, lib, renderer):
+    from PySide6.QtCore import QCoreApplication
+
+    from app.jobs.service import ExportService, Settings
+    from app.ui.main_window import MainWindow
+
+    QCoreApplication.setOrganizationName("ReelforgeTests")
+    svc = ExportService(lib, Settings(device="cpu"), renderers={"framing": renderer, "overlay": renderer})
+    win = MainWindow(lib, svc, poll_ms=200)
+    qtbot.addWidget(win)
+    win.resize(1200, 800)
+    win.show()
+    yield win
+    for s in win.sessions.values():
+        s.flush()
+    win.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_video(media_dir):
+    from tests.media import make_video
+
+    return make_video(media_dir / "tiny.mp4", width=320, height=180, fps=30, duration=2.0)
+
+
+def wait_rows(qtbot, win, n: int, timeout: int = 5000):
+    qtbot.waitUntil(lambda: len(win.model.rows) == n, timeout=timeout)
+
+
+def row(win, project_id: str) -> dict:
+    from app.ui.project_grid import ROW_ROLE
+
+    i = win.model.row_of(project_id)
+    assert i >= 0
+    return win.model.index(i).data(ROW_ROLE)

@@ -1,0 +1,75 @@
+"""The project grid: create/import through the UI, drops, bad input, search/sort, status badges."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
+from PySide6.QtGui import QDropEvent, QImage
+
+from tests.ui.conftest import row, wait_rows
+
+
+def test_create_project_and_import_clip_through_ui(qtbot, window, lib, tiny_video):
+    window.create_project("Game day", "9:16", [str(tiny_video)])
+    wait_rows(qtbot, window, 1)
+    r = window.model.rows[0]
+    assert r["name"] == "Game day" and r["clip_count"] == 1 and r["status"] == "not_started"
+    assert lib.list_projects()[0]["clip_count"] == 1
+    # the card's poster arrives from a pool thread
+    qtbot.waitUntil(lambda: isinstance(window.model.posters.get(r["id"]), QImage), timeout=5000)
+    assert window.grid_page.stack.currentWidget() is window.grid_page.view
+
+
+def test_drop_video_files_on_the_window(qtbot, window, tiny_video):
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(tiny_video))])
+    ev = QDropEvent(QPoint(50, 50).toPointF(), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                    Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(ev)
+    wait_rows(qtbot, window, 1)
+    assert window.model.rows[0]["name"] == Path(tiny_video).stem
+
+
+def test_bad_files_change_nothing(qtbot, window, lib, tmp_path):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    window.create_project("Broken", "9:16", [str(empty), str(text)])
+    qtbot.waitUntil(lambda: hasattr(window, "last_error"), timeout=5000)
+    assert "empty.mp4" in window.last_error and "notes.mp4" in window.last_error
+    assert lib.list_projects() == []
+
+
+def test_empty_state_search_sort_rename_duplicate_delete(qtbot, window, lib):
+    assert window.grid_page.stack.currentWidget() is window.grid_page.empty
+    a = lib.create_project("Zebra cup")
+    lib.create_project("Alpha league")
+    wait_rows(qtbot, window, 2)  # another writer (the CLI, say): the poll picks it up
+    proxy = window.grid_page.proxy
+    window.grid_page.sort.setCurrentIndex(1)  # Name
+    assert [proxy.index(i, 0).data() for i in range(2)] == ["Alpha league", "Zebra cup"]
+    window.grid_page.search.setText("zeb")
+    assert proxy.rowCount() == 1
+    window.grid_page.search.setText("nothing like it")
+    assert window.grid_page.stack.currentWidget() is window.grid_page.no_match
+    window.grid_page.search.clear()
+    window.rename_project(a, "Zebra cup final")
+    qtbot.waitUntil(lambda: any(r["name"] == "Zebra cup final" for r in window.model.rows), timeout=3000)
+    window.duplicate_project(a)
+    wait_rows(qtbot, window, 3)
+    window.delete_project(a, confirm=False)
+    wait_rows(qtbot, window, 2)
+    assert a not in [r["id"] for r in lib.list_projects()]
+
+
+def test_badge_follows_changes_from_another_process_within_a_second(qtbot, window, lib, tiny_video):
+    from app.services import editing
+
+    pid = lib.create_project("Other process")
+    cid = lib.add_clip(pid, tiny_video)
+    wait_rows(qtbot, window, 1)
+    assert row(window, pid)["status"] == "not_started"
+    editing.set_rotation(lib, cid, 3.0)  # as the CLI would
+    qtbot.waitUntil(lambda: row(window, pid)["status"] == "in_framing", timeout=1000)
