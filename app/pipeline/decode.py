@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 from collections.abc import Iterable, Iterator
 
 import av
@@ -172,3 +174,14 @@ def display_rotation_of(frame: av.VideoFrame, fallback: int) -> int:
         r = round(rot / 90) * 90 % 360
         return r
     return int(round((fallback or 0) / 90) * 90 % 360)
+
+
+def put_until_stopped(q: queue.Queue, item, stop: threading.Event) -> bool:
+    """Put into a bounded queue, giving up when ``stop`` is set (a consumer that died or a cancel)."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False

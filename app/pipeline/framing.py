@@ -47,7 +47,7 @@ import av
 
 from app.pipeline import device as devices
 from app.pipeline.audio import SAMPLE_RATE, AudioSpan, audio_frames, clip_audio, timeline_audio
-from app.pipeline.decode import VideoSource, open_media
+from app.pipeline.decode import VideoSource, open_media, put_until_stopped
 from app.pipeline.encode import Output, frame_rate
 from app.pipeline.frames import AiFramer, CpuFramer, TorchFramer, fade_to_black, mix
 from app.pipeline.keyframes import crop_at
@@ -210,16 +210,6 @@ class _Run:
         self.stop.set()
 
 
-def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=0.1)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
 def _get(q: queue.Queue, stop: threading.Event):
     while not stop.is_set():
         try:
@@ -310,9 +300,9 @@ def _video_worker(renderer: _Renderer, run: _Run, q: queue.Queue) -> None:
     frames = renderer.video(run.stop)
     try:
         for frame in frames:
-            if not _put(q, frame, run.stop):
+            if not put_until_stopped(q, frame, run.stop):
                 return
-        _put(q, None, run.stop)
+        put_until_stopped(q, None, run.stop)
     except BaseException as exc:  # handed to the caller's thread
         run.fail(exc)
     finally:

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from av.video.frame import PictureType
 
+from app.pipeline.decode import put_until_stopped
 from app.pipeline.device import describe, pick_device
 from app.pipeline.plan import Cancelled, OverlayPlan, RenderError, RenderResult
 from app.pipeline.spotlight import SpotlightStyle, draw_spotlight, spotlight_at
@@ -232,13 +233,7 @@ def _decoder(inp: Any, vin: Any, ain: Any | None, q: queue.Queue, stop: threadin
     """Demux + decode in a thread: puts ('v', frame), ('a', packet), then ('end', None) or ('err', exc)."""
 
     def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_until_stopped(q, item, stop)
 
     try:
         streams = [vin] + ([ain] if ain is not None else [])
