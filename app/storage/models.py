@@ -283,3 +283,87 @@ class Meta(Base):
 SYNCED_MODELS: tuple[type, ...] = (
     Project, Transition, ExportSettings, OverlaySettings, Media, Clip, Region, WorkingVideo, FinalVideo,
 )
+
+
+# --------------------------------------------------------------------------- sync engine state
+# Device-local (never synced): the remote, per-device cursors, conflicts, agreed stamps, the log
+# of remote objects seen and of media known to be on the remote. See app.storage.sync.
+
+
+class SyncRemote(Base):
+    """The configured remote (one row, id 1). Never any credential."""
+
+    __tablename__ = "sync_remote"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    endpoint: Mapped[str] = mapped_column(Text, nullable=False)
+    bucket: Mapped[str] = mapped_column(String(63), nullable=False)
+    prefix: Mapped[str] = mapped_column(String(512), nullable=False, default="")
+    region: Mapped[str] = mapped_column(String(64), nullable=False, default="auto")
+    updated_at: Mapped[datetime] = mapped_column(IsoDateTime, default=utcnow, nullable=False)
+
+
+class SyncCursor(Base):
+    """The last change batch (by its device's sequence number) applied from each other device."""
+
+    __tablename__ = "sync_cursors"
+
+    device_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    updated_at: Mapped[datetime] = mapped_column(IsoDateTime, default=utcnow, nullable=False)
+
+
+class SyncConflict(Base):
+    """A detected conflict: both sides changed one field since they last agreed; ``winner`` kept."""
+
+    __tablename__ = "sync_conflicts"
+    __table_args__ = (Index("ix_sync_conflicts_status", "status", "detected_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tbl: Mapped[str] = mapped_column(String(32), nullable=False)
+    row_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    field: Mapped[str] = mapped_column(String(64), nullable=False)
+    local_value: Mapped[object] = mapped_column(JSON, nullable=True)
+    remote_value: Mapped[object] = mapped_column(JSON, nullable=True)
+    local_stamp: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    remote_stamp: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    winner: Mapped[str] = mapped_column(String(8), nullable=False)  # local | remote
+    detected_at: Mapped[datetime] = mapped_column(IsoDateTime, default=utcnow, nullable=False)
+    status: Mapped[str] = mapped_column(String(12), nullable=False, default="open")  # open|dismissed|restored
+
+
+class SyncBase(Base):
+    """Per synced row: the field stamps this device last agreed on with the remote (sent as the
+    ``base`` of a pushed change, which is how the receiver tells a conflict from a follow-up
+    edit), and ``tomb``: the stamp of a delete that is shown undone because a newer edit won."""
+
+    __tablename__ = "sync_base"
+
+    tbl: Mapped[str] = mapped_column(String(32), primary_key=True)
+    row_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stamps: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+    tomb: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class SyncObject(Base):
+    """The log of remote change objects: applied, or rejected as invalid (with the reason)."""
+
+    __tablename__ = "sync_objects"
+
+    key: Mapped[str] = mapped_column(String(600), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    first_seq: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_seq: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    status: Mapped[str] = mapped_column(String(12), nullable=False)  # applied | rejected
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    at: Mapped[datetime] = mapped_column(IsoDateTime, default=utcnow, nullable=False)
+
+
+class SyncMedia(Base):
+    """Media objects known to be on the remote (uploaded and verified, or seen there)."""
+
+    __tablename__ = "sync_media"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    at: Mapped[datetime] = mapped_column(IsoDateTime, default=utcnow, nullable=False)

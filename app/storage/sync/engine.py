@@ -1,0 +1,1358 @@
+"""The sync engine: push the outbox, pull other devices' batches, media, snapshots, status.
+
+Blocking and Qt-free; the GUI runs :meth:`SyncEngine.run_cycle` in an executor (see
+:mod:`app.storage.sync.scheduler`), the CLI calls it directly. Its transactions are short: the
+network is never touched while a write transaction is open.
+
+Push
+    Unpushed ``sync_changes`` rows (the durable outbox filled by :mod:`app.storage.stamping`),
+    coalesced per row and field into one batch, gzip JSON, written to
+    ``changes/DEVICE/FIRST_SEQ.json.gz`` with ``If-None-Match: *``: the key is fixed by the first
+    sequence number, so a retry writes the same key; if it exists already, the object is read
+    back and, when it holds exactly our changes (digest of their seq and stamps), they are marked
+    pushed. The media those rows point at are uploaded and verified first.
+
+Pull
+    For every other device: list its batches after our cursor, download and validate each one,
+    check the chain (each batch names the last sequence number of the one before it), and apply
+    them in rounds: one ``db.write(remote=True)`` transaction per round merges the rows (see
+    :mod:`app.storage.sync.merge`) and moves the cursors, so a crash leaves the old state or the
+    new one, and re-running is idempotent. A new device (or one whose missing batches were
+    compacted away) first applies the snapshot named by ``manifest.json``.
+
+Snapshots
+    When no changes are pending and enough batches have gone by, a device writes a snapshot of
+    every synced row (tombstones included) with the cursors it covers, then swaps
+    ``manifest.json`` by compare-and-swap (``If-Match: ETAG``, ``If-None-Match: *`` when new);
+    the loser of a race deletes its snapshot. Batches covered by the manifest and older than
+    ``prune_after_s`` are deleted.
+
+The database file itself is never uploaded or downloaded: rows are merged field by field, so
+a pull can never roll back a local commit (the T248 failure cannot happen by construction).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from app.storage import hlc, stamping
+from app.storage.media_store import MediaStore
+from app.storage.models import (
+    Change,
+    Clip,
+    Media,
+    Project,
+    SyncBase,
+    SyncConflict,
+    SyncCursor,
+    SyncMedia,
+    SyncObject,
+    utcnow,
+)
+from app.storage.procs import HOST, pid_alive
+from app.storage.sync import config as sync_config
+from app.storage.sync import schema
+from app.storage.sync.config import Credentials, RemoteConfig, redact
+from app.storage.sync.merge import Conflict, RowState, Write, apply_writes, device_of, normalize
+from app.storage.sync.remote import PreconditionFailed, Remote, RemoteError, RetryPolicy, Timeouts
+from app.storage.sync.schema import FIELDS, MODELS, Batch, Entry, SchemaError
+
+log = logging.getLogger(__name__)
+
+M_IDENTITY = "sync.identity"
+M_PUSHED = "sync.pushed_through"
+M_LAST_OK = "sync.last_synced_at"
+M_ERROR = "sync.error"
+M_ERROR_KIND = "sync.error_kind"
+M_RUNNING = "sync.running"
+M_SINCE_SNAPSHOT = "sync.objects_since_snapshot"
+M_SNAPSHOT = "sync.snapshot"  # the manifest snapshot this device last applied or wrote
+
+BATCH_MAX_CHANGES = 1000  # per batch: a batch is applied in one transaction on the other side
+# between two apply transactions: longer than SQLite's longest busy-handler nap (100 ms), so a
+# local write waiting for the lock always gets it before the next round
+YIELD_S = 0.11
+SNAPSHOT_IF_BEHIND = 200  # batches to fetch beyond which a covering snapshot is applied instead
+RUNNING_STALE_S = 600.0
+
+# rows that belong to a project (a project's delete takes them with it)
+CHILD_TABLES = ("transition", "export_settings", "overlay_settings", "clip", "region", "working_video",
+                "final_video")
+PK_IS_PROJECT = ("transition", "export_settings", "overlay_settings")
+# parents before children, so a snapshot can be applied in rounds
+TABLE_ORDER = ("media", "project", *CHILD_TABLES)
+DOC_TABLE = {"overlay_settings": "overlay"}
+DOC_FIELD = {("clip", "trim_start"): "trim.start", ("clip", "trim_end"): "trim.end"}
+
+
+class SyncUserError(ValueError):
+    """Bad input to a sync command (unknown conflict id, ...): nothing was changed."""
+
+
+class MediaUnavailable(RuntimeError):
+    """A media file is not on this device and cannot be fetched (message in words)."""
+
+
+_PKS: dict[type, object] = {}
+
+
+def _pk(model):
+    pk = _PKS.get(model)
+    if pk is None:
+        pk = _PKS[model] = model.__table__.primary_key.columns.values()[0]
+    return pk
+
+
+def _required(table: str) -> set[str]:
+    cols = MODELS[table].__table__.c
+    return {f for f in FIELDS[table] if not cols[f].nullable and cols[f].default is None
+            and cols[f].server_default is None}
+
+
+REQUIRED = {t: _required(t) for t in MODELS}
+
+
+def _to_db(table: str, f: str, v):
+    if v is not None and FIELDS[table][f].kind == "iso":
+        return datetime.fromisoformat(v)
+    return v
+
+
+def _stamp_time(stamp: str) -> datetime:
+    return datetime.fromtimestamp(hlc.parse_stamp(stamp)[0] / 1000.0, UTC)
+
+
+def iso(dt: datetime | None) -> str | None:
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.isoformat()
+
+
+def doc_names(table: str, f: str) -> tuple[str, str]:
+    return DOC_TABLE.get(table, table), DOC_FIELD.get((table, f), f)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class CycleResult:
+    ok: bool = True
+    state: str = "synced"
+    pushed_changes: int = 0
+    pushed_objects: int = 0
+    applied_objects: int = 0
+    applied_rows: int = 0
+    conflicts: int = 0
+    rejected: list[dict] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)
+    media_uploaded: int = 0
+    media_downloaded: int = 0
+    snapshot_applied: str | None = None
+    snapshot_written: str | None = None
+    error: str | None = None
+    error_kind: str | None = None
+    problems: list[str] = field(default_factory=list)
+    requests: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    seconds: float = 0.0
+
+    def problem(self, words: str) -> None:
+        self.problems.append(words)
+        self.ok = False
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+@dataclass
+class _Pending:
+    """A downloaded, validated batch waiting to be applied."""
+
+    key: str
+    batch: Batch
+    min_stamp: str
+
+
+class SyncEngine:
+    """One data directory (``db``, ``media``) against one remote (``cfg``).
+
+    ``creds`` default to :func:`config.resolve_credentials`; ``retry``/``timeouts`` to the
+    remote's defaults. ``compact_after``: batches seen since the last snapshot before this device
+    writes a new one; ``prune_after_s``: age after which batches covered by the snapshot are
+    deleted; ``round_rows``: rows merged per apply transaction (batches are never split).
+    ``hooks`` are for fault-injection tests: ``before_apply(keys)`` runs after the download, before
+    an apply transaction; ``in_apply(keys)`` inside it, before the commit.
+    """
+
+    def __init__(self, db, media: MediaStore, cfg: RemoteConfig, creds: Credentials | None = None, *,
+                 remote: Remote | None = None, retry: RetryPolicy | None = None,
+                 timeouts: Timeouts | None = None, compact_after: int = 64,
+                 prune_after_s: float = 7 * 86400.0, round_rows: int = 500,
+                 hooks: dict[str, Callable] | None = None):
+        self.db = db
+        self.media = media
+        self.cfg = cfg
+        self.creds = creds
+        self._remote = remote
+        self.retry = retry
+        self.timeouts = timeouts
+        self.compact_after = compact_after
+        self.prune_after_s = prune_after_s
+        self.round_rows = round_rows
+        self.hooks = hooks or {}
+        self._manifest_raw: tuple[bytes, str] | None | bool = False  # manifest read by this cycle's pull
+        self.conflicts_recorded = 0
+
+    @classmethod
+    def for_db(cls, db, media: MediaStore, **kw) -> SyncEngine | None:
+        """An engine for the remote configured in ``db``, or None when there is none."""
+        with db.read() as s:
+            cfg = sync_config.load(s)
+        return None if cfg is None else cls(db, media, cfg, **kw)
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def remote(self) -> Remote:
+        if self._remote is None:
+            creds = self.creds or sync_config.resolve_credentials()
+            if creds is None:
+                raise RemoteError("no credentials for the remote: enter them in Settings → Sync, or set "
+                                  "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", "error")
+            self.creds = creds
+            self._remote = Remote(self.cfg, creds, self.retry, self.timeouts)
+        return self._remote
+
+    @property
+    def prefix(self) -> str:
+        return self.cfg.prefix
+
+    def device(self, s: Session | None = None) -> str:
+        if s is not None:
+            return stamping.get_meta(s, "device_id") or self.db.device_id
+        with self.db.read() as s2:
+            return stamping.get_meta(s2, "device_id") or self.db.device_id
+
+    def _hook(self, name: str, *args) -> None:
+        fn = self.hooks.get(name)
+        if fn is not None:
+            fn(*args)
+
+    def _max_ms(self) -> int:
+        return hlc.now_ms() + schema.MAX_FUTURE_MS
+
+    # ------------------------------------------------------------------ the cycle
+    def run_cycle(self, *, fetch_media: bool = True,
+                  progress: Callable[[str, int, int], None] | None = None) -> CycleResult:
+        """One complete sync: push, pull, fetch the source media of pulled clips, compact."""
+        t0 = time.monotonic()
+        result = CycleResult()
+        self._set_running(True)
+        try:
+            self.push(result, progress)
+            self.pull(result)
+            self.push(result, progress)  # what was committed meanwhile (cheap when nothing was)
+            if fetch_media:
+                self.fetch_missing_media(result, progress)
+            self.maybe_compact(result)
+        except RemoteError as exc:
+            result.ok, result.error, result.error_kind = False, str(exc), exc.kind
+        except OperationalError as exc:  # the database stayed busy beyond its timeout
+            result.ok, result.error_kind = False, "error"
+            result.error = f"the local database was busy, try again ({exc.orig})"
+        except Exception as exc:  # a bug: report it in words, keep the log's traceback
+            log.exception("sync cycle failed")
+            result.ok, result.error_kind = False, "error"
+            result.error = redact(f"{type(exc).__name__}: {exc}", self.creds)
+        finally:
+            if self._remote is not None:
+                c = self._remote.counters
+                result.requests, result.bytes_up, result.bytes_down = c.requests, c.bytes_up, c.bytes_down
+            result.seconds = round(time.monotonic() - t0, 3)
+            result.conflicts = self.conflicts_recorded
+            self._finish(result)
+        return result
+
+    def _set_running(self, on: bool) -> None:
+        with self.db.write(remote=True) as s:
+            if on:
+                stamping.set_meta(s, M_RUNNING, json.dumps({"pid": os.getpid(), "host": HOST,
+                                                            "since": time.time()}))
+            else:
+                s.execute(delete(_meta_table()).where(_meta_table().c.key == M_RUNNING))
+
+    def _finish(self, result: CycleResult) -> None:
+        if result.error is None and result.problems:
+            result.error = "; ".join(result.problems)
+            result.error_kind = "error"
+        if result.error is not None:
+            result.ok = False
+            result.state = result.error_kind or "error"
+        with self.db.write(remote=True) as s:
+            s.execute(delete(_meta_table()).where(_meta_table().c.key == M_RUNNING))
+            if result.ok:
+                stamping.set_meta(s, M_LAST_OK, utcnow().isoformat())
+                s.execute(delete(_meta_table()).where(_meta_table().c.key.in_((M_ERROR, M_ERROR_KIND))))
+                pending = s.scalar(select(func.count()).select_from(Change).where(Change.pushed.is_(False)))
+                result.state = "pending" if pending else "synced"
+            else:
+                stamping.set_meta(s, M_ERROR, result.error or "sync failed")
+                stamping.set_meta(s, M_ERROR_KIND, result.error_kind or "error")
+
+    # ------------------------------------------------------------------ push
+    def push(self, result: CycleResult | None = None,
+             progress: Callable[[str, int, int], None] | None = None) -> int:
+        """Publish every unpushed local change (media first). Returns the number of changes."""
+        result = result or CycleResult()
+        total = 0
+        for _ in range(10_000):
+            with self.db.read() as s:
+                me = self.device(s)
+                changes = s.scalars(select(Change).where(Change.pushed.is_(False))
+                                    .order_by(Change.seq).limit(BATCH_MAX_CHANGES)).all()
+                if not changes:
+                    break
+                prev = int(stamping.get_meta(s, M_PUSHED) or 0)
+                doc, needed = self._build_batch(s, me, changes, prev)
+            first, last = doc["first"], doc["last"]
+            self._ensure_media(needed, result, progress)
+            key = schema.change_key(self.prefix, me, first)
+            body = schema.gzip_json(doc)
+            try:
+                self.remote.put(key, body, if_none_match=True, content_type="application/gzip")
+            except PreconditionFailed:
+                last = self._resolve_existing(key, me, first)
+                if last is None:  # another data directory writes under our device id: take a new one
+                    self._rotate_device(me)
+                    continue
+            n = self._mark_pushed(me, first, last)
+            total += n
+            result.pushed_changes += n
+            result.pushed_objects += 1
+            self._bump_since_snapshot(1)
+        return total
+
+    def _build_batch(self, s: Session, me: str, changes: list[Change], prev: int) -> tuple[dict, dict]:
+        rows: dict[tuple[str, str], dict] = {}
+        for ch in changes:
+            entry = rows.setdefault((ch.table, ch.row_id), {"t": ch.table, "id": ch.row_id, "f": {}})
+            for f, v in ch.fields.items():
+                entry["f"][f] = [v, ch.hlc]
+        bases = self._load_bases(s, rows.keys())
+        needed: dict[str, str] = {}  # sha256 -> extension of the local file
+        media_rows = {}
+        shas = {e["f"]["media_sha256"][0] for e in rows.values() if "media_sha256" in e["f"]}
+        shas |= {rid for (t, rid) in rows if t == "media"}
+        if shas:
+            media_rows = {m.sha256: m for m in s.scalars(
+                select(Media).where(Media.sha256.in_(shas)).execution_options(include_deleted=True))}
+        for (t, rid), e in rows.items():
+            base = bases.get((t, rid), {})
+            b = {f: base.get(f, "") for f in e["f"]}
+            b.setdefault("deleted", base.get("deleted", ""))
+            if e["f"].get("deleted", [False])[0]:
+                b.update({f: st for f, st in base.items() if f in FIELDS[t]})
+            e["b"] = b
+            if e["f"].get("deleted", [False])[0]:
+                continue  # a tombstone needs no media
+            sha = None
+            if t == "media":
+                sha = rid
+            elif "media_sha256" in e["f"]:
+                sha = e["f"]["media_sha256"][0]
+            elif t in ("working_video", "final_video") and "sha256" in e["f"]:
+                needed[e["f"]["sha256"][0]] = ".mp4"
+                continue
+            if sha:
+                m = media_rows.get(sha)
+                needed[sha] = m.ext if m else ""
+        digest = hashlib.sha256("".join(f"{c.seq}:{c.hlc}\n" for c in changes).encode()).hexdigest()
+        doc = {
+            "format": schema.FORMAT, "kind": "changes", "device": me,
+            "first": changes[0].seq, "last": changes[-1].seq, "prev": prev,
+            "created_at": utcnow().isoformat(), "digest": digest,
+            "media": sorted(needed), "rows": list(rows.values()),
+        }
+        return doc, needed
+
+    def _resolve_existing(self, key: str, me: str, first: int) -> int | None:
+        """The key exists: if it holds our changes (a retry, or another process of this data
+        directory won the race), return its last seq; None if it is someone else's."""
+        got = self.remote.get(key, schema.MAX_BATCH_GZ)
+        if got is None:
+            raise RemoteError(f"writing {key}: the remote said it exists but it cannot be read", "offline")
+        try:
+            batch = schema.parse_batch(got[0], me, first, None)
+        except SchemaError:
+            return None
+        with self.db.read() as s:
+            if int(stamping.get_meta(s, M_PUSHED) or 0) >= batch.last:
+                return batch.last  # another process of this data directory pushed it already
+            changes = s.scalars(select(Change).where(Change.seq.between(batch.first, batch.last))
+                                .order_by(Change.seq)).all()
+        digest = hashlib.sha256("".join(f"{c.seq}:{c.hlc}\n" for c in changes).encode()).hexdigest()
+        return batch.last if digest == batch.digest else None
+
+    def _mark_pushed(self, me: str, first: int, last: int) -> int:
+        with self.db.write(remote=True) as s:
+            changes = s.scalars(select(Change).where(Change.seq.between(first, last),
+                                                     Change.pushed.is_(False))).all()
+            pushed: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
+            for ch in changes:
+                for f in ch.fields:
+                    pushed[(ch.table, ch.row_id)][f] = max(pushed[(ch.table, ch.row_id)].get(f, ""), ch.hlc)
+            bases = self._load_bases(s, pushed.keys())
+            rows = []
+            for key, stamps in pushed.items():
+                base = dict(bases.get(key, {}))
+                for f, st in stamps.items():
+                    if st > base.get(f, ""):
+                        base[f] = st
+                rows.append({"tbl": key[0], "row_id": key[1], "stamps": base})
+            self._upsert_bases(s, rows, keep_tomb=True)
+            s.execute(update(Change).where(Change.seq.between(first, last)).values(pushed=True))
+            old = int(stamping.get_meta(s, M_PUSHED) or 0)
+            stamping.set_meta(s, M_PUSHED, str(max(old, last)))
+            top = s.scalar(select(func.max(Change.seq)))
+            s.execute(delete(Change).where(Change.pushed.is_(True), Change.seq < top))
+            return len(changes)
+
+    def _rotate_device(self, old: str) -> None:
+        """Our device id's stream on the remote is not ours (a copied or restored data directory):
+        continue under a new id, and pull the old id's batches like any other device's."""
+        new = str(uuid.uuid4())
+        log.warning("device id %s is used by another data directory; this one becomes %s", old, new)
+        with self.db.write(remote=True) as s:
+            pushed = int(stamping.get_meta(s, M_PUSHED) or 0)
+            stamping.set_meta(s, "device_id", new)
+            stamping.set_meta(s, M_PUSHED, "0")
+            if pushed:
+                s.merge(SyncCursor(device_id=old, seq=pushed, updated_at=utcnow()))
+        self.db.device_id = new
+
+    # ------------------------------------------------------------------ media
+    def _ensure_media(self, needed: dict[str, str], result: CycleResult,
+                      progress: Callable[[str, int, int], None] | None) -> None:
+        """Upload (and verify) every media object the batch points at, before the batch."""
+        if not needed:
+            return
+        with self.db.read() as s:
+            known = set(s.scalars(select(SyncMedia.sha256).where(SyncMedia.sha256.in_(needed))))
+        for sha, ext in sorted(needed.items()):
+            if sha in known:
+                continue
+            key = schema.media_key(self.prefix, sha)
+            head = self.remote.head(key)
+            path = self.media.path_for(sha, ext)
+            local_size = path.stat().st_size if path.is_file() else None
+            if head is None:
+                if local_size is None:
+                    raise RemoteError(f"the media {sha[:12]}… is neither on this device nor on the remote: "
+                                      f"the changes that use it cannot be published", "error")
+                total = local_size
+                done = [0]
+
+                def cb(n: int, sha=sha, total=total, done=done) -> None:
+                    done[0] += n
+                    if progress:
+                        progress(f"upload {sha[:12]}", done[0], total)
+
+                self.remote.upload_file(key, path, cb, metadata={"sha256": sha})
+                head = self.remote.head(key)
+                if head is None or head.get("ContentLength") != local_size:
+                    raise RemoteError(f"the upload of media {sha[:12]}… did not verify (size differs)", "offline")
+                result.media_uploaded += 1
+            elif local_size is not None and head.get("ContentLength") != local_size:
+                raise RemoteError(f"the remote copy of media {sha[:12]}… has the wrong size", "error")
+            with self.db.write(remote=True) as s:
+                s.merge(SyncMedia(sha256=sha, size=int(head.get("ContentLength") or 0), at=utcnow()))
+
+    def fetch_media(self, sha256: str, ext: str = "",
+                    progress: Callable[[str, int, int], None] | None = None) -> Path:
+        """Download one media object into the media store, verified by its sha256."""
+        path = self.media.path_for(sha256, ext)
+        if path.is_file():
+            return path
+        key = schema.media_key(self.prefix, sha256)
+        head = self.remote.head(key)
+        if head is None:
+            raise MediaUnavailable(f"the media {sha256[:12]}… is not on the remote (yet)")
+        total = int(head.get("ContentLength") or 0)
+        tmp = self.media.temp_path(ext or ".part")
+        done = [0]
+
+        def cb(n: int) -> None:
+            done[0] += n
+            if progress:
+                progress(f"download {sha256[:12]}", done[0], total)
+
+        try:
+            self.remote.download_file(key, tmp, cb)
+            got = sha256_file(tmp)
+            if got != sha256:
+                raise MediaUnavailable(f"the remote copy of media {sha256[:12]}… is corrupt (its sha256 is "
+                                       f"{got[:12]}…); it was not used")
+            return self.media.ingest(tmp, sha256, ext, move=True)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def fetch_missing_media(self, result: CycleResult,
+                            progress: Callable[[str, int, int], None] | None = None) -> None:
+        """Source media of the clips of live projects that are not on this device yet. Outputs
+        (working and final videos) are fetched when needed (:func:`ensure_local`)."""
+        with self.db.read() as s:
+            rows = s.execute(select(Media.sha256, Media.ext).join(Clip, Clip.media_sha256 == Media.sha256)
+                             .join(Project, Project.id == Clip.project_id)
+                             .where(Clip.deleted.is_(False), Project.deleted.is_(False))
+                             .distinct().execution_options(include_deleted=True)).all()
+        for sha, ext in rows:
+            if self.media.has(sha, ext):
+                continue
+            try:
+                self.fetch_media(sha, ext, progress)
+                result.media_downloaded += 1
+            except MediaUnavailable as exc:
+                result.problem(str(exc))
+
+    # ------------------------------------------------------------------ pull
+    def pull(self, result: CycleResult | None = None) -> CycleResult:
+        result = result or CycleResult()
+        manifest = self._read_manifest(result)
+        with self.db.read() as s:
+            me = self.device(s)
+            cursors = {c.device_id: c.seq for c in s.scalars(select(SyncCursor))}
+            rejected = set(s.scalars(select(SyncObject.key).where(SyncObject.status == "rejected")))
+            applied_snapshot = stamping.get_meta(s, M_SNAPSHOT)
+        covered = manifest[0].cursors if manifest is not None else {}
+        snapshot_usable = manifest is not None and applied_snapshot != manifest[0].snapshot
+
+        def use_snapshot() -> None:
+            nonlocal cursors, snapshot_usable
+            cursors = self._apply_snapshot(manifest[0], result) or cursors
+            snapshot_usable = False
+
+        if snapshot_usable and not cursors:  # a new device starts from the snapshot
+            use_snapshot()
+        devices = self._list_devices(me, rejected, result)
+        devices += [d for d in covered if d != me and d not in devices]  # all its batches may be pruned
+        listed = {d: self._list_new(d, cursors.get(d, 0), rejected, result) for d in devices}
+        behind = any(covered.get(d, 0) > cursors.get(d, 0) for d in devices)
+        hint = any((keys and keys[0][1] != cursors.get(d, 0) + 1) or (not keys and covered.get(d, 0) > cursors.get(d, 0))
+                   for d, keys in listed.items())
+        if snapshot_usable and behind and (hint or sum(map(len, listed.values())) > SNAPSHOT_IF_BEHIND):
+            use_snapshot()  # missing or many batches: the snapshot is the shorter way
+            listed = {d: [k for k in keys if k[1] > cursors.get(d, 0)] for d, keys in listed.items()}
+        blobs = self._download([k for keys in listed.values() for k in keys], result)
+        queues: dict[str, list[_Pending]] = {}
+        gaps: dict[str, tuple[int, int]] = {}
+        for dev in devices:
+            queues[dev], gap = self._validate_device(dev, cursors.get(dev, 0), listed[dev], blobs, rejected, result)
+            if gap is None and not queues[dev] and covered.get(dev, 0) > cursors.get(dev, 0):
+                gap = (cursors.get(dev, 0), covered[dev])
+            if gap:
+                gaps[dev] = gap
+        if gaps and snapshot_usable and any(covered.get(d, 0) >= g[1] for d, g in gaps.items()):
+            use_snapshot()
+            for dev in list(queues):
+                c = cursors.get(dev, 0)
+                queues[dev] = [p for p in queues[dev] if p.batch.last > c]
+                if dev in gaps and (not queues[dev] or queues[dev][0].batch.prev <= c):
+                    gaps.pop(dev)
+        for dev, (a, b) in gaps.items():
+            result.problem(f"the changes {a + 1}–{b} of device {dev[:8]} are missing on the remote; "
+                           f"later ones were applied")
+        self._apply_queues(queues, result)
+        return result
+
+    def _read_manifest(self, result: CycleResult):
+        got = self._manifest_raw = self.remote.get(schema.manifest_key(self.prefix), schema.MAX_MANIFEST)
+        if got is None:
+            return None
+        try:
+            return schema.parse_manifest(got[0]), got[1]
+        except SchemaError as exc:
+            result.problem(f"manifest.json rejected: {exc}")
+            return None
+
+    def _list_devices(self, me: str, rejected: set[str], result: CycleResult) -> list[str]:
+        out = []
+        for kind, obj in self.remote.list(schema.changes_dir(self.prefix), delimiter="/"):
+            if kind == "prefix":
+                dev = schema.parse_device_dir(self.prefix, obj["Prefix"])
+                if dev is None:
+                    self._reject(obj["Prefix"], "", "not a device folder (the name is not a device id)",
+                                 rejected, result)
+                elif dev != me:
+                    out.append(dev)
+            else:
+                self._reject(obj["Key"], "", "not a change object (unexpected name)", rejected, result)
+        return out
+
+    def _reject(self, key: str, device: str, why: str, rejected: set[str], result: CycleResult) -> None:
+        key = key[:600]
+        if key in rejected:
+            return
+        rejected.add(key)
+        shown = ascii(key)[1:-1][:120]
+        result.rejected.append({"key": shown, "error": why})
+        result.problem(f"rejected remote object {shown}: {why}")
+        log.warning("rejected remote object %s: %s", shown, why)
+        with self.db.write(remote=True) as s:
+            s.merge(SyncObject(key=key, device_id=device[:64], status="rejected", error=why[:2000], at=utcnow()))
+
+    def _list_new(self, dev: str, cursor: int, rejected: set[str],
+                  result: CycleResult) -> list[tuple[str, int, int]]:
+        """(key, seq, size) of ``dev``'s well-formed change objects after ``cursor``, in order;
+        badly named ones are rejected, known rejected ones skipped."""
+        start = schema.change_key(self.prefix, dev, cursor) if cursor else None
+        out = []
+        for kind, obj in self.remote.list(schema.changes_dir(self.prefix, dev), start_after=start):
+            if kind != "key" or obj["Key"] in rejected:
+                continue
+            key = obj["Key"]
+            parsed = schema.parse_change_key(self.prefix, key)
+            if parsed is None or parsed[0] != dev:
+                self._reject(key, dev, "not a change object (unexpected name)", rejected, result)
+            elif parsed[1] > cursor:
+                out.append((key, parsed[1], int(obj.get("Size", 0))))
+        return out
+
+    def _download(self, keys: list[tuple[str, int, int]], result: CycleResult) -> dict[str, object]:
+        """key -> bytes (None: gone meanwhile; a RemoteError: refused), fetched 8 at a time."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(item):
+            key, _, size = item
+            if size > schema.MAX_BATCH_GZ:
+                return key, RemoteError(f"too large ({size} bytes)")
+            try:
+                got = self.remote.get(key, schema.MAX_BATCH_GZ)
+            except RemoteError as exc:
+                return key, exc
+            return key, None if got is None else got[0]
+
+        if len(keys) <= 1:
+            out = dict(map(one, keys))
+        else:
+            with ThreadPoolExecutor(max_workers=8, thread_name_prefix="sync-get") as pool:
+                out = dict(pool.map(one, keys))
+        for v in out.values():
+            if isinstance(v, RemoteError) and v.kind == "offline":
+                raise v
+        return out
+
+    def _validate_device(self, dev: str, cursor: int, keys: list[tuple[str, int, int]], blobs: dict,
+                         rejected: set[str], result: CycleResult) -> tuple[list[_Pending], tuple[int, int] | None]:
+        """The valid batches of ``dev`` in order, and the first gap in their chain (a batch that
+        does not follow the one before it, and no rejected object explains why)."""
+        out: list[_Pending] = []
+        expect, skipped, gap = cursor, False, None
+        for key, seq, _ in keys:
+            if seq <= expect:
+                continue
+            data = blobs.get(key)
+            if data is None:
+                continue  # listed, then gone (pruned meanwhile)
+            if isinstance(data, RemoteError):
+                self._reject(key, dev, str(data), rejected, result)
+                skipped = True
+                continue
+            try:
+                batch = schema.parse_batch(data, dev, seq, self._max_ms())
+            except SchemaError as exc:
+                self._reject(key, dev, str(exc), rejected, result)
+                skipped = True
+                continue
+            if batch.prev != expect and not skipped and gap is None:
+                gap = (expect, batch.prev)
+            stamps = [st for e in batch.entries for _, st in e.fields.values()]
+            out.append(_Pending(key, batch, min(stamps, default="")))
+            expect, skipped = batch.last, False
+        return out, gap
+
+    def _apply_queues(self, queues: dict[str, list[_Pending]], result: CycleResult) -> None:
+        """Apply the batches in rounds, oldest stamps first, each device's in order; a batch whose
+        rows need rows this device does not have yet waits for a later round."""
+        queues = {d: list(q) for d, q in queues.items() if q}
+        applied_rounds = 0
+        while queues:
+            round_: list[_Pending] = []
+            rows = 0
+            heads = dict(queues)
+            taken: dict[str, int] = defaultdict(int)
+            while heads and rows < self.round_rows:
+                dev = min(heads, key=lambda d: heads[d][taken[d]].min_stamp)
+                p = heads[dev][taken[dev]]
+                round_.append(p)
+                rows += len(p.batch.entries)
+                taken[dev] += 1
+                if taken[dev] >= len(heads[dev]):
+                    del heads[dev]
+            round_, waiting = self._settle(round_, queues)
+            if not round_:
+                for p in waiting:
+                    result.held.append(p.key)
+                result.problem(f"{len(waiting)} remote batch(es) refer to rows this device does not have "
+                               f"(first: {waiting[0].key}); they will be tried again")
+                return
+            self._hook("before_apply", [p.key for p in round_])
+            if applied_rounds:
+                time.sleep(YIELD_S)  # let a waiting local write in between two apply transactions
+            self._apply_round(round_, result)
+            applied_rounds += 1
+            done = {id(p) for p in round_}
+            for dev in list(queues):
+                queues[dev] = [p for p in queues[dev] if id(p) not in done]
+                if not queues[dev]:
+                    del queues[dev]
+
+    def _settle(self, round_: list[_Pending], queues: dict[str, list[_Pending]]):
+        """The round's batches that can be applied now; a batch that needs a row from a later
+        batch of its own device takes that batch into the same transaction (up to a limit)."""
+        for _ in range(64):
+            keep, waiting = self._check_dependencies(round_)
+            if not waiting:
+                return keep, waiting
+            grew = False
+            taken = {id(p) for p in round_}
+            for dev in {p.batch.device for p in waiting}:
+                nxt = next((p for p in queues.get(dev, []) if id(p) not in taken), None)
+                if nxt is not None:
+                    round_ = [*round_, nxt]
+                    grew = True
+            if not grew:
+                return keep, waiting
+        return self._check_dependencies(round_)
+
+    def _check_dependencies(self, round_: list[_Pending]) -> tuple[list[_Pending], list[_Pending]]:
+        """Split off the batches (and, after them, their device's later ones) that would create a
+        row without its required fields or point at a project or media this device lacks."""
+        while True:
+            creates: dict[tuple[str, str], set[str]] = defaultdict(set)
+            refs: list[tuple[_Pending, str, str]] = []
+            for p in round_:
+                for e in p.batch.entries:
+                    creates[(e.table, e.row_id)] |= set(e.fields)
+                    if e.table in PK_IS_PROJECT:
+                        refs.append((p, "project", e.row_id))
+                    if "project_id" in e.fields:
+                        refs.append((p, "project", e.fields["project_id"][0]))
+                    if "media_sha256" in e.fields:
+                        refs.append((p, "media", e.fields["media_sha256"][0]))
+            keys = set(creates) | {(t, i) for _, t, i in refs}
+            existing = self._existing(keys)
+            bad: set[int] = set()
+            for p in round_:
+                for e in p.batch.entries:
+                    k = (e.table, e.row_id)
+                    if k not in existing and not REQUIRED[e.table] <= creates[k]:
+                        bad.add(id(p))
+            will_exist = existing | {k for k, fs in creates.items() if k in existing or REQUIRED[k[0]] <= fs}
+            for p, t, i in refs:
+                if (t, i) not in will_exist:
+                    bad.add(id(p))
+            if not bad:
+                return round_, []
+            stopped: set[str] = set()
+            keep, waiting = [], []
+            for p in round_:
+                if id(p) in bad or p.batch.device in stopped:
+                    stopped.add(p.batch.device)
+                    waiting.append(p)
+                else:
+                    keep.append(p)
+            if not keep:
+                return [], waiting
+            round_ = keep
+
+    def _existing(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        by_table: dict[str, set[str]] = defaultdict(set)
+        for t, i in keys:
+            by_table[t].add(i)
+        out = set()
+        with self.db.read() as s:
+            for t, ids in by_table.items():
+                pk = _pk(MODELS[t])
+                for chunk in _chunks(sorted(ids), 500):
+                    for (i,) in s.execute(select(pk).where(pk.in_(chunk)).execution_options(include_deleted=True)):
+                        out.add((t, i))
+        return out
+
+    def _apply_round(self, round_: list[_Pending], result: CycleResult) -> None:
+        with self.db.write(remote=True) as s:
+            s.connection().exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+            done = {c.device_id: c.seq for c in s.scalars(select(SyncCursor))}
+            round_ = [p for p in round_ if p.batch.last > done.get(p.batch.device, 0)]  # another process did it
+            me = self.device(s)
+            outcome = self._merge(s, [e for p in round_ for e in p.batch.entries], me)
+            cursors: dict[str, int] = {}
+            for p in round_:
+                cursors[p.batch.device] = max(cursors.get(p.batch.device, 0), p.batch.last)
+                s.merge(SyncObject(key=p.key, device_id=p.batch.device, first_seq=p.batch.first,
+                                   last_seq=p.batch.last, status="applied", error=None, at=utcnow()))
+            for dev, seq in cursors.items():
+                row = s.get(SyncCursor, dev)
+                if row is None:
+                    s.add(SyncCursor(device_id=dev, seq=seq, updated_at=utcnow()))
+                elif seq > row.seq:
+                    row.seq, row.updated_at = seq, utcnow()
+            self._hook("in_apply", [p.key for p in round_])
+        result.applied_objects += len(round_)
+        result.applied_rows += outcome
+        self._bump_since_snapshot(len(round_))
+
+    # ------------------------------------------------------------------ merging
+    def _merge(self, s: Session, entries: list[Entry], me: str,
+               unpushed: dict[tuple[str, str], set[str]] | None = None) -> int:
+        """Merge ``entries`` into the rows, inside the caller's write transaction. Returns the
+        number of rows written; conflicts are recorded; the HLC moves past every stamp seen."""
+        writes: dict[tuple[str, str], list[Write]] = defaultdict(list)
+        top = ""
+        for e in entries:
+            for f, (v, st) in e.fields.items():
+                writes[(e.table, e.row_id)].append(Write(f, v, st, e.base))
+                top = max(top, st)
+        states = self._load_states(s, writes.keys())
+        conflicts: list[Conflict] = []
+        for key, ws in writes.items():
+            st = states.get(key)
+            if st is None:
+                st = states[key] = RowState.new(*key)
+            if unpushed is not None:
+                st.unpushed = frozenset(unpushed.get(key, ()))
+            apply_writes(st, ws, me, conflicts)
+        touched = [st for st in states.values() if st.dirty]
+        pids = set()
+        for st in touched:
+            if st.table == "project":
+                pids.add(st.row_id)
+            elif st.table in PK_IS_PROJECT:
+                pids.add(st.row_id)
+            elif "project_id" in st.values:
+                pids.add(st.values["project_id"])
+        self._load_groups(s, pids, states)
+        grouped: set[tuple[str, str]] = set()
+        children_of: dict[str, list[RowState]] = defaultdict(list)
+        for st in states.values():
+            pid = st.row_id if st.table in PK_IS_PROJECT else st.values.get("project_id")
+            if st.table in CHILD_TABLES and pid in pids:
+                children_of[pid].append(st)
+        for pid in pids:
+            head = states.get(("project", pid))
+            kids = children_of.get(pid, [])
+            if head is None:
+                for c in kids:
+                    normalize(c, [], me, conflicts)
+            else:
+                normalize(head, kids, me, conflicts)
+                grouped.add(("project", pid))
+            grouped |= {(c.table, c.row_id) for c in kids}
+        for key, st in states.items():
+            if key not in grouped and (st.dirty or not st.exists):
+                normalize(st, [], me, conflicts)
+        written = self._write_states(s, states.values())
+        self._record_conflicts(s, conflicts)
+        if top:
+            stamping.set_meta(s, "hlc", hlc.receive(stamping.get_meta(s, "hlc"), top, me))
+        return written
+
+    def _load_bases(self, s: Session, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], dict]:
+        out = {}
+        by_table: dict[str, list[str]] = defaultdict(list)
+        for t, i in keys:
+            by_table[t].append(i)
+        for t, ids in by_table.items():
+            for chunk in _chunks(ids, 500):
+                for row in s.execute(select(SyncBase.row_id, SyncBase.stamps)
+                                     .where(SyncBase.tbl == t, SyncBase.row_id.in_(chunk))):
+                    out[(t, row.row_id)] = row.stamps or {}
+        return out
+
+    def _load_states(self, s: Session, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], RowState]:
+        by_table: dict[str, list[str]] = defaultdict(list)
+        for t, i in keys:
+            by_table[t].append(i)
+        return self._load_where(s, {t: (_pk(MODELS[t]), ids) for t, ids in by_table.items()}, None)
+
+    def _load_where(self, s: Session, spec: dict, into: dict | None) -> dict[tuple[str, str], RowState]:
+        states = into if into is not None else {}
+        for t, (col, values) in spec.items():
+            model = MODELS[t]
+            tbl = model.__table__
+            pk = _pk(model)
+            fields = list(FIELDS[t])
+            for chunk in _chunks(sorted(set(values)), 500):
+                rows = s.execute(select(tbl).where(col.in_(chunk)).execution_options(include_deleted=True)).all()
+                if not rows:
+                    continue
+                ids = [getattr(r, pk.key) for r in rows]
+                bases = {}
+                for chunk2 in _chunks(ids, 500):
+                    for b in s.execute(select(SyncBase).where(SyncBase.tbl == t, SyncBase.row_id.in_(chunk2))
+                                       .execution_options(include_deleted=True)).scalars():
+                        bases[b.row_id] = b
+                for r in rows:
+                    rid = getattr(r, pk.key)
+                    if (t, rid) in states:
+                        continue
+                    b = bases.get(rid)
+                    values = {f: stamping.json_value(getattr(r, f)) for f in fields if f != "deleted"}
+                    states[(t, rid)] = RowState.load(t, rid, values, r.stamps or {}, r.deleted,
+                                                     b.tomb if b else None, (b.stamps if b else None) or {})
+        return states
+
+    def _load_groups(self, s: Session, pids: set[str], states: dict) -> None:
+        if not pids:
+            return
+        spec = {"project": (Project.__table__.c.id, pids)}
+        for t in CHILD_TABLES:
+            spec[t] = (MODELS[t].__table__.c.project_id, pids)
+        self._load_where(s, spec, states)
+
+    def _write_states(self, s: Session, states: Iterable[RowState]) -> int:
+        inserts: dict[tuple[str, tuple], list[dict]] = defaultdict(list)
+        updates: dict[str, list[dict]] = defaultdict(list)
+        bases: list[dict] = []
+        touched_projects: dict[str, str] = {}
+        n = 0
+        for st in states:
+            if st.dirty or not st.exists:
+                params = {f: _to_db(st.table, f, v) for f, v in st.values.items() if f != "deleted"}
+                top = st.hlc
+                params.update(deleted=st.deleted_col, stamps=dict(st.stamps), hlc=top,
+                              device_id=device_of(top)[:36])
+                if st.exists:
+                    params["b_pk"] = st.row_id
+                    updates[st.table].append(params)
+                else:
+                    params[_pk(MODELS[st.table]).key] = st.row_id
+                    inserts[(st.table, tuple(sorted(params)))].append(params)
+                pid = st.row_id if st.table in ("project", *PK_IS_PROJECT) else st.values.get("project_id")
+                if pid and st.table in ("project", *CHILD_TABLES) and top:
+                    touched_projects[pid] = max(touched_projects.get(pid, ""), top)
+                n += 1
+            if st.base_dirty:
+                bases.append({"tbl": st.table, "row_id": st.row_id, "stamps": st.base, "tomb": st.tomb})
+        for t in TABLE_ORDER:  # parents first (foreign keys)
+            for (tt, _), rows in inserts.items():
+                if tt == t:
+                    s.execute(insert(MODELS[t].__table__), rows)
+        for t, rows in updates.items():
+            tbl = MODELS[t].__table__
+            s.execute(update(tbl).where(_pk(MODELS[t]) == bindparam("b_pk")), rows)
+        if bases:
+            self._upsert_bases(s, bases)
+        if touched_projects:
+            tbl = Project.__table__
+            s.execute(update(tbl).where(tbl.c.id == bindparam("b_pk"), tbl.c.updated_at < bindparam("b_at")),
+                      [{"b_pk": pid, "b_at": _stamp_time(st), "updated_at": _stamp_time(st)}
+                       for pid, st in touched_projects.items()])
+        return n
+
+    def _upsert_bases(self, s: Session, rows: list[dict], keep_tomb: bool = False) -> None:
+        if not rows:
+            return
+        stmt = sqlite_insert(SyncBase.__table__)
+        set_ = {"stamps": stmt.excluded.stamps}
+        if not keep_tomb:
+            set_["tomb"] = stmt.excluded.tomb
+        for r in rows:
+            r.setdefault("tomb", None)
+        s.execute(stmt.on_conflict_do_update(index_elements=["tbl", "row_id"], set_=set_), rows)
+
+    def _record_conflicts(self, s: Session, conflicts: list[Conflict]) -> None:
+        seen = set()
+        for c in conflicts:
+            key = (c.table, c.row_id, c.field, c.local_stamp, c.remote_stamp)
+            if key in seen:
+                continue
+            seen.add(key)
+            exists = s.scalar(select(SyncConflict.id).where(
+                SyncConflict.tbl == c.table, SyncConflict.row_id == c.row_id, SyncConflict.field == c.field,
+                SyncConflict.local_stamp == c.local_stamp, SyncConflict.remote_stamp == c.remote_stamp))
+            if exists:
+                continue
+            log.info("conflict on %s %s.%s: %s wins", c.table, c.row_id, c.field, c.winner)
+            self.conflicts_recorded += 1
+            s.add(SyncConflict(tbl=c.table, row_id=c.row_id, field=c.field, local_value=c.local_value,
+                               remote_value=c.remote_value, local_stamp=c.local_stamp,
+                               remote_stamp=c.remote_stamp, winner=c.winner, detected_at=utcnow()))
+
+    # ------------------------------------------------------------------ snapshots
+    def _apply_snapshot(self, manifest: schema.Manifest, result: CycleResult) -> dict[str, int] | None:
+        key = schema.join(self.prefix, manifest.snapshot)
+        got = self.remote.get(key, schema.MAX_SNAPSHOT_GZ)
+        if got is None:
+            result.problem(f"the snapshot {manifest.snapshot} named by manifest.json is missing")
+            return None
+        try:
+            snap = schema.parse_snapshot(got[0], self._max_ms())
+        except SchemaError as exc:
+            with self.db.read() as s:
+                rejected = set(s.scalars(select(SyncObject.key).where(SyncObject.status == "rejected")))
+            self._reject(key, manifest.device, str(exc), rejected, result)
+            return None
+        with self.db.read() as s:
+            unpushed: dict[tuple[str, str], set[str]] = defaultdict(set)
+            for ch in s.scalars(select(Change).where(Change.pushed.is_(False))):
+                unpushed[(ch.table, ch.row_id)] |= set(ch.fields)
+        order = {t: i for i, t in enumerate(TABLE_ORDER)}
+        entries = sorted(snap.entries, key=lambda e: order[e.table])
+        chunks = list(_chunks(entries, self.round_rows)) or [[]]
+        for i, chunk in enumerate(chunks):
+            if i:
+                time.sleep(YIELD_S)
+            with self.db.write(remote=True) as s:
+                s.connection().exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+                me = self.device(s)
+                result.applied_rows += self._merge(s, chunk, me, unpushed)
+                if i == len(chunks) - 1:
+                    for dev, seq in snap.cursors.items():
+                        if dev == me:
+                            continue
+                        row = s.get(SyncCursor, dev)
+                        if row is None:
+                            s.add(SyncCursor(device_id=dev, seq=seq, updated_at=utcnow()))
+                        elif seq > row.seq:
+                            row.seq, row.updated_at = seq, utcnow()
+                    stamping.set_meta(s, M_SNAPSHOT, manifest.snapshot)
+                    stamping.set_meta(s, M_SINCE_SNAPSHOT, "0")
+                self._hook("in_apply", [key])
+        result.snapshot_applied = manifest.snapshot
+        with self.db.read() as s:
+            return {c.device_id: c.seq for c in s.scalars(select(SyncCursor))}
+
+    def _bump_since_snapshot(self, n: int) -> None:
+        with self.db.write(remote=True) as s:
+            stamping.set_meta(s, M_SINCE_SNAPSHOT, str(int(stamping.get_meta(s, M_SINCE_SNAPSHOT) or 0) + n))
+
+    def maybe_compact(self, result: CycleResult | None = None, force: bool = False) -> str | None:
+        """Write a snapshot + manifest when enough batches went by (or none exists yet)."""
+        result = result or CycleResult()
+        if not result.ok:
+            return None
+        got = self._manifest_raw
+        if got is False:
+            got = self.remote.get(schema.manifest_key(self.prefix), schema.MAX_MANIFEST)
+        self._manifest_raw = False
+        manifest, etag = None, None
+        if got is not None:
+            try:
+                manifest, etag = schema.parse_manifest(got[0]), got[1]
+            except SchemaError:
+                manifest, etag = None, got[1]
+        with self.db.read() as s:
+            since = int(stamping.get_meta(s, M_SINCE_SNAPSHOT) or 0)
+            pushed = int(stamping.get_meta(s, M_PUSHED) or 0)
+        if manifest is not None and manifest.snapshot != self._seen_snapshot():
+            self._note_snapshot(manifest.snapshot)  # someone else compacted: count from there
+            since = 0
+        if not force and manifest is not None and since < self.compact_after:
+            return None
+        if not force and got is None and pushed == 0:
+            return None  # nothing of ours on the remote yet: nothing to compact
+        doc = self._snapshot_doc(manifest)
+        if doc is None:
+            return None
+        me = doc["device"]
+        name = schema.snapshot_name(hlc.now_ms(), me)
+        snap_key = schema.join(self.prefix, name)
+        self.remote.put(snap_key, schema.gzip_json(doc), if_none_match=True, content_type="application/gzip")
+        body = json.dumps({"format": schema.FORMAT, "snapshot": name, "cursors": doc["cursors"], "device": me,
+                           "created_at": doc["created_at"],
+                           "previous": manifest.snapshot if manifest else None}, indent=1).encode()
+        try:
+            if got is None:
+                self.remote.put(schema.manifest_key(self.prefix), body, if_none_match=True,
+                                content_type="application/json")
+            else:
+                self.remote.put(schema.manifest_key(self.prefix), body, if_match=etag,
+                                content_type="application/json")
+        except RemoteError as exc:  # 412: changed meanwhile; 404: deleted meanwhile (If-Match on no key)
+            if exc.status not in (404, 412):
+                raise
+            again = self.remote.get(schema.manifest_key(self.prefix), schema.MAX_MANIFEST)
+            if again is None or json.loads(again[0]).get("snapshot") != name:
+                self.remote.delete([snap_key])  # another device compacted first: theirs stands
+                return None
+        self._note_snapshot(name)
+        result.snapshot_written = name
+        self._prune(name, manifest.snapshot if manifest else None, doc["cursors"])
+        return name
+
+    def _seen_snapshot(self) -> str | None:
+        with self.db.read() as s:
+            return stamping.get_meta(s, M_SNAPSHOT)
+
+    def _note_snapshot(self, name: str) -> None:
+        with self.db.write(remote=True) as s:
+            stamping.set_meta(s, M_SNAPSHOT, name)
+            stamping.set_meta(s, M_SINCE_SNAPSHOT, "0")
+
+    def _snapshot_doc(self, manifest: schema.Manifest | None) -> dict | None:
+        """Every synced row with its stamps, read in one transaction; None if this device has
+        unpushed changes (their media may not be up yet) or has not applied all the manifest has."""
+        with self.db.read() as s:
+            if s.scalar(select(func.count()).select_from(Change).where(Change.pushed.is_(False))):
+                return None
+            me = self.device(s)
+            cursors = {c.device_id: c.seq for c in s.scalars(select(SyncCursor))}
+            cursors[me] = int(stamping.get_meta(s, M_PUSHED) or 0)
+            if manifest is not None and any(cursors.get(d, 0) < q for d, q in manifest.cursors.items()):
+                return None
+            rows = []
+            for t in TABLE_ORDER:
+                model = MODELS[t]
+                tbl = model.__table__
+                pk = _pk(model)
+                tombs = dict(s.execute(select(SyncBase.row_id, SyncBase.tomb)
+                                       .where(SyncBase.tbl == t, SyncBase.tomb.is_not(None))).all())
+                for r in s.execute(select(tbl).execution_options(include_deleted=True)):
+                    stamps = r.stamps or {}
+                    rid = getattr(r, pk.key)
+                    f = {}
+                    for name in FIELDS[t]:
+                        st = stamps.get(name)
+                        if not st:
+                            continue
+                        if name == "deleted":
+                            v = bool(r.deleted) or tombs.get(rid) == st
+                        else:
+                            v = stamping.json_value(getattr(r, name))
+                        f[name] = [v, st]
+                    if f:
+                        rows.append({"t": t, "id": rid, "f": f})
+        return {"format": schema.FORMAT, "kind": "snapshot", "device": me, "created_at": utcnow().isoformat(),
+                "cursors": {d: q for d, q in cursors.items() if q > 0}, "rows": rows}
+
+    def _prune(self, current: str, previous: str | None, cursors: dict[str, int]) -> None:
+        """Delete snapshots other than the current and previous one, and batches the current
+        snapshot covers that are older than ``prune_after_s``."""
+        cutoff = time.time() - self.prune_after_s
+        old = []
+        keep = {schema.join(self.prefix, current)} | ({schema.join(self.prefix, previous)} if previous else set())
+        for kind, obj in self.remote.list(schema.join(self.prefix, "snapshots/")):
+            if kind == "key" and obj["Key"] not in keep and obj["LastModified"].timestamp() < cutoff:
+                old.append(obj["Key"])
+        for dev, seq in cursors.items():
+            for kind, obj in self.remote.list(schema.changes_dir(self.prefix, dev)):
+                parsed = schema.parse_change_key(self.prefix, obj["Key"]) if kind == "key" else None
+                if parsed is None or parsed[1] > seq:
+                    continue
+                if obj["LastModified"].timestamp() < cutoff:
+                    old.append(obj["Key"])
+        if old:
+            self.remote.delete(old)
+
+
+# --------------------------------------------------------------------------- module API
+
+
+def _meta_table():
+    from app.storage.models import Meta
+
+    return Meta.__table__
+
+
+def _chunks(seq, n: int):
+    seq = list(seq)
+    for i in range(0, len(seq), n):
+        yield seq[i:i + n]
+
+
+def set_remote(db, cfg: RemoteConfig) -> bool:
+    """Store the remote. Returns True when it is another remote than the one this device synced
+    with before: cursors and pushed marks then start afresh, and the whole local state is queued
+    for the new remote (never the other way round: nothing local is ever replaced by it)."""
+    with db.write(remote=True) as s:
+        sync_config.save(s, cfg)
+        before = stamping.get_meta(s, M_IDENTITY)
+        stamping.set_meta(s, M_IDENTITY, cfg.identity)
+        if before is None or before == cfg.identity:
+            return False
+        _requeue_everything(s)
+        return True
+
+
+def _requeue_everything(s: Session) -> None:
+    for model in (SyncCursor, SyncBase, SyncObject, SyncMedia):
+        s.execute(delete(model))
+    s.execute(delete(Change))
+    for key in (M_PUSHED, M_SINCE_SNAPSHOT, M_SNAPSHOT, M_LAST_OK, M_ERROR, M_ERROR_KIND):
+        s.execute(delete(_meta_table()).where(_meta_table().c.key == key))
+    out = []
+    for t in TABLE_ORDER:
+        model = MODELS[t]
+        pk = _pk(model)
+        for r in s.execute(select(model.__table__).execution_options(include_deleted=True)):
+            by_stamp: dict[str, dict] = defaultdict(dict)
+            for f in FIELDS[t]:
+                st = (r.stamps or {}).get(f)
+                if st:
+                    by_stamp[st][f] = stamping.json_value(getattr(r, f))
+            for st, fields in by_stamp.items():
+                out.append((st, t, getattr(r, pk.key), fields))
+    out.sort(key=lambda x: x[0])
+    if out:
+        s.execute(insert(Change.__table__), [{"table": t, "row_id": rid, "hlc": st, "fields": f, "pushed": False}
+                                             for st, t, rid, f in out])
+
+
+def clear_remote(db) -> bool:
+    with db.write(remote=True) as s:
+        return sync_config.clear(s)
+
+
+def status(db) -> dict:
+    """The sync status of a data directory, without touching the network."""
+    with db.read() as s:
+        cfg = sync_config.load(s)
+        pending = s.scalar(select(func.count()).select_from(Change).where(Change.pushed.is_(False))) or 0
+        last = stamping.get_meta(s, M_LAST_OK)
+        error = stamping.get_meta(s, M_ERROR)
+        kind = stamping.get_meta(s, M_ERROR_KIND)
+        running = stamping.get_meta(s, M_RUNNING)
+        rows = s.scalars(select(SyncConflict).where(SyncConflict.status == "open")
+                         .order_by(SyncConflict.detected_at, SyncConflict.id)).all()
+        conflicts = [conflict_dict(c) for c in rows]
+        rejected = s.scalar(select(func.count()).select_from(SyncObject).where(SyncObject.status == "rejected"))
+    syncing = False
+    if running:
+        try:
+            r = json.loads(running)
+            syncing = (r.get("host") != HOST or pid_alive(int(r.get("pid", 0)))) and \
+                time.time() - float(r.get("since", 0)) < RUNNING_STALE_S
+        except (ValueError, TypeError):
+            syncing = False
+    if cfg is None:
+        state = "disabled"
+    elif syncing:
+        state = "syncing"
+    elif error:
+        state = kind if kind in ("offline", "error") else "error"
+    elif pending:
+        state = "pending"
+    elif last is None:
+        state = "pending"
+    else:
+        state = "synced"
+    return {
+        "state": state,
+        "pending_changes": int(pending),
+        "last_synced_at": last,
+        "error": error if cfg is not None else None,
+        "conflicts": conflicts,
+        "remote": cfg.as_dict() if cfg else None,
+        "rejected_objects": int(rejected or 0),
+    }
+
+
+def conflict_dict(c: SyncConflict) -> dict:
+    table, fld = doc_names(c.tbl, c.field)
+    return {
+        "id": c.id, "table": table, "row_id": c.row_id, "field": fld,
+        "local_value": c.local_value, "remote_value": c.remote_value, "winner": c.winner,
+        "detected_at": iso(c.detected_at),
+    }
+
+
+def _open_conflict(s: Session, conflict_id: str) -> SyncConflict:
+    c = s.get(SyncConflict, conflict_id) if isinstance(conflict_id, str) else None
+    if c is None or c.status != "open":
+        raise SyncUserError(f"no open conflict with id {conflict_id!r}")
+    return c
+
+
+def dismiss_conflict(db, conflict_id: str) -> dict:
+    with db.write(remote=True) as s:
+        c = _open_conflict(s, conflict_id)
+        c.status = "dismissed"
+        return conflict_dict(c)
+
+
+def restore_conflict(db, conflict_id: str) -> dict:
+    """Make the losing value of a conflict the newest local edit: a normal stamped write (it
+    syncs like any edit)."""
+    with db.write() as s:
+        c = _open_conflict(s, conflict_id)
+        model = MODELS.get(c.tbl)
+        row = s.get(model, c.row_id, execution_options={"include_deleted": True}) if model else None
+        if row is None:
+            raise SyncUserError(f"the {c.tbl} of conflict {conflict_id} no longer exists")
+        value = c.local_value if c.winner == "remote" else c.remote_value
+        if c.field == "deleted":
+            _set_deleted(s, row, bool(value))
+        else:
+            try:
+                value = schema.check_value(c.tbl, c.field, value)
+            except SchemaError as exc:
+                raise SyncUserError(f"the losing value cannot be restored: {exc}") from None
+            setattr(row, c.field, _to_db(c.tbl, c.field, value))
+            if row.deleted:
+                _set_deleted(s, row, False)
+        c.status = "restored"
+        out = conflict_dict(c)
+    return out
+
+
+def _set_deleted(s: Session, row, deleted: bool) -> None:
+    """Delete or bring back a row; a project takes the rows deleted with it along."""
+    from sqlalchemy.orm.attributes import flag_modified
+
+    stamp = (row.stamps or {}).get("deleted", "")
+    if row.deleted == deleted:
+        flag_modified(row, "deleted")  # a write even when the column already says so (a shown tomb)
+    row.deleted = deleted
+    if row.__sync_table__ != "project":
+        return
+    for t in CHILD_TABLES:
+        model = MODELS[t]
+        for child in s.scalars(select(model).where(model.project_id == row.id)
+                               .execution_options(include_deleted=True)):
+            c_stamp = (child.stamps or {}).get("deleted", "")
+            if deleted and not child.deleted:
+                child.deleted = True
+            elif not deleted and child.deleted and c_stamp >= stamp and device_of(c_stamp) == device_of(stamp):
+                child.deleted = False
+
+
+def ensure_local(lib, sha256: str, ext: str = "", progress=None) -> Path:
+    """The local path of a media object (source, working or final video), downloading and
+    verifying it from the remote first when this device does not have it yet.
+
+    ``lib`` is anything with ``.db`` (Database) and ``.media`` (MediaStore), e.g. the Library.
+    Raises :class:`MediaUnavailable` (in words) when it cannot be had.
+    """
+    path = lib.media.path_for(sha256, ext)
+    if path.is_file():
+        return path
+    engine = SyncEngine.for_db(lib.db, lib.media)
+    if engine is None:
+        raise MediaUnavailable(f"the media {sha256[:12]}… is not on this device and no sync remote is set")
+    try:
+        return engine.fetch_media(sha256, ext, progress)
+    except RemoteError as exc:
+        raise MediaUnavailable(f"the media {sha256[:12]}… could not be downloaded: {exc}") from None
