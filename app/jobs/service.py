@@ -188,6 +188,7 @@ class ExportService:
         try:
             if not self._wait_for_slot(job_id, state, stop):
                 return self._finish(job_id, "cancelled", "cancelled before it started")
+            self._fetch_inputs(job_id)
             kind, plan, inputs_hash, extra = self._claim(job_id)
             self.lib.media.tmp.mkdir(parents=True, exist_ok=True)
             tmp = self.lib.media.tmp / f"{job_id}.{os.getpid()}.part.mp4"
@@ -270,6 +271,29 @@ class ExportService:
                 if len(running) < max(1, self.settings.max_gpu_jobs):
                     return True
             time.sleep(0.25)
+
+    def _fetch_inputs(self, job_id: str) -> None:
+        """Media this device has not downloaded yet (a project made on another device) are
+        fetched and verified now, before the job claims anything and outside any write lock."""
+        with self.lib.db.read() as s:
+            job = s.get(ExportJob, job_id)
+            p = self.lib.get_project(s, job.project_id)
+            if job.type == "framing":
+                wanted = {(m.sha256, m.ext) for c in self.lib.clips_of(s, p.id)
+                          if (m := s.get(Media, c.media_sha256)) is not None}
+            else:
+                wv = s.get(WorkingVideo, p.working_video_id) if p.working_video_id else None
+                wanted = {(wv.sha256, ".mp4")} if wv else set()
+        missing = [(sha, ext) for sha, ext in wanted if not self.lib.media.has(sha, ext)]
+        if not missing:
+            return
+        from app.storage.sync.engine import MediaUnavailable, ensure_local
+
+        for sha, ext in missing:
+            try:
+                ensure_local(self.lib, sha, ext)
+            except MediaUnavailable as exc:
+                raise RenderError(f"a file this export needs is missing from this device: {exc}") from None
 
     def _claim(self, job_id: str):
         """queued -> running, and snapshot the plan and its inputs fingerprint in one transaction."""
