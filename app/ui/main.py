@@ -22,14 +22,33 @@ def make_app():
 
 
 def run(data_dir: Path) -> int:
+    """The window on a qasync loop: sync runs as asyncio tasks beside Qt (blocking boto3 calls in
+    the scheduler's executor); the scheduler is stopped before the library is closed."""
+    import asyncio
+
+    import qasync
+
     from app.services.library import Library
     from app.ui.main_window import MainWindow
 
     app = make_app()
     lib = Library(data_dir)
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
     win = MainWindow(lib)
-    win.show()
+
+    async def main() -> None:
+        quitting = asyncio.Event()
+        app.aboutToQuit.connect(quitting.set)
+        win.show()
+        win.sync_ui.start()  # starts the scheduler when a remote is set (or once one is saved)
+        await quitting.wait()
+        await win.sync_ui.stop()
+
     try:
-        return app.exec()
+        with loop:
+            loop.run_until_complete(main())
+        return 0
     finally:
+        asyncio.set_event_loop(None)
         lib.close()

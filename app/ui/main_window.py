@@ -41,6 +41,7 @@ from app.ui.icons import icon
 from app.ui.overlay_editor import OverlayEditor
 from app.ui.project_grid import ProjectFilter, ProjectGridView, ProjectListModel
 from app.ui.session import ProjectSession
+from app.ui.sync_ui import SyncController
 from app.ui.video import FrameServer, ProxyBuilder
 from app.ui.workers import Pools
 
@@ -232,6 +233,8 @@ class MainWindow(QMainWindow):
         self.device_label = QLabel("Renders on: …")
         self.device_label.setMinimumWidth(160)
         self.statusBar().addPermanentWidget(self.device_label)
+        self.sync_ui = SyncController(self)  # the scheduler starts on the qasync loop (app.ui.main)
+        self.statusBar().addPermanentWidget(self.sync_ui.badge)
         self.tray = QSystemTrayIcon(icon("reelforge"), self) if QSystemTrayIcon.isSystemTrayAvailable() else None
         if self.tray:
             self.tray.show()
@@ -277,6 +280,10 @@ class MainWindow(QMainWindow):
         esc.setShortcut(QKeySequence(Qt.Key.Key_Escape))
         esc.triggered.connect(self.show_grid)
         self.addAction(esc)
+        sm = mb.addMenu("&Sync")
+        sm.addAction("Sync &now", lambda: self.sync_ui.sync_now())
+        sm.addAction("&Remote settings…", lambda: self.sync_ui.show_settings())
+        sm.addAction("&Conflicts…", lambda: self.sync_ui.show_conflicts())
         vm = mb.addMenu("&View")
         vm.addAction(self.queue_dock.toggleViewAction())
         hm = mb.addMenu("&Help")
@@ -356,6 +363,7 @@ class MainWindow(QMainWindow):
             self.exports.set_polled(jobs)
             self.grid_page.update_state()
             self._update_editor_header()
+            self.sync_ui.notify_commit()
 
         def failed(exc):
             self._polling = False
@@ -550,6 +558,7 @@ class MainWindow(QMainWindow):
             s = ProjectSession(self.lib, project_id, self)
             s.error.connect(lambda m: self.error("That edit was not applied", m))
             s.changed.connect(self._update_editor_header)
+            s.writer.written.connect(lambda *_a: self.sync_ui.notify_commit())
             self.undo_group.addStack(s.undo_stack)
             self.sessions[project_id] = s
             s.load()

@@ -166,8 +166,10 @@ def test_gui_never_stalls_during_export_and_poster_load(qtbot, lib, tiny_video):
     win = MainWindow(lib, svc, poll_ms=1000)
     qtbot.addWidget(win)
     win.resize(1400, 900)
-    probe = StallProbe()
     win.show()
+    qtbot.waitExposed(win)  # the window's first layout and paint are not what is probed
+    qtbot.wait(200)
+    probe = StallProbe()
     done = []
     win.exports.signals.finished.connect(done.append)
     win.start_export(ids[0], "framing")
