@@ -3,7 +3,6 @@ fresh prefix per test, and devices: data directories opened as Libraries that sy
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 import uuid
@@ -11,13 +10,11 @@ from pathlib import Path
 
 import pytest
 
-os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"  # never the user's keyring
-os.environ["AWS_ACCESS_KEY_ID"] = "testing-key-id"
-os.environ["AWS_SECRET_ACCESS_KEY"] = "testing-secret-key"
-os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+from tests.sync.servers import FaultProxy, MotoServer, use_test_credentials
+
+use_test_credentials()
 
 from tests.sync.devices import Device  # noqa: E402
-from tests.sync.servers import FaultProxy, MotoServer  # noqa: E402
 
 BUCKET = "reelforge-sync"
 

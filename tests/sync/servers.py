@@ -199,3 +199,11 @@ class FaultProxy:
                     self.bytes_out += len(reply)
             except OSError:
                 return
+
+
+def use_test_credentials() -> None:
+    """Credentials for the test S3 server, and never the user's keyring or the cloud metadata."""
+    os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"
+    os.environ["AWS_ACCESS_KEY_ID"] = "testing-key-id"
+    os.environ["AWS_SECRET_ACCESS_KEY"] = "testing-secret-key"
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"

@@ -5,18 +5,14 @@ qasync loop against a real moto S3 server on loopback."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 
 import pytest
 
-os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"  # never the user's keyring
-os.environ["AWS_ACCESS_KEY_ID"] = "testing-key-id"
-os.environ["AWS_SECRET_ACCESS_KEY"] = "testing-secret-key"
-os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+from tests.sync.servers import MotoServer, free_port, use_test_credentials
 
-from tests.sync.servers import MotoServer, free_port  # noqa: E402
+use_test_credentials()
 
 BUCKET = "reelforge-ui-sync"
 
