@@ -14,6 +14,7 @@ not hold raise :class:`PreconditionFailed`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import threading
@@ -81,6 +82,7 @@ class Counters:
     bytes_up: int = 0
     bytes_down: int = 0
     retries: int = 0
+    parts_up: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **kw: int) -> None:
@@ -330,8 +332,13 @@ class Remote:
 
     def upload_file(self, key: str, path: Path, progress: Callable[[int], None] | None = None,
                     metadata: dict | None = None) -> None:
-        """Multipart above 16 MB (boto3's transfer manager); ``progress(bytes)`` per chunk sent."""
+        """Upload a file; ``progress(bytes)`` per chunk sent. Above ``multipart_bytes`` it goes in
+        parts and is resumable: an upload cut off by a crash, a kill or a lost network continues
+        with the parts the remote does not hold yet (see :meth:`_upload_parts`)."""
         size = path.stat().st_size
+        if size > self.multipart_bytes:
+            self._upload_parts(key, path, size, progress, metadata or {})
+            return
         extra = {"Metadata": metadata} if metadata else None
 
         def once():
@@ -340,6 +347,53 @@ class Remote:
             self.counters.add(bytes_up=size)
 
         self.call(f"uploading {key}", once)
+
+    def _unfinished_upload(self, key: str) -> tuple[str | None, dict[int, tuple[str, int]]]:
+        """The id of an unfinished multipart upload of ``key`` and the parts it already holds."""
+        r = self.call("listing unfinished uploads",
+                      lambda: self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key))
+        ids = [u["UploadId"] for u in r.get("Uploads", []) if u.get("Key") == key]
+        if not ids:
+            return None, {}
+        upload_id = ids[-1]
+        parts: dict[int, tuple[str, int]] = {}
+        marker = 0
+        while True:
+            r = self.call("listing uploaded parts", lambda m=marker: self.client.list_parts(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumberMarker=m))
+            for p in r.get("Parts", []):
+                parts[int(p["PartNumber"])] = (p["ETag"], int(p["Size"]))
+            if not r.get("IsTruncated"):
+                return upload_id, parts
+            marker = int(r.get("NextPartNumberMarker", 0))
+
+    def _upload_parts(self, key: str, path: Path, size: int, progress, metadata: dict) -> None:
+        part_size = self.multipart_bytes
+        upload_id, held = self._unfinished_upload(key)
+        if upload_id is None:
+            upload_id = self.call(f"starting the upload of {key}", lambda: self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=key, Metadata=metadata))["UploadId"]
+        count = (size + part_size - 1) // part_size
+        etags: list[str] = []
+        with open(path, "rb") as fh:
+            for number in range(1, count + 1):
+                fh.seek((number - 1) * part_size)
+                data = fh.read(part_size)
+                etag = held.get(number)
+                # a part the remote already holds with the same bytes (its ETag is the part's MD5)
+                if etag and etag[1] == len(data) and etag[0].strip('"') == hashlib.md5(data).hexdigest():
+                    etags.append(etag[0])
+                else:
+                    r = self.call(f"uploading part {number}/{count} of {key}",
+                                  lambda n=number, d=data: self.client.upload_part(
+                                      Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=n, Body=d))
+                    etags.append(r["ETag"])
+                    self.counters.add(bytes_up=len(data), parts_up=1)
+                if progress:
+                    progress(len(data))
+        self.call(f"completing the upload of {key}", lambda: self.client.complete_multipart_upload(
+            Bucket=self.bucket, Key=key, UploadId=upload_id,
+            MultipartUpload={"Parts": [{"ETag": e, "PartNumber": i} for i, e in enumerate(etags, 1)]}))
 
     def download_file(self, key: str, dest: Path, progress: Callable[[int], None] | None = None) -> None:
         def once():
