@@ -76,10 +76,7 @@ def _before_flush(session: Session, flush_context, instances) -> None:
     pending += [o for o in session.dirty if isinstance(o, Synced) and session.is_modified(o)]
     if not pending:
         return
-    cached = session.info.get("rf_stamp")
-    if cached is None:  # one stamp per transaction, however many flushes it makes
-        cached = session.info["rf_stamp"] = next_stamp(session)
-    stamp, device = cached
+    stamp, device = next_stamp(session)
     for obj in pending:
         state = inspect(obj)
         is_new = state.transient or state.pending
@@ -99,11 +96,5 @@ def _before_flush(session: Session, flush_context, instances) -> None:
         session.add(Change(table=obj.__sync_table__, row_id=row_key(obj), hlc=stamp, fields=changed))
 
 
-def _end_transaction(session: Session, *args) -> None:
-    session.info.pop("rf_stamp", None)
-
-
 def install(session_class) -> None:
     event.listen(session_class, "before_flush", _before_flush)
-    event.listen(session_class, "after_commit", _end_transaction)
-    event.listen(session_class, "after_rollback", _end_transaction)
