@@ -1,7 +1,7 @@
 """The one place that stamps every synced write.
 
 A ``before_flush`` listener on every session the store hands out: each new or changed field
-of a synced row gets this transaction's HLC stamp, the row records its writer, and the change
+of a synced row gets a fresh HLC stamp (one per flush), the row records its writer, and the change
 goes into the durable outbox (``sync_changes``) in the same transaction, so "pending" can
 never be lost between a commit and an upload. Sessions that apply remote changes set
 ``session.info["remote"] = True`` and stamp with the incoming stamps themselves.
