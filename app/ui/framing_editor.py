@@ -74,6 +74,14 @@ class PlayerMixin:
         self.timer.timeout.connect(self._tick)
         self._last_tick = None
 
+    def _make_transport(self) -> Transport:
+        """The play / frame-step bar under the preview, wired to this player."""
+        transport = Transport()
+        transport.play.clicked.connect(self.toggle_play)
+        transport.back.clicked.connect(lambda: self.step(-1))
+        transport.fwd.clicked.connect(lambda: self.step(1))
+        return transport
+
     def play_range(self) -> tuple[float, float]:
         return 0.0, self.duration()
 
@@ -175,10 +183,7 @@ class FramingEditor(QWidget, PlayerMixin):
         self.view = CropView()
         self.view.boxEdited.connect(self.commit_box)
         ml.addWidget(self.view, 1)
-        self.transport = Transport()
-        self.transport.play.clicked.connect(self.toggle_play)
-        self.transport.back.clicked.connect(lambda: self.step(-1))
-        self.transport.fwd.clicked.connect(lambda: self.step(1))
+        self.transport = self._make_transport()
         ml.addWidget(self.transport)
         self.timeline = ClipTimeline()
         self.timeline.seekRequested.connect(lambda t: (self.set_rate(0.0), self.seek(t)))

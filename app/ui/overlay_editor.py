@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 
 from app.pipeline.keyframes import Ellipse, EllipseKey, ellipse_at
 from app.pipeline.plan import RegionPlan
-from app.ui.framing_editor import PlayerMixin, Transport, fmt_time
+from app.ui.framing_editor import PlayerMixin, fmt_time
 from app.ui.icons import icon
 from app.ui.preview import EllipseView
 from app.ui.session import ProjectSession
@@ -72,10 +72,7 @@ class OverlayEditor(QWidget, PlayerMixin):
         self.view = EllipseView()
         self.view.ellipseEdited.connect(self.commit_ellipse)
         ml.addWidget(self.view, 1)
-        self.transport = Transport()
-        self.transport.play.clicked.connect(self.toggle_play)
-        self.transport.back.clicked.connect(lambda: self.step(-1))
-        self.transport.fwd.clicked.connect(lambda: self.step(1))
+        self.transport = self._make_transport()
         ml.addWidget(self.transport)
         self.timeline = RegionTimeline()
         self.timeline.seekRequested.connect(lambda t: (self.set_rate(0.0), self.seek(t)))

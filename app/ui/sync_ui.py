@@ -311,11 +311,17 @@ class RemoteSettingsDialog(QDialog):
         key, secret = self.key_id.text().strip(), self.secret.text()
         return sync_config.Credentials(key, secret, source="dialog") if key and secret else None
 
-    def test_connection(self) -> None:
+    def checked_config(self) -> sync_config.RemoteConfig | None:
+        """The typed remote, or None after saying in the dialog what is wrong with it."""
         try:
-            cfg = self.config()
+            return self.config()
         except sync_config.ConfigError as exc:
             self.result.setText(str(exc))
+            return None
+
+    def test_connection(self) -> None:
+        cfg = self.checked_config()
+        if cfg is None:
             return
         typed = self.typed_credentials()
         self.testing = True
@@ -336,10 +342,8 @@ class RemoteSettingsDialog(QDialog):
         self.pools.submit(work, done, failed)
 
     def save(self) -> None:
-        try:
-            cfg = self.config()
-        except sync_config.ConfigError as exc:
-            self.result.setText(str(exc))
+        cfg = self.checked_config()
+        if cfg is None:
             return
         typed = self.typed_credentials()
         if typed is not None and self.keyring_ok:
