@@ -60,6 +60,25 @@ def test_delete_is_a_tombstone_hidden_from_reads(lib, sample_video):
         assert s.get(Clip, cid, execution_options={"include_deleted": True}).deleted
 
 
+def test_undoing_a_delete_brings_back_what_it_took_and_nothing_removed_before(lib, sample_video):
+    pid = lib.create_project("Undo me")
+    keep = lib.add_clip(pid, sample_video)
+    gone = lib.add_clip(pid, sample_video)
+    lib.remove_clip(gone)  # removed last week: stays removed
+    lib.apply(pid, {**lib.document(pid), "name": "Undo me"})
+    before = lib.document(pid)
+    lib.delete_project(pid)
+    assert lib.list_projects() == []
+    lib.restore_project(pid)
+    after = lib.document(pid)
+    assert [c["id"] for c in after["clips"]] == [keep]
+    assert after["export_settings"] == before["export_settings"] and after["overlay"] == before["overlay"]
+    assert [p["id"] for p in lib.list_projects()] == [pid]
+    with lib.db.read() as s:  # both the delete and its undo are stamped writes that sync
+        p = s.get(Project, pid)
+        assert not p.deleted and p.stamps["deleted"] > p.stamps["name"]
+
+
 def test_migration_from_an_older_schema_takes_a_backup_first(tmp_path):
     d = tmp_path / "old"
     Database(d).close()

@@ -19,16 +19,15 @@ from app.storage.media_store import MediaStore
 from app.storage.models import (
     Clip,
     ExportSettings,
-    FinalVideo,
     Media,
     OverlaySettings,
     Project,
     Region,
     Transition,
-    WorkingVideo,
     utcnow,
 )
 from app.storage.status import project_status, project_statuses
+from app.storage.tombstones import set_deleted
 
 ASPECTS = ("9:16", "16:9", "1:1", "4:5")
 DEFAULT_SIZES = {"9:16": (1080, 1920), "16:9": (1920, 1080), "1:1": (1080, 1080), "4:5": (1080, 1350)}
@@ -114,15 +113,20 @@ class Library:
         """Tombstones the project and everything that belongs to it (syncs as a delete)."""
         with self.db.write() as s:
             p = self.get_project(s, project_id)
-            p.deleted = True
+            set_deleted(s, p, True)
             self.touch(p)
-            for model in (Clip, Region, WorkingVideo, FinalVideo):
-                for row in s.scalars(select(model).where(model.project_id == project_id)):
-                    row.deleted = True
-            for model in (Transition, ExportSettings, OverlaySettings):
-                row = s.get(model, project_id)
-                if row is not None:
-                    row.deleted = True
+
+    def restore_project(self, project_id: str) -> None:
+        """Undo of :meth:`delete_project`: the project comes back with what its delete took
+        (not the clips removed before it)."""
+        with self.db.write() as s:
+            p = s.get(Project, project_id, execution_options={"include_deleted": True}) \
+                if isinstance(project_id, str) else None
+            if p is None:
+                raise NotFound(f"no project with id {project_id!r}")
+            if p.deleted:
+                set_deleted(s, p, False)
+                self.touch(p)
 
     def duplicate_project(self, project_id: str, name: str | None = None) -> str:
         """A new project with the same clips and edits (outputs are not copied)."""

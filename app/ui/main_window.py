@@ -38,12 +38,13 @@ from app.services.library import ASPECTS, Library
 from app.ui.exports import ExportManager, QueuePanel
 from app.ui.framing_editor import FramingEditor
 from app.ui.icons import icon
+from app.ui.library_ops import LibraryOps
 from app.ui.overlay_editor import OverlayEditor
 from app.ui.project_grid import ProjectFilter, ProjectGridView, ProjectListModel
 from app.ui.session import ProjectSession
 from app.ui.sync_ui import SyncController
 from app.ui.video import FrameServer, ProxyBuilder
-from app.ui.workers import Pools
+from app.ui.workers import Pools, settle_heap
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +204,11 @@ class MainWindow(QMainWindow):
         self.exports = ExportManager(self.svc, self.pools, self)
         self.sessions: dict[str, ProjectSession] = {}
         self.undo_group = QUndoGroup(self)
+        self.ops = LibraryOps(lib, self)  # rename / duplicate / delete / conflict restore: undoable
+        self.ops.changed.connect(lambda _kind: self.poll(force=True))
+        self.ops.failed.connect(lambda what, words: self.error(f"{what}: not done", words))
+        self.undo_group.addStack(self.ops.stack)
+        self.undo_group.setActiveStack(self.ops.stack)
         self.current: ProjectSession | None = None
         self.device = "…"
         self.torch_version = "…"
@@ -252,6 +258,7 @@ class MainWindow(QMainWindow):
         self.poll_timer.start()
         self.poll(force=True)
         self.pools.submit(device_words, self._on_device)
+        settle_heap()
 
     # ------------------------------------------------------------------ setup
     def _build_menus(self) -> None:
@@ -324,6 +331,7 @@ class MainWindow(QMainWindow):
         self.poll_timer.stop()
         for s in self.sessions.values():
             s.close()
+        self.ops.close()
         for ev_cancel in list(self.exports.cancels.values()):
             ev_cancel.set()
         self.proxies.stop()
@@ -333,6 +341,7 @@ class MainWindow(QMainWindow):
 
     def _on_device(self, result) -> None:
         self.device, self.torch_version = result
+        settle_heap(collect=False)  # what importing torch left alive
         self.device_label.setText(f"Renders on: {self.device}")
         self.device_label.setToolTip("Exports run on this device" + (
             "" if self.device != "CPU" else " (no supported GPU found: exports use the CPU)"))
@@ -490,26 +499,29 @@ class MainWindow(QMainWindow):
             self.add_clips(project_id, files)
 
     def rename_project(self, project_id: str, name: str) -> None:
-        self.pools.submit(lambda: self.lib.rename_project(project_id, name), lambda _r: self.poll(force=True),
-                          lambda e: self.error("Cannot rename", str(e)))
+        old = self.names.get(project_id, "")
+        if not name.strip():
+            self.error("Cannot rename", "a project needs a name")
+        elif name.strip() != old:
+            self.ops.rename(project_id, old, name)
 
     def duplicate_project(self, project_id: str) -> None:
-        self.pools.submit(lambda: self.lib.duplicate_project(project_id), lambda _r: self.poll(force=True),
-                          lambda e: self.error("Cannot duplicate", str(e)))
+        self.ops.duplicate(project_id, self.names.get(project_id, "project"))
 
     def delete_project(self, project_id: str, confirm: bool = True) -> None:
         if confirm:
             name = self.names.get(project_id, "this project")
             ans = QMessageBox.question(self, "Delete project",
-                                       f"Delete “{name}”? Its clips, edits and exports are removed from this library.",
+                                       f"Delete “{name}”? Its clips, edits and exports are removed from this "
+                                       "library (Edit → Undo brings them back).",
                                        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
                                        QMessageBox.StandardButton.Cancel)
             if ans != QMessageBox.StandardButton.Yes:
                 return
         if self.current is not None and self.current.project_id == project_id:
             self.show_grid()
-        self.pools.submit(lambda: self.lib.delete_project(project_id), lambda _r: self.poll(force=True),
-                          lambda e: self.error("Cannot delete", str(e)))
+        self.ops.delete(project_id, self.names.get(project_id, "project"))
+        self.statusBar().showMessage("Project deleted: Edit → Undo brings it back.", 8000)
 
     def reveal_outputs(self, project_id: str) -> None:
         def work():
@@ -579,6 +591,7 @@ class MainWindow(QMainWindow):
         self.framing.set_rate(0.0)
         self.overlay.set_rate(0.0)
         self.pages.setCurrentWidget(self.grid_page)
+        self.undo_group.setActiveStack(self.ops.stack)  # in the grid, Edit → Undo undoes library edits
         self.poll(force=True)
 
     def _on_tab(self, i: int) -> None:

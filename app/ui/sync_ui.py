@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -128,15 +129,16 @@ class SyncBadge(QWidget):
 
 
 class ConflictsDialog(QDialog):
-    """The open conflicts; "Restore loser" makes the losing value the newest edit (it syncs)."""
+    """The open conflicts. "Restore loser" makes the losing value the newest edit (it syncs); it
+    is an undoable edit on the library's undo stack ("Undo" here, or Edit → Undo in the grid)."""
 
-    changed = Signal()  # a conflict was restored or dismissed
+    changed = Signal()  # a conflict was restored, un-restored or dismissed
 
     COLUMNS = ["Project / clip", "Field", "Local value", "Remote value", "Winner"]
 
-    def __init__(self, db, pools, names: dict | None = None, parent=None):
+    def __init__(self, db, pools, ops, names: dict | None = None, parent=None):
         super().__init__(parent)
-        self.db, self.pools, self.names = db, pools, names or {}
+        self.db, self.pools, self.ops, self.names = db, pools, ops, names or {}
         self.setWindowTitle("Sync conflicts")
         self.resize(760, 360)
         lay = QVBoxLayout(self)
@@ -154,14 +156,20 @@ class ConflictsDialog(QDialog):
         lay.addWidget(self.message)
         bb = QDialogButtonBox()
         self.restore_btn = bb.addButton("Restore loser", QDialogButtonBox.ButtonRole.ActionRole)
+        self.undo_btn = bb.addButton("Undo", QDialogButtonBox.ButtonRole.ActionRole)
+        self.undo_btn.setShortcut(QKeySequence.StandardKey.Undo)
         self.dismiss_btn = bb.addButton("Dismiss", QDialogButtonBox.ButtonRole.ActionRole)
         bb.addButton(QDialogButtonBox.StandardButton.Close)
         bb.rejected.connect(self.reject)
-        self.restore_btn.clicked.connect(lambda: self._act("restore"))
-        self.dismiss_btn.clicked.connect(lambda: self._act("dismiss"))
+        self.restore_btn.clicked.connect(self.restore)
+        self.undo_btn.clicked.connect(self.undo)
+        self.dismiss_btn.clicked.connect(self.dismiss)
         lay.addWidget(bb)
         self.conflicts: list[dict] = []
         self.busy = False
+        self._restored: list[tuple[object, str]] = []  # (undo command, field) of this dialog's restores
+        ops.changed.connect(self._on_op)  # after every library edit, its undo and redo
+        self._update_undo()
         self.refresh()
 
     def refresh(self) -> None:
@@ -189,7 +197,7 @@ class ConflictsDialog(QDialog):
             self.table.selectRow(0)
         self.restore_btn.setEnabled(bool(conflicts))
         self.dismiss_btn.setEnabled(bool(conflicts))
-        if not conflicts:
+        if not conflicts and not self.message.text():
             self.message.setText("No open conflicts.")
 
     def _failed(self, exc: Exception) -> None:
@@ -200,21 +208,51 @@ class ConflictsDialog(QDialog):
         rows = self.table.selectionModel().selectedRows()
         return self.conflicts[rows[0].row()] if rows and rows[0].row() < len(self.conflicts) else None
 
-    def _act(self, what: str) -> None:
+    def restore(self) -> None:
+        c = self.selected()
+        if c is None:
+            return
+        self.busy = True
+        self._restored.append((self.ops.restore_conflict(c), c["field"]))
+        self._update_undo()
+        self.message.setText(f"Restored the losing value of {c['field']}; it syncs like any edit. "
+                             "“Undo” takes it back.")
+
+    def _top_restore(self) -> tuple[object, str] | None:
+        st = self.ops.stack
+        top = st.command(st.index() - 1) if st.index() > 0 else None
+        return next((r for r in self._restored if r[0] is top), None)
+
+    def _update_undo(self, *_a) -> None:
+        self.undo_btn.setEnabled(self._top_restore() is not None)
+
+    def undo(self) -> None:
+        top = self._top_restore()
+        if top is not None:
+            self.busy = True
+            self.ops.stack.undo()
+            self._update_undo()
+            self.message.setText(f"The restore of {top[1]} was undone; the conflict is open again.")
+
+    def dismiss(self) -> None:
         c = self.selected()
         if c is None:
             return
         db, cid = self.db, c["id"]
-        fn = sync_engine.restore_conflict if what == "restore" else sync_engine.dismiss_conflict
         self.busy = True
 
         def done(_r):
-            self.message.setText(f"Restored the losing value of {c['field']}; it syncs like any edit."
-                                 if what == "restore" else "Conflict dismissed.")
+            self.message.setText("Conflict dismissed.")
             self.changed.emit()
             self.refresh()
 
-        self.pools.submit(lambda: fn(db, cid), done, self._failed)
+        self.pools.submit(lambda: sync_engine.dismiss_conflict(db, cid), done, self._failed)
+
+    def _on_op(self, kind: str) -> None:
+        self._update_undo()
+        if kind == "conflict":
+            self.changed.emit()
+            self.refresh()
 
 
 def check_remote(cfg: sync_config.RemoteConfig, creds: sync_config.Credentials | None) -> tuple[bool, str]:
@@ -445,9 +483,14 @@ class SyncController(QObject):
 
     # ------------------------------------------------------------------ dialogs
     def show_conflicts(self) -> ConflictsDialog:
-        dlg = ConflictsDialog(self.db, self.win.pools, self.win.names, self.win)
-        dlg.changed.connect(self._after_restore)
-        self.dialogs["conflicts"] = dlg
+        dlg = self.dialogs.get("conflicts")
+        if dlg is None:
+            dlg = ConflictsDialog(self.db, self.win.pools, self.win.ops, self.win.names, self.win)
+            dlg.changed.connect(self._after_restore)
+            self.dialogs["conflicts"] = dlg
+        else:
+            dlg.message.clear()
+            dlg.refresh()
         dlg.open()
         return dlg
 

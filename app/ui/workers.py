@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -13,6 +14,21 @@ from typing import Any
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 log = logging.getLogger(__name__)
+
+
+def settle_heap(collect: bool = True) -> None:
+    """Put every object alive now (modules, Qt wrappers, caches) out of the cyclic GC's reach.
+
+    A full collection walks the whole heap holding the GIL: with Qt, PyAV, SQLAlchemy and boto3
+    loaded that takes over 100 ms, and when a worker thread (a sync cycle building a thousand
+    rows, say) triggers one, the GUI thread stalls just as long. Frozen objects are still freed
+    by reference counting; only their cycles are left alone. ``collect``: clear the garbage
+    first (start-up, before the window shows; not later on the GUI thread: it is that same
+    100 ms).
+    """
+    if collect:
+        gc.collect()
+    gc.freeze()
 
 
 class Dispatcher(QObject):

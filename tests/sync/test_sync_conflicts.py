@@ -162,6 +162,47 @@ def test_a_delete_newer_than_an_edit_wins_and_is_recorded(make_device):
     assert a.dump() == b.dump()
 
 
+def test_a_restore_can_be_undone_and_both_sync(make_device):
+    a, b = make_device("a"), make_device("b")
+    pid = shared_project(a, b)
+    b.lib.rename_project(pid, "B's name")
+    b.sync_ok()
+    a.lib.rename_project(pid, "A's name")  # later: A wins
+    a.sync_ok()
+    b.sync_ok()
+    cb = one(b.conflicts())
+    engine.restore_conflict(b.db, cb["id"])
+    assert b.visible() == {pid: "B's name"} and b.conflicts() == []
+    with pytest.raises(engine.SyncUserError):
+        engine.restore_conflict(b.db, cb["id"])  # not open any more
+    engine.undo_restore(b.db, cb["id"])  # the winner is the newest edit again, the conflict open
+    assert b.visible() == {pid: "A's name"} and one(b.conflicts())["id"] == cb["id"]
+    with pytest.raises(engine.SyncUserError):
+        engine.undo_restore(b.db, cb["id"])  # nothing restored to undo
+    b.sync_ok()
+    a.sync_ok()
+    assert a.visible() == {pid: "A's name"} and a.dump() == b.dump()
+    assert engine.conflict_project(b.db, cb["id"]) == pid
+
+
+def test_undoing_a_restore_that_revived_a_row_deletes_it_again(make_device):
+    a, b = make_device("a"), make_device("b")
+    pid = shared_project(a, b)
+    b.lib.rename_project(pid, "B's name")
+    b.sync_ok()
+    a.lib.rename_project(pid, "A's name")  # later: A wins, B records the conflict
+    a.sync_ok()
+    b.sync_ok()
+    cb = one(b.conflicts())
+    b.lib.delete_project(pid)  # then B deletes the project
+    engine.restore_conflict(b.db, cb["id"])  # restoring its name brings it back
+    assert b.visible() == {pid: "B's name"}
+    engine.undo_restore(b.db, cb["id"])  # the undo deletes it again, with the winning name
+    assert b.visible() == {}
+    b.lib.restore_project(pid)
+    assert b.visible() == {pid: "A's name"}
+
+
 def test_restore_and_dismiss_through_the_cli(make_device, run_sync_cli):
     a, b = make_device("a"), make_device("b")
     pid = shared_project(a, b)

@@ -62,6 +62,19 @@ def test_empty_state_search_sort_rename_duplicate_delete(qtbot, window, lib):
     window.delete_project(a, confirm=False)
     wait_rows(qtbot, window, 2)
     assert a not in [r["id"] for r in lib.list_projects()]
+    # each of those is an undoable edit: Edit → Undo in the grid walks them back
+    assert window.act_undo.isEnabled() and "Delete" in window.act_undo.text()
+    window.act_undo.trigger()  # the delete
+    wait_rows(qtbot, window, 3)
+    assert a in [r["id"] for r in lib.list_projects()]
+    window.act_undo.trigger()  # the duplicate
+    wait_rows(qtbot, window, 2)
+    window.act_undo.trigger()  # the rename
+    qtbot.waitUntil(lambda: any(r["name"] == "Zebra cup" for r in window.model.rows), timeout=3000)
+    window.act_redo.trigger()
+    qtbot.waitUntil(lambda: any(r["name"] == "Zebra cup final" for r in window.model.rows), timeout=3000)
+    window.rename_project(a, "   ")  # refused in words, nothing on the undo stack
+    assert window.last_error == "a project needs a name" and "Rename" in window.act_undo.text()
 
 
 def test_badge_follows_changes_from_another_process_within_a_second(qtbot, window, lib, tiny_video):

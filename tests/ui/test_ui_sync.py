@@ -159,10 +159,20 @@ def test_settings_badge_pull_and_conflict_restore(fast, s3, tmp_path):
             cells = [cd.table.item(0, j).text() for j in range(5)]
             assert cells[1] == "name" and cells[2] == "A's name" and cells[3] == "B's name", cells
             assert cells[4] == "this device"
+            assert not cd.undo_btn.isEnabled()
             cd.restore_btn.click()
             await until(lambda: not cd.busy and cd.table.rowCount() == 0, what="restored")
             await until(lambda: card_name(win, pid) == "B's name", what="restored value shown")
             assert lib.document(pid)["name"] == "B's name"
+            # the restore is an undoable edit: undo it, the conflict is back; redo it from the grid
+            assert cd.undo_btn.isEnabled()
+            cd.undo_btn.click()
+            await until(lambda: not cd.busy and cd.table.rowCount() == 1, what="restore undone")
+            await until(lambda: card_name(win, pid) == "A's name", what="winner shown again")
+            assert "Restore" in win.act_redo.text()
+            win.act_redo.trigger()
+            await until(lambda: not cd.busy and cd.table.rowCount() == 0, what="restored again")
+            await until(lambda: card_name(win, pid) == "B's name", what="restored value shown again")
             await until(lambda: ui.badge.status["state"] == "synced" and not ui.badge.status["conflicts"]
                         and ui.badge.status["pending_changes"] == 0, what="restore pushed")
             await off_thread(sync_ok, b)

@@ -71,6 +71,7 @@ from app.storage.sync.config import Credentials, RemoteConfig, redact
 from app.storage.sync.merge import Conflict, RowState, Write, apply_writes, device_of, normalize
 from app.storage.sync.remote import PreconditionFailed, Remote, RemoteError, RetryPolicy, Timeouts
 from app.storage.sync.schema import FIELDS, MODELS, Batch, Entry, SchemaError
+from app.storage.tombstones import CHILD_TABLES, set_deleted
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +91,6 @@ YIELD_S = 0.11
 SNAPSHOT_IF_BEHIND = 200  # batches to fetch beyond which a covering snapshot is applied instead
 RUNNING_STALE_S = 600.0
 
-# rows that belong to a project (a project's delete takes them with it)
-CHILD_TABLES = ("transition", "export_settings", "overlay_settings", "clip", "region", "working_video",
-                "final_video")
 PK_IS_PROJECT = ("transition", "export_settings", "overlay_settings")
 # parents before children, so a snapshot can be applied in rounds
 TABLE_ORDER = ("media", "project", *CHILD_TABLES)
@@ -1295,48 +1293,68 @@ def dismiss_conflict(db, conflict_id: str) -> dict:
 
 def restore_conflict(db, conflict_id: str) -> dict:
     """Make the losing value of a conflict the newest local edit: a normal stamped write (it
-    syncs like any edit)."""
+    syncs like any edit). Restoring a field of a deleted row brings the row back."""
     with db.write() as s:
         c = _open_conflict(s, conflict_id)
-        model = MODELS.get(c.tbl)
-        row = s.get(model, c.row_id, execution_options={"include_deleted": True}) if model else None
-        if row is None:
-            raise SyncUserError(f"the {c.tbl} of conflict {conflict_id} no longer exists")
+        row = _conflict_row(s, c)
         value = c.local_value if c.winner == "remote" else c.remote_value
+        revived = False
         if c.field == "deleted":
-            _set_deleted(s, row, bool(value))
+            set_deleted(s, row, bool(value))
         else:
-            try:
-                value = schema.check_value(c.tbl, c.field, value)
-            except SchemaError as exc:
-                raise SyncUserError(f"the losing value cannot be restored: {exc}") from None
-            setattr(row, c.field, _to_db(c.tbl, c.field, value))
+            _write_value(row, c, value)
             if row.deleted:
-                _set_deleted(s, row, False)
-        c.status = "restored"
-        out = conflict_dict(c)
-    return out
+                set_deleted(s, row, False)
+                revived = True
+        c.status = "revived" if revived else "restored"
+        return conflict_dict(c)
 
 
-def _set_deleted(s: Session, row, deleted: bool) -> None:
-    """Delete or bring back a row; a project takes the rows deleted with it along."""
-    from sqlalchemy.orm.attributes import flag_modified
+def undo_restore(db, conflict_id: str) -> dict:
+    """Undo of :func:`restore_conflict`: the winning value becomes the newest edit again (it
+    syncs), a row the restore brought back is deleted again, and the conflict is open again."""
+    with db.write() as s:
+        c = s.get(SyncConflict, conflict_id) if isinstance(conflict_id, str) else None
+        if c is None or c.status not in ("restored", "revived"):
+            raise SyncUserError(f"no restored conflict with id {conflict_id!r}")
+        row = _conflict_row(s, c)
+        value = c.remote_value if c.winner == "remote" else c.local_value
+        if c.field == "deleted":
+            set_deleted(s, row, bool(value))
+        else:
+            _write_value(row, c, value)
+            if c.status == "revived":
+                set_deleted(s, row, True)
+        c.status = "open"
+        return conflict_dict(c)
 
-    stamp = (row.stamps or {}).get("deleted", "")
-    if row.deleted == deleted:
-        flag_modified(row, "deleted")  # a write even when the column already says so (a shown tomb)
-    row.deleted = deleted
-    if row.__sync_table__ != "project":
-        return
-    for t in CHILD_TABLES:
-        model = MODELS[t]
-        for child in s.scalars(select(model).where(model.project_id == row.id)
-                               .execution_options(include_deleted=True)):
-            c_stamp = (child.stamps or {}).get("deleted", "")
-            if deleted and not child.deleted:
-                child.deleted = True
-            elif not deleted and child.deleted and c_stamp >= stamp and device_of(c_stamp) == device_of(stamp):
-                child.deleted = False
+
+def conflict_project(db, conflict_id: str) -> str | None:
+    """The id of the project a conflict's row belongs to (None for media)."""
+    with db.read() as s:
+        c = s.get(SyncConflict, conflict_id)
+        if c is None:
+            raise SyncUserError(f"no conflict with id {conflict_id!r}")
+        if c.tbl == "project":
+            return c.row_id
+        row = _conflict_row(s, c)
+        return getattr(row, "project_id", None)
+
+
+def _conflict_row(s: Session, c: SyncConflict):
+    model = MODELS.get(c.tbl)
+    row = s.get(model, c.row_id, execution_options={"include_deleted": True}) if model else None
+    if row is None:
+        raise SyncUserError(f"the {c.tbl} of conflict {c.id} no longer exists")
+    return row
+
+
+def _write_value(row, c: SyncConflict, value) -> None:
+    try:
+        value = schema.check_value(c.tbl, c.field, value)
+    except SchemaError as exc:
+        raise SyncUserError(f"that value cannot be restored: {exc}") from None
+    setattr(row, c.field, _to_db(c.tbl, c.field, value))
 
 
 def ensure_local(lib, sha256: str, ext: str = "", progress=None) -> Path:
