@@ -25,7 +25,13 @@ Snapshots
     every synced row (tombstones included) with the cursors it covers, then swaps
     ``manifest.json`` by compare-and-swap (``If-Match: ETAG``, ``If-None-Match: *`` when new);
     the loser of a race deletes its snapshot. Batches covered by the manifest and older than
-    ``prune_after_s`` are deleted.
+    ``prune_after_s`` are deleted, and so are multipart uploads abandoned that long.
+
+Media garbage
+    The device that writes a snapshot deletes the media objects no live row of it points at,
+    once neither the object nor its ``media-touched/SHA`` marker changed for ``media_grace_s``
+    (14 days). A device that publishes a row pointing at an old object first touches it, and
+    a row brought back (an undone delete) needs its media uploaded again like a new one.
 
 The database file itself is never uploaded or downloaded: rows are merged field by field, so
 a pull can never roll back a local commit (the T248 failure cannot happen by construction).
@@ -94,6 +100,9 @@ RUNNING_STALE_S = 600.0
 PK_IS_PROJECT = ("transition", "export_settings", "overlay_settings")
 # parents before children, so a snapshot can be applied in rounds
 TABLE_ORDER = ("media", "project", *CHILD_TABLES)
+# the rows that point at a media object, and the field that does
+MEDIA_FIELD = {"clip": "media_sha256", "working_video": "sha256", "final_video": "sha256"}
+TOUCH_AFTER_S = 86400.0  # a device re-checks (and touches) an old media object it publishes once a day
 DOC_TABLE = {"overlay_settings": "overlay"}
 DOC_FIELD = {("clip", "trim_start"): "trim.start", ("clip", "trim_end"): "trim.end"}
 
@@ -201,7 +210,10 @@ class SyncEngine:
     ``creds`` default to :func:`config.resolve_credentials`; ``retry``/``timeouts`` to the
     remote's defaults. ``compact_after``: batches seen since the last snapshot before this device
     writes a new one; ``prune_after_s``: age after which batches covered by the snapshot are
-    deleted; ``round_rows``: rows merged per apply transaction (batches are never split).
+    deleted (and unfinished multipart uploads aborted, and this device's log of applied objects
+    trimmed); ``media_grace_s``: age after which a media object that no live row of the snapshot
+    uses, and that no device touched meanwhile, is deleted from the remote; ``round_rows``: rows
+    merged per apply transaction (batches are never split).
     ``hooks`` are for fault-injection tests: ``before_apply(keys)`` runs after the download, before
     an apply transaction; ``in_apply(keys)`` inside it, before the commit.
     """
@@ -209,8 +221,8 @@ class SyncEngine:
     def __init__(self, db, media: MediaStore, cfg: RemoteConfig, creds: Credentials | None = None, *,
                  remote: Remote | None = None, retry: RetryPolicy | None = None,
                  timeouts: Timeouts | None = None, compact_after: int = 64,
-                 prune_after_s: float = 7 * 86400.0, round_rows: int = 500,
-                 hooks: dict[str, Callable] | None = None):
+                 prune_after_s: float = 7 * 86400.0, media_grace_s: float = 14 * 86400.0,
+                 round_rows: int = 500, hooks: dict[str, Callable] | None = None):
         self.db = db
         self.media = media
         self.cfg = cfg
@@ -220,6 +232,7 @@ class SyncEngine:
         self.timeouts = timeouts
         self.compact_after = compact_after
         self.prune_after_s = prune_after_s
+        self.media_grace_s = media_grace_s
         self.round_rows = round_rows
         self.hooks = hooks or {}
         self._manifest_raw: tuple[bytes, str] | None | bool = False  # manifest read by this cycle's pull
@@ -276,6 +289,7 @@ class SyncEngine:
             if fetch_media:
                 self.fetch_missing_media(result, progress)
             self.maybe_compact(result)
+            self._trim_log()
         except RemoteError as exc:
             result.ok, result.error, result.error_kind = False, str(exc), exc.kind
         except OperationalError as exc:  # the database stayed busy beyond its timeout
@@ -293,6 +307,13 @@ class SyncEngine:
             result.conflicts = self.conflicts_recorded
             self._finish(result)
         return result
+
+    def _trim_log(self) -> None:
+        """Forget applied remote objects older than ``prune_after_s`` (the cursors say what was
+        applied; rejected ones are kept: they are skipped by key and reported)."""
+        cutoff = datetime.fromtimestamp(time.time() - self.prune_after_s, UTC)
+        with self.db.write(remote=True) as s:
+            s.execute(delete(SyncObject).where(SyncObject.status == "applied", SyncObject.at < cutoff))
 
     def _set_running(self, on: bool) -> None:
         with self.db.write(remote=True) as s:
@@ -361,6 +382,7 @@ class SyncEngine:
                 entry["f"][f] = [v, ch.hlc]
         bases = self._load_bases(s, rows.keys())
         needed: dict[str, str] = {}  # sha256 -> extension of the local file
+        revived: list[tuple[str, str]] = []
         media_rows = {}
         shas = {e["f"]["media_sha256"][0] for e in rows.values() if "media_sha256" in e["f"]}
         shas |= {rid for (t, rid) in rows if t == "media"}
@@ -376,6 +398,9 @@ class SyncEngine:
             e["b"] = b
             if e["f"].get("deleted", [False])[0]:
                 continue  # a tombstone needs no media
+            if t in MEDIA_FIELD and MEDIA_FIELD[t] not in e["f"] and "deleted" in e["f"]:
+                revived.append((t, rid))  # brought back: its media must be on the remote again
+                continue
             sha = None
             if t == "media":
                 sha = rid
@@ -387,6 +412,12 @@ class SyncEngine:
             if sha:
                 m = media_rows.get(sha)
                 needed[sha] = m.ext if m else ""
+        for t, rid in revived:
+            row = s.get(MODELS[t], rid, execution_options={"include_deleted": True})
+            sha = getattr(row, MEDIA_FIELD[t], None) if row is not None else None
+            if sha:
+                m = s.get(Media, sha, execution_options={"include_deleted": True}) if t == "clip" else None
+                needed[sha] = (m.ext if m else "") if t == "clip" else ".mp4"
         digest = hashlib.sha256("".join(f"{c.seq}:{c.hlc}\n" for c in changes).encode()).hexdigest()
         doc = {
             "format": schema.FORMAT, "kind": "changes", "device": me,
@@ -457,13 +488,19 @@ class SyncEngine:
         """Upload (and verify) every media object the batch points at, before the batch."""
         if not needed:
             return
+        fresh = datetime.fromtimestamp(time.time() - TOUCH_AFTER_S, UTC)
         with self.db.read() as s:
-            known = set(s.scalars(select(SyncMedia.sha256).where(SyncMedia.sha256.in_(needed))))
+            known = set(s.scalars(select(SyncMedia.sha256).where(SyncMedia.sha256.in_(needed),
+                                                                 SyncMedia.at > fresh)))
         for sha, ext in sorted(needed.items()):
             if sha in known:
                 continue
             key = schema.media_key(self.prefix, sha)
             head = self.remote.head(key)
+            modified = head.get("LastModified") if head else None
+            if modified is not None and modified.timestamp() < fresh.timestamp():
+                # old: tell the media garbage collector it is in use again (see _collect_media)
+                self.remote.put(schema.media_touch_key(self.prefix, sha), b"", content_type="text/plain")
             path = self.media.path_for(sha, ext)
             local_size = path.stat().st_size if path.is_file() else None
             if head is None:
@@ -1098,7 +1135,7 @@ class SyncEngine:
                 return None
         self._note_snapshot(name)
         result.snapshot_written = name
-        self._prune(name, manifest.snapshot if manifest else None, doc["cursors"])
+        self._prune(name, manifest.snapshot if manifest else None, doc)
         return name
 
     def _seen_snapshot(self) -> str | None:
@@ -1146,9 +1183,11 @@ class SyncEngine:
         return {"format": schema.FORMAT, "kind": "snapshot", "device": me, "created_at": utcnow().isoformat(),
                 "cursors": {d: q for d, q in cursors.items() if q > 0}, "rows": rows}
 
-    def _prune(self, current: str, previous: str | None, cursors: dict[str, int]) -> None:
+    def _prune(self, current: str, previous: str | None, doc: dict) -> None:
         """Delete snapshots other than the current and previous one, and batches the current
-        snapshot covers that are older than ``prune_after_s``."""
+        snapshot covers that are older than ``prune_after_s``; abort multipart uploads started
+        before then; collect the media nobody uses (:meth:`_collect_media`)."""
+        cursors: dict[str, int] = doc["cursors"]
         cutoff = time.time() - self.prune_after_s
         old = []
         keep = {schema.join(self.prefix, current)} | ({schema.join(self.prefix, previous)} if previous else set())
@@ -1164,6 +1203,47 @@ class SyncEngine:
                     old.append(obj["Key"])
         if old:
             self.remote.delete(old)
+        for key, upload_id, started in self.remote.unfinished_uploads(schema.join(self.prefix, "media/")):
+            if started.timestamp() < cutoff:  # abandoned (a resumed upload finishes within days)
+                self.remote.abort_upload(key, upload_id)
+        self._collect_media(doc)
+
+    def _collect_media(self, doc: dict) -> None:
+        """Delete media objects that no live row of the snapshot ``doc`` points at, when neither
+        the object nor its touch marker changed for ``media_grace_s``.
+
+        Safe against a device that publishes a row pointing at such an object meanwhile: it
+        verified the object within a day before publishing, and touched it if it was older
+        (``_ensure_media``), so the object looks young for the whole grace period, and any
+        snapshot made after that includes the row."""
+        used = set()
+        for r in doc["rows"]:
+            fld = MEDIA_FIELD.get(r["t"])
+            f = r["f"]
+            if fld and fld in f and not f.get("deleted", [False])[0]:
+                used.add(f[fld][0])
+        cutoff = time.time() - self.media_grace_s
+        touched: dict[str, float] = {}
+        for kind, obj in self.remote.list(schema.join(self.prefix, "media-touched/")):
+            sha = schema.parse_media_key(self.prefix, obj["Key"], "media-touched") if kind == "key" else None
+            if sha:
+                touched[sha] = obj["LastModified"].timestamp()
+        gone, seen = [], set()
+        for kind, obj in self.remote.list(schema.join(self.prefix, "media/")):
+            sha = schema.parse_media_key(self.prefix, obj["Key"]) if kind == "key" else None
+            if sha is None:
+                continue
+            seen.add(sha)
+            if sha not in used and max(obj["LastModified"].timestamp(), touched.get(sha, 0.0)) < cutoff:
+                gone.append(sha)
+        stale_marks = [sha for sha, at in touched.items() if at < cutoff and (sha in gone or sha not in seen)]
+        if not gone and not stale_marks:
+            return
+        log.info("removing %d unused media object(s) from the remote", len(gone))
+        self.remote.delete([schema.media_key(self.prefix, sha) for sha in gone] +
+                           [schema.media_touch_key(self.prefix, sha) for sha in stale_marks])
+        with self.db.write(remote=True) as s:
+            s.execute(delete(SyncMedia).where(SyncMedia.sha256.in_(gone)))
 
 
 # --------------------------------------------------------------------------- module API

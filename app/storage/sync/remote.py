@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from app.storage.sync.config import Credentials, RemoteConfig, redact
@@ -320,6 +321,22 @@ class Remote:
             self.call("deleting old objects",
                       lambda chunk=chunk: self.client.delete_objects(
                           Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True}))
+
+    def unfinished_uploads(self, prefix: str) -> Iterator[tuple[str, str, datetime]]:
+        """(key, upload id, initiated) of the multipart uploads under ``prefix`` never completed."""
+        kw: dict = {"Bucket": self.bucket, "Prefix": prefix}
+        while True:
+            page = self.call(f"listing unfinished uploads under {prefix}",
+                             lambda kw=dict(kw): self.client.list_multipart_uploads(**kw))
+            for u in page.get("Uploads", []) or []:
+                yield u["Key"], u["UploadId"], u["Initiated"]
+            if not page.get("IsTruncated") or not page.get("NextKeyMarker"):
+                return
+            kw.update(KeyMarker=page["NextKeyMarker"], UploadIdMarker=page.get("NextUploadIdMarker", ""))
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        self.call(f"aborting the unfinished upload of {key}", lambda: self.client.abort_multipart_upload(
+            Bucket=self.bucket, Key=key, UploadId=upload_id))
 
     # ------------------------------------------------------------------ files
     multipart_bytes = 16 * 1024 * 1024  # above this, uploads and downloads go in parts of this size

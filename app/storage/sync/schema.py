@@ -90,6 +90,23 @@ def media_key(prefix: str, sha256: str) -> str:
     return join(prefix, f"media/{sha256}")
 
 
+def media_touch_key(prefix: str, sha256: str) -> str:
+    """A small marker a device rewrites when it publishes a row that needs an old media object:
+    its date tells the media garbage collector that the object is in use again."""
+    if not is_sha(sha256):
+        raise SchemaError(f"not a sha256: {sha256!r}")
+    return join(prefix, f"media-touched/{sha256}")
+
+
+def parse_media_key(prefix: str, key: str, folder: str = "media") -> str | None:
+    """The sha256 of a well-formed ``media/SHA`` (or ``media-touched/SHA``) key, else None."""
+    rel = strip_prefix(prefix, key)
+    if rel is None or not rel.startswith(folder + "/"):
+        return None
+    sha = rel[len(folder) + 1:]
+    return sha if is_sha(sha) else None
+
+
 def snapshot_name(ms: int, device: str) -> str:
     if not is_uuid(device):
         raise SchemaError(f"not a device id: {device!r}")
