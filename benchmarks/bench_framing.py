@@ -46,8 +46,8 @@ KEYS = (
 )  # times as fractions of the source length
 
 
-def make_source(path: Path, seconds: float) -> Path:
-    ffmpeg = shutil.which("ffmpeg")
+def make_source(path: Path, seconds: float, use_ffmpeg: bool = True) -> Path:
+    ffmpeg = shutil.which("ffmpeg") if use_ffmpeg else None
     if ffmpeg:
         subprocess.run(
             [

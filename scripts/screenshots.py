@@ -104,6 +104,7 @@ def main(argv=None) -> int:
     wait(app, lambda: win.framing.view.image is not None, 10)
     win.framing.seek(1.0)
     wait(app, lambda: win.framing._shown == win.framing._serial, 10)
+    wait(app, win.framing.timeline.strip.complete, 20)
     time.sleep(0.2)
     app.processEvents()
     win.grab().save(str(out / "framing.png"))
@@ -114,6 +115,7 @@ def main(argv=None) -> int:
         win.overlay.selected = 0
         win.overlay.seek(1.5)
         wait(app, lambda: win.overlay._shown == win.overlay._serial and win.overlay._serial > 0, 20)
+        wait(app, win.overlay.timeline.strip.complete, 20)
     app.processEvents()
     win.grab().save(str(out / "overlay.png"))
     win.show_shortcuts()

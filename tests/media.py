@@ -8,6 +8,16 @@ from pathlib import Path
 import av
 import numpy as np
 
+BITS = 10  # frame-index stripes of the "binary" pattern
+
+
+def frame_index(rgb: np.ndarray) -> int:
+    """The frame index a "binary" pattern frame shows (read back from a decoded picture)."""
+    h, w = rgb.shape[:2]
+    mids = ((np.arange(BITS) + 0.5) * w / BITS).astype(int)
+    bits = rgb[h // 4: 3 * h // 4, mids].mean(axis=(0, 2)) > 127
+    return int(sum(int(b) << (BITS - 1 - k) for k, b in enumerate(bits)))
+
 
 def _frame_rgb(pattern: str, w: int, h: int, i: int, fps: float) -> np.ndarray:
     if pattern == "gray":
@@ -25,6 +35,11 @@ def _frame_rgb(pattern: str, w: int, h: int, i: int, fps: float) -> np.ndarray:
         # black, with a white frame once a second (at t = 1, 2, ...)
         on = i > 0 and i % round(fps) == 0
         return np.full((h, w, 3), 255 if on else 0, np.uint8)
+    if pattern == "binary":
+        # the frame index in binary, most significant bit left: BITS black / white stripes
+        bits = (i >> np.arange(BITS - 1, -1, -1)) & 1
+        cols = np.minimum(np.arange(w) * BITS // w, BITS - 1)
+        return np.repeat((bits[cols] * 255).astype(np.uint8)[None, :, None], h, 0).repeat(3, 2)
     # "bars": moving colour bars with the frame number's parity, cheap to encode
     img = np.zeros((h, w, 3), np.uint8)
     bar = max(w // 8, 1)

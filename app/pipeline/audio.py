@@ -18,7 +18,7 @@ import numpy as np
 
 from app.pipeline.decode import media_origin, open_media
 from app.pipeline.plan import ClipPlan, RenderError
-from app.pipeline.timeline import kept_parts
+from app.pipeline.timeline import Part, Segment, kept_parts
 
 log = logging.getLogger(__name__)
 
@@ -213,15 +213,38 @@ def clip_audio(clip: ClipPlan, n_samples: int) -> Iterator[np.ndarray]:
         if reader.stream is None:
             yield from fit((), n_samples)
             return
-        yield from fit(_parts_audio(reader, clip), n_samples)
+        yield from fit(_parts_audio(reader, clip.source_start, kept_parts(clip.trim_start, clip.trim_end,
+                                                                           clip.segments)), n_samples)
     finally:
         reader.close()
 
 
-def _parts_audio(reader: SampleReader, clip: ClipPlan) -> Iterator[np.ndarray]:
-    for part in kept_parts(clip.trim_start, clip.trim_end, clip.segments):
-        s0 = round((clip.source_start + part.start) * SAMPLE_RATE)
-        s1 = round((clip.source_start + part.end) * SAMPLE_RATE)
+def range_audio(path: str | None, source_start: float, start: float, end: float,
+                segments: Sequence[Segment]) -> Iterator[np.ndarray]:
+    """What plays from clip-local ``start`` to ``end`` (the preview's audio): exactly the output
+    duration of that range in samples, each segment time-stretched to its speed like the export;
+    silence when ``path`` is None or has no audio."""
+    parts = kept_parts(start, end, segments)
+    n = round(parts[-1].out_end * SAMPLE_RATE) if parts else 0
+    if path is None:
+        yield from fit((), n)
+        return
+    reader = SampleReader(path)
+    try:
+        yield from fit(_parts_audio(reader, source_start, parts), n)
+    finally:
+        reader.close()
+
+
+def to_s16(chunk: np.ndarray) -> bytes:
+    """Interleaved signed 16-bit little-endian PCM of a float (channels, n) chunk."""
+    return (np.clip(chunk.T, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
+def _parts_audio(reader: SampleReader, source_start: float, parts: Sequence[Part]) -> Iterator[np.ndarray]:
+    for part in parts:
+        s0 = round((source_start + part.start) * SAMPLE_RATE)
+        s1 = round((source_start + part.end) * SAMPLE_RATE)
         n_out = round(part.out_end * SAMPLE_RATE) - round(part.out_start * SAMPLE_RATE)
         source = reader.read(s0, s1)
         stream = source if abs(part.speed - 1.0) < 1e-9 else _stretched(source, part.speed)

@@ -137,13 +137,32 @@ class DocumentIn(_M):
     overlay: OverlayIn | None = None
 
 
-def _fmt_validation(exc: ValidationError) -> str:
+def _fmt_validation(exc: ValidationError, what: str = "invalid document") -> str:
     parts = []
     for err in exc.errors()[:5]:
         loc = ".".join(str(x) for x in err["loc"])
         parts.append(f"{loc}: {err['msg']}")
     more = len(exc.errors()) - 5
-    return "invalid document: " + "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+    return f"{what}: " + "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _check_export_size(w: int, h: int, aspect: str, what: str) -> None:
+    if not math.isclose(w / h, parse_ratio(aspect), rel_tol=0.02):
+        raise UserError(f"{what}: {w}x{h} is not of the aspect ratio {aspect}")
+
+
+def check_export_settings(raw: dict, aspect: str) -> dict:
+    """A complete ``export_settings`` object (values may be the text of form fields) checked as
+    `project apply` checks it for a project of ``aspect``: the typed values, or UserError."""
+    try:
+        es = ExportSettingsIn.model_validate(raw).model_dump()
+    except ValidationError as exc:
+        raise UserError(_fmt_validation(exc, "invalid export settings")) from None
+    missing = [k for k, v in es.items() if v is None]
+    if missing:
+        raise UserError(f"invalid export settings: {', '.join(missing)} missing")
+    _check_export_size(es["width"], es["height"], aspect, "invalid export settings")
+    return es
 
 
 # --------------------------------------------------------------------------- show
@@ -334,10 +353,8 @@ def apply_document(lib: Library, s: Session, project_id: str, raw) -> None:
 
     ex = s.get(ExportSettings, project_id)
     if doc.export_settings is not None:
-        w = doc.export_settings.width or ex.width
-        h = doc.export_settings.height or ex.height
-        if not math.isclose(w / h, ratio, rel_tol=0.02):
-            raise UserError(f"invalid document: export_settings: {w}x{h} is not of the aspect ratio {new_aspect}")
+        _check_export_size(doc.export_settings.width or ex.width, doc.export_settings.height or ex.height,
+                           new_aspect, "invalid document: export_settings")
 
     # ---- apply (one transaction: the caller's)
     changed = False

@@ -39,6 +39,8 @@ def editable(doc: dict) -> dict:
                         for c in doc["clips"]]
     if "transition" in doc:
         out["transition"] = dict(doc["transition"])
+    if doc.get("export_settings") is not None:
+        out["export_settings"] = dict(doc["export_settings"])
     if doc.get("overlay") is not None:
         ov = doc["overlay"]
         out["overlay"] = {}

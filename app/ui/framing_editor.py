@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from time import monotonic
+
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
@@ -23,13 +25,16 @@ from PySide6.QtWidgets import (
 )
 
 from app.pipeline.keyframes import ASPECTS, Box, CropKey, crop_at, parse_ratio, refit_keyframes
-from app.pipeline.timeline import MAX_SPEED, MIN_SPEED
+from app.pipeline.timeline import MAX_SPEED, MIN_SPEED, Segment
 from app.services import editing
+from app.services.library import DEFAULT_SIZES
+from app.ui.export_settings import settings_button
 from app.ui.icons import icon
+from app.ui.playback import Playback, PlaybackStats
 from app.ui.preview import CropView
 from app.ui.session import ProjectSession
 from app.ui.timeline import ClipTimeline
-from app.ui.video import FrameServer, ProxyBuilder
+from app.ui.video import FrameServer, PostFn, ProxyBuilder
 
 
 def fmt_time(t: float, fps: float) -> str:
@@ -38,7 +43,7 @@ def fmt_time(t: float, fps: float) -> str:
 
 
 class Transport(QWidget):
-    """Play/pause, frame step and the time readout (shared by both editors)."""
+    """Play/pause, frame step, mute and the time readout (shared by both editors)."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -53,9 +58,15 @@ class Transport(QWidget):
         self.fwd = QToolButton()
         self.fwd.setIcon(icon("step-forward"))
         self.fwd.setToolTip("Next frame (→)")
+        self.mute = QToolButton()
+        self.mute.setCheckable(True)
+        self.mute.setIcon(icon("volume"))
+        self.mute.toggled.connect(lambda on: self.mute.setIcon(icon("mute" if on else "volume")))
+        self.mute.setToolTip("Mute the preview. Sound plays at normal speed (1×, speed segments "
+                             "time-stretched like the export); 2×, 4× and reverse (J/L) are silent.")
         self.time = QLabel("0:00.000")
         self.time.setMinimumWidth(170)
-        for w in (self.back, self.play, self.fwd, self.time):
+        for w in (self.back, self.play, self.fwd, self.mute, self.time):
             lay.addWidget(w)
         lay.addStretch(1)
 
@@ -64,15 +75,26 @@ class Transport(QWidget):
 
 
 class PlayerMixin:
-    """Playhead, playback timer and J/K/L for an editor with ``duration``/``fps``/``request_frame``."""
+    """Playhead, playback and J/K/L for an editor with ``frames``, ``view``, ``transport``,
+    ``duration``/``fps``, ``media()`` and ``show_time(t)``.
+
+    Play (1×) is real playback (:class:`app.ui.playback.Playback`: frames decoded ahead, audio,
+    a clock, dropped frames counted; ``last_playback`` holds the stats of the last run). 2×, 4×
+    and reverse step the playhead on a timer through the seek path, silently.
+    """
 
     def _init_player(self) -> None:
         self.t = 0.0
         self.rate = 0.0  # 0 paused, 1 play, -1 reverse, 2/4 fast
-        self.timer = QTimer(self)
+        self.playback: Playback | None = None
+        self.last_playback: PlaybackStats | None = None
+        self._serial = 0  # last frame asked of the frame server
+        self._shown = 0  # last one shown
+        self.timer = QTimer(self)  # the seek path (rates other than 1)
         self.timer.setInterval(33)
         self.timer.timeout.connect(self._tick)
         self._last_tick = None
+        self.frames.frameReady.connect(self._on_frame)
 
     def _make_transport(self) -> Transport:
         """The play / frame-step bar under the preview, wired to this player."""
@@ -80,30 +102,89 @@ class PlayerMixin:
         transport.play.clicked.connect(self.toggle_play)
         transport.back.clicked.connect(lambda: self.step(-1))
         transport.fwd.clicked.connect(lambda: self.step(1))
+        transport.mute.toggled.connect(lambda on: self.playback and self.playback.set_muted(on))
         return transport
+
+    # -- what an editor says about its media
+    def media(self) -> tuple[str, float] | None:
+        """(path, media time of playhead 0), or None when there is nothing to show."""
+        return None
+
+    def frame_post(self) -> tuple[PostFn | None, object]:
+        """What is drawn on each decoded frame (and its cache key)."""
+        return None, None
+
+    def audio_path(self) -> str | None:
+        src = self.media()
+        return src[0] if src else None
 
     def play_range(self) -> tuple[float, float]:
         return 0.0, self.duration()
 
+    def play_segments(self) -> list[Segment]:
+        return [Segment(0.0, self.duration(), 1.0)]
+
     def speed_at(self, _t: float) -> float:
         return 1.0
 
+    # -- frames
+    def seek(self, t: float) -> None:
+        self.show_time(t)
+        self.request_frame()
+
+    def request_frame(self) -> None:
+        src = self.media()
+        if src is not None and self.playback is None:
+            post, key = self.frame_post()
+            self._serial = self.frames.request(src[0], src[1] + self.t, post, key)
+
+    def _on_frame(self, serial: int, _t: float, img) -> None:
+        # the newest frame that this editor asked for (while stepping, older ones still show)
+        if self.playback is None and self._shown < serial <= self._serial:
+            self._shown = serial
+            self.view.set_image(img)
+
+    # -- transport
     def toggle_play(self) -> None:
         self.set_rate(0.0 if self.rate else 1.0)
 
     def set_rate(self, rate: float) -> None:
+        if self.playback is not None:
+            self.last_playback = self.playback.stop()
+            self.playback.deleteLater()
+            self.playback = None
+        self.timer.stop()
         self.rate = rate
         if rate:
             a, b = self.play_range()
-            if rate > 0 and self.t >= b - 1e-3:
+            if rate > 0 and not (a - 1e-3 <= self.t < b - 1e-3):
                 self.seek(a)
-            from time import monotonic
-
-            self._last_tick = monotonic()
-            self.timer.start()
-        else:
-            self.timer.stop()
+            if not (rate == 1.0 and self._play()):
+                self._last_tick = monotonic()
+                self.timer.start()
         self.transport.set_playing(bool(rate))
+
+    def _play(self) -> bool:
+        src = self.media()
+        if src is None:
+            return False
+        path, offset = src
+        post, _key = self.frame_post()
+        pb = Playback(self.frames.source_for(path), path, offset, self.t, self.play_range()[1],
+                      self.play_segments(), self.fps(), self._on_played, self._on_play_end, post,
+                      self.audio_path(), self.transport.mute.isChecked(), parent=self)
+        self._shown = self._serial  # a frame asked for before play never replaces a played one
+        self.playback = pb
+        return True
+
+    def _on_played(self, t: float, img) -> None:
+        self.show_time(t)
+        self.view.set_image(img)
+
+    def _on_play_end(self) -> None:
+        failed = self.playback.pump.error  # the frame server then shows why, on the frame it stopped at
+        self.set_rate(0.0)
+        self.seek(self.t if failed else self.play_range()[1])
 
     def key_j(self) -> None:
         self.set_rate(-1.0 if self.rate >= 0 else max(self.rate * 2, -4.0))
@@ -112,8 +193,6 @@ class PlayerMixin:
         self.set_rate(1.0 if self.rate <= 0 else min(self.rate * 2, 4.0))
 
     def _tick(self) -> None:
-        from time import monotonic
-
         now = monotonic()
         dt = now - (self._last_tick or now)
         self._last_tick = now
@@ -133,6 +212,7 @@ class PlayerMixin:
 
 class FramingEditor(QWidget, PlayerMixin):
     exportRequested = Signal(str, str)  # noqa: N815 - project id, kind
+    exportSettingsRequested = Signal(str)  # noqa: N815 - project id
     addClipsRequested = Signal(str)  # noqa: N815 - project id
     message = Signal(str)
 
@@ -142,12 +222,9 @@ class FramingEditor(QWidget, PlayerMixin):
         self.session: ProjectSession | None = None
         self.clip_id: str | None = None
         self.paths: dict[str, str] = {}
-        self._serial = 0
-        self._shown = 0
         self._syncing = False
         self._init_player()
         self._build()
-        frames.frameReady.connect(self._on_frame)
         frames.error.connect(lambda m: self.view.set_message(m) if self.isVisible() else None)
         proxies.ready.connect(lambda media, proxy: (self.frames.set_proxy(media, proxy), self.request_frame()))
 
@@ -186,6 +263,7 @@ class FramingEditor(QWidget, PlayerMixin):
         self.transport = self._make_transport()
         ml.addWidget(self.transport)
         self.timeline = ClipTimeline()
+        self.timeline.strip.source_for = self.frames.source_for  # filmstrip from the proxy once built
         self.timeline.seekRequested.connect(lambda t: (self.set_rate(0.0), self.seek(t)))
         self.timeline.trimEdited.connect(self.set_trim)
         self.timeline.keyMoved.connect(self.move_key)
@@ -255,7 +333,12 @@ class FramingEditor(QWidget, PlayerMixin):
         self.export_btn.setMinimumHeight(36)
         self.export_btn.clicked.connect(
             lambda: self.session and self.exportRequested.emit(self.session.project_id, "framing"))
-        rl.addWidget(self.export_btn)
+        export_row = QHBoxLayout()
+        export_row.addWidget(self.export_btn, 1)
+        self.settings_btn = settings_button(
+            lambda: self.session and self.exportSettingsRequested.emit(self.session.project_id))
+        export_row.addWidget(self.settings_btn)
+        rl.addLayout(export_row)
         right.setMinimumWidth(240)
         split.addWidget(right)
         split.setStretchFactor(1, 1)
@@ -339,6 +422,7 @@ class FramingEditor(QWidget, PlayerMixin):
                 self.view.set_box(None)
                 self.view.set_message("No clips yet.\nAdd a video with “Add…” or drop files on the window.")
                 self.timeline.set_clip(1.0, (0, 1), [], [], 30)
+                self.timeline.strip.set_source(None)
                 return
             m = c.get("media") or {}
             self.view.ratio = parse_ratio(doc["aspect_ratio"])
@@ -349,6 +433,8 @@ class FramingEditor(QWidget, PlayerMixin):
             self.rotation_label.setText(f"{c['rotation']:.1f}°")
             self.timeline.set_clip(self.length(), (c["trim"]["start"], c["trim"]["end"]), c["segments"],
                                    [k["time"] for k in c["crop_keyframes"]], self.fps())
+            self.timeline.strip.set_source(self.paths.get(c["id"]), c["source_start"],
+                                           m.get("width", 16) / max(m.get("height", 9), 1))
             seg = self.segment_index(self.t)
             self.speed.setValue(c["segments"][seg]["speed"] if c["segments"] else 1.0)
             n = len(c["crop_keyframes"])
@@ -389,12 +475,19 @@ class FramingEditor(QWidget, PlayerMixin):
         c = self.clip()
         return c["segments"][self.segment_index(t)]["speed"] if c and c["segments"] else 1.0
 
+    def play_segments(self) -> list[Segment]:
+        c = self.clip()
+        if not c or not c["segments"]:
+            return super().play_segments()
+        return [Segment(s["start"], s["end"], s["speed"]) for s in c["segments"]]
+
     def snapped(self, t: float | None = None) -> float:
         fps = self.fps()
         t = self.t if t is None else t
         return min(max(round(t * fps) / fps, 0.0), self.length())
 
-    def seek(self, t: float) -> None:
+    def show_time(self, t: float) -> None:
+        """The playhead at ``t``: timeline, readout, segment speed and the crop box (crop_at)."""
         self.t = min(max(t, 0.0), self.length())
         self.timeline.set_playhead(self.t)
         self.transport.time.setText(fmt_time(self.t, self.fps()))
@@ -402,19 +495,18 @@ class FramingEditor(QWidget, PlayerMixin):
             seg = self.segment_index(self.t)
             self.speed.setValue(self.clip()["segments"][seg]["speed"])
         self.update_box()
-        self.request_frame()
 
-    def request_frame(self) -> None:
+    def media(self) -> tuple[str, float] | None:
         c = self.clip()
         if c is None or c["id"] not in self.paths:
-            return
-        self._serial = self.frames.request(self.paths[c["id"]], c["source_start"] + self.t)
+            return None
+        return self.paths[c["id"]], c["source_start"]
 
-    def _on_frame(self, serial: int, _t: float, img) -> None:
-        # the newest frame that this editor asked for (while playing, older ones still show)
-        if self._shown < serial <= self._serial:
-            self._shown = serial
-            self.view.set_image(img)
+    def audio_path(self) -> str | None:
+        c = self.clip()
+        # the preview plays what the export renders: nothing when the clip's audio is off
+        keep = c is not None and c.get("audio", True) and (c.get("media") or {}).get("has_audio", True)
+        return super().audio_path() if keep else None
 
     def current_box(self) -> Box | None:
         c = self.clip()
@@ -553,6 +645,8 @@ class FramingEditor(QWidget, PlayerMixin):
 
         def mutate(d):
             d["aspect_ratio"] = aspect
+            if d.get("export_settings"):  # the output size follows the ratio (as `project apply` does)
+                d["export_settings"].update(zip(("width", "height"), DEFAULT_SIZES[aspect], strict=True))
             for c in d["clips"]:
                 m = media.get(c["id"], {})
                 if c.get("crop_keyframes") and m:

@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 from app.jobs.service import ExportService
 from app.services import editing
 from app.services.library import ASPECTS, Library
+from app.ui.export_settings import ExportSettingsDialog, saved_weights
 from app.ui.exports import ExportManager, QueuePanel
 from app.ui.framing_editor import FramingEditor
 from app.ui.icons import icon
@@ -201,6 +202,8 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.pools = Pools()
         self.svc = export_service or ExportService(lib)
+        if self.svc.settings.ai_weights is None:
+            self.svc.settings.ai_weights = saved_weights()  # this device's choice (export settings dialog)
         self.exports = ExportManager(self.svc, self.pools, self)
         self.sessions: dict[str, ProjectSession] = {}
         self.undo_group = QUndoGroup(self)
@@ -270,6 +273,7 @@ class MainWindow(QMainWindow):
         self.act_import.setShortcut(QKeySequence("Ctrl+I"))
         self.act_export = fm.addAction(icon("export"), "&Export", self.export_current)
         self.act_export.setShortcut(QKeySequence("Ctrl+E"))
+        self.act_export_settings = fm.addAction(icon("settings"), "Export se&ttings…", self.export_settings_current)
         fm.addSeparator()
         fm.addAction("&Quit", self.close).setShortcut(QKeySequence.StandardKey.Quit)
         em = mb.addMenu("&Edit")
@@ -305,6 +309,8 @@ class MainWindow(QMainWindow):
         g.view.customContextMenuRequested.connect(self._context_menu)
         self.framing.exportRequested.connect(self.start_export)
         self.overlay.exportRequested.connect(self.start_export)
+        self.framing.exportSettingsRequested.connect(self.show_export_settings)
+        self.overlay.exportSettingsRequested.connect(self.show_export_settings)
         self.framing.addClipsRequested.connect(self.add_clips_dialog)
         self.framing.message.connect(lambda m: self.statusBar().showMessage(m, 4000))
         self.overlay.message.connect(lambda m: self.statusBar().showMessage(m, 4000))
@@ -620,6 +626,21 @@ class MainWindow(QMainWindow):
         if self.current is not None and self.pages.currentWidget() is self.editor_page:
             kind = "framing" if self.editor_page.tabs.currentIndex() == 0 else "overlay"
             self.start_export(self.current.project_id, kind)
+
+    def export_settings_current(self) -> None:
+        if self.current is not None and self.pages.currentWidget() is self.editor_page:
+            self.show_export_settings(self.current.project_id)
+        else:
+            self.statusBar().showMessage("Open a project to change its export settings", 4000)
+
+    def show_export_settings(self, project_id: str) -> None:
+        s = self.sessions.get(project_id)
+        if s is None or s.doc is None:
+            return
+        d = ExportSettingsDialog(s, self.svc.settings, self)
+        d.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.export_settings_dialog = d
+        d.open()
 
     def start_export(self, project_id: str, kind: str) -> None:
         s = self.sessions.get(project_id)

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from app.pipeline.keyframes import Ellipse, EllipseKey, ellipse_at
 from app.pipeline.plan import RegionPlan
+from app.ui.export_settings import settings_button
 from app.ui.framing_editor import PlayerMixin, fmt_time
 from app.ui.icons import icon
 from app.ui.preview import EllipseView
@@ -47,6 +48,7 @@ def _spotlight_post(settings: dict, regions: list[dict], size: tuple[int, int]):
 
 class OverlayEditor(QWidget, PlayerMixin):
     exportRequested = Signal(str, str)  # noqa: N815
+    exportSettingsRequested = Signal(str)  # noqa: N815 - project id
     message = Signal(str)
 
     def __init__(self, frames: FrameServer, parent=None):
@@ -54,12 +56,9 @@ class OverlayEditor(QWidget, PlayerMixin):
         self.frames = frames
         self.session: ProjectSession | None = None
         self.selected = -1
-        self._serial = 0
-        self._shown = 0
         self._syncing = False
         self._init_player()
         self._build()
-        frames.frameReady.connect(self._on_frame)
         self._settings_timer = QTimer(self)  # sliders commit once they rest (one undo step)
         self._settings_timer.setSingleShot(True)
         self._settings_timer.setInterval(400)
@@ -75,6 +74,7 @@ class OverlayEditor(QWidget, PlayerMixin):
         self.transport = self._make_transport()
         ml.addWidget(self.transport)
         self.timeline = RegionTimeline()
+        self.timeline.strip.source_for = self.frames.source_for
         self.timeline.seekRequested.connect(lambda t: (self.set_rate(0.0), self.seek(t)))
         self.timeline.regionSelected.connect(self.select_region)
         self.timeline.regionEdited.connect(self.resize_region)
@@ -136,7 +136,12 @@ class OverlayEditor(QWidget, PlayerMixin):
         self.export_btn.setMinimumHeight(36)
         self.export_btn.clicked.connect(
             lambda: self.session and self.exportRequested.emit(self.session.project_id, "overlay"))
-        rl.addWidget(self.export_btn)
+        export_row = QHBoxLayout()
+        export_row.addWidget(self.export_btn, 1)
+        self.settings_btn = settings_button(
+            lambda: self.session and self.exportSettingsRequested.emit(self.session.project_id))
+        export_row.addWidget(self.settings_btn)
+        rl.addLayout(export_row)
         right.setMinimumWidth(250)
         split.addWidget(right)
         split.setStretchFactor(0, 1)
@@ -210,9 +215,11 @@ class OverlayEditor(QWidget, PlayerMixin):
                 self.view.set_message("No working video yet.\nExport the framing first (Framing → Export working "
                                       "video)." if wv is None else "The working video is not on this device yet.")
                 self.timeline.set_regions(1.0, [], -1)
+                self.timeline.strip.set_source(None)
                 return
             self.view.set_frame_size(wv["width"], wv["height"])
             self.timeline.set_regions(self.duration(), regions, self.selected)
+            self.timeline.strip.set_source(wv["path"], 0.0, wv["width"] / max(wv["height"], 1))
             stale = "" if wv.get("current") else " · the framing changed since (re-export to update)"
             if self.selected >= 0:
                 r = regions[self.selected]
@@ -227,7 +234,8 @@ class OverlayEditor(QWidget, PlayerMixin):
         self.request_frame()
 
     # ------------------------------------------------------------------ frames
-    def seek(self, t: float) -> None:
+    def show_time(self, t: float) -> None:
+        """The playhead at ``t``: timeline, readout, the region under it and its ellipse."""
         self.t = min(max(t, 0.0), self.duration())
         self.timeline.set_playhead(self.t)
         self.transport.time.setText(fmt_time(self.t, self.fps()))
@@ -237,22 +245,16 @@ class OverlayEditor(QWidget, PlayerMixin):
             self.selected = inside
             self.timeline.set_regions(self.duration(), regions, inside)
         self.update_ellipse()
-        self.request_frame()
 
-    def request_frame(self) -> None:
+    def media(self) -> tuple[str, float] | None:
         wv = self.working()
-        if not wv or not wv.get("local") or self.session is None:
-            return
-        s = self.settings()
-        regions = self.regions()
-        key = repr((sorted(s.items()), [(r["start"], r["end"], r["keyframes"]) for r in regions]))
-        post = _spotlight_post(s, regions, (wv["width"], wv["height"]))
-        self._serial = self.frames.request(wv["path"], self.t, post, key)
+        return (wv["path"], 0.0) if wv and wv.get("local") and self.session is not None else None
 
-    def _on_frame(self, serial: int, _t: float, img) -> None:
-        if self._shown < serial <= self._serial:
-            self._shown = serial
-            self.view.set_image(img)
+    def frame_post(self):
+        """The spotlight, drawn by the export's own function on the decoding thread."""
+        wv, s, regions = self.working(), self.settings(), self.regions()
+        key = repr((sorted(s.items()), [(r["start"], r["end"], r["keyframes"]) for r in regions]))
+        return _spotlight_post(s, regions, (wv["width"], wv["height"])), key
 
     def update_ellipse(self) -> None:
         regions = self.regions()
@@ -366,3 +368,7 @@ class OverlayEditor(QWidget, PlayerMixin):
              "stroke_width": round(self.stroke.value(), 3), "fill_opacity": self.fill.value() / 100,
              "dim": self.dim.value() / 100}
         self.session.edit("Spotlight settings", lambda d: d["overlay"].__setitem__("settings", s))
+
+    def hideEvent(self, ev) -> None:  # noqa: N802
+        self.set_rate(0.0)
+        super().hideEvent(ev)

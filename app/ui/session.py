@@ -144,6 +144,8 @@ class ProjectSession(QObject):
             doc["clips"] = order + list(by_id.values())
         if "transition" in snap:
             doc["transition"] = dict(snap["transition"])
+        if "export_settings" in snap:
+            doc["export_settings"] = dict(snap["export_settings"])
         if "overlay" in snap:
             doc.setdefault("overlay", {}).update(copy.deepcopy(snap["overlay"]))
         self.changed.emit()

@@ -1,11 +1,25 @@
 """Timelines: the framing clip timeline (segments, trim handles, keyframes) and the overlay
-region timeline (regions with draggable edges and their ellipse keyframes)."""
+region timeline (regions with draggable edges and their ellipse keyframes), both over a
+filmstrip of the video they show."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPainterPath, QPen, QPolygonF
+import logging
+import math
+import threading
+from bisect import bisect_left, insort
+from collections import OrderedDict
+from collections.abc import Callable
+from functools import cache
+
+from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPainterPath, QPen, QPolygonF
 from PySide6.QtWidgets import QSizePolicy, QWidget
+
+from app.ui.video import VideoReader, preview_image, rotation_of
+from app.ui.workers import PyPool
+
+log = logging.getLogger(__name__)
 
 GRAB = 7.0
 
@@ -14,17 +28,189 @@ def _fmt(t: float) -> str:
     return f"{int(t // 60)}:{t % 60:04.1f}"
 
 
+@cache
+def _thumb_pool() -> PyPool:
+    return PyPool(1, "filmstrip")  # one thread: the preview's decoder keeps the other core
+
+
+class Filmstrip(QObject):
+    """Thumbnails along a timeline: decoded on a pool thread, in time order from one open file
+    (the all-intra proxy once there is one), painted as they arrive over placeholder tiles.
+
+    Each tile shows a frame from its own span of the timeline: the decoded one nearest its
+    centre if there is one, else it asks for its centre's time rounded to a power-of-two grid
+    no coarser than a tile. The cache is keyed by (media, decode width, media time in ms), so a
+    resize or a zoom mostly finds frames decoded already. A new source, or hiding the timeline,
+    drops the queue: only the decode in flight finishes.
+    """
+
+    arrived = Signal(object, object)  # key, QImage | None
+    CACHE = 800
+
+    def __init__(self, timeline: TimelineBase):
+        super().__init__(timeline)
+        self.timeline = timeline
+        self.path: str | None = None
+        self.offset = 0.0  # media time at timeline time 0
+        self.aspect = 16 / 9
+        self.source_for: Callable[[str], str] = lambda path: path  # media -> the file to decode (its proxy)
+        self.cache: OrderedDict[tuple, QImage | None] = OrderedDict()
+        self._times: dict[tuple, list[int]] = {}  # (media, width) -> sorted ms of decoded frames
+        self._lock = threading.Lock()
+        self._queue: list[tuple] = []
+        self._busy: tuple | None = None
+        self._running = False
+        self._reader: VideoReader | None = None  # the worker's open file
+        self.arrived.connect(self._on_arrived)
+
+    def set_source(self, path: str | None, offset: float = 0.0, aspect: float = 16 / 9) -> None:
+        if (path, offset, aspect) != (self.path, self.offset, self.aspect):
+            self.path, self.offset, self.aspect = path, offset, aspect
+            self.cancel()
+            self.timeline.update()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._queue.clear()
+
+    def tiles(self, band: QRectF, dpr: float = 1.0) -> list[tuple[QRectF, tuple]]:
+        """(rect, cache key) of each tile across ``band``, by the timeline's x of time."""
+        tl = self.timeline
+        if not self.path or tl.length <= 0 or band.width() < 1 or band.height() < 4:
+            return []
+        tw = max(band.height() * self.aspect, 8.0)
+        width = min(max(2 ** math.ceil(math.log2(tw * dpr)), 32), 512)  # decode width, bucketed
+        q = 2.0 ** math.floor(math.log2(tl.length * tw / band.width()))
+        times = self._times.get((self.path, width), [])
+
+        def ms(t: float) -> int:
+            return round((self.offset + t) * 1000)
+
+        out = []
+        x = band.left()
+        while x < band.right():
+            lo, hi = ms(tl.t_of(x)), ms(tl.t_of(x + tw))
+            mid = (lo + hi) // 2
+            i = bisect_left(times, mid)
+            near = [t for t in times[max(i - 1, 0):i + 1] if lo <= t <= hi]
+            grid = ms(min(round(tl.t_of(x + tw / 2) / q) * q, tl.length))
+            at = min(near, key=lambda t: abs(t - mid), default=grid)
+            out.append((QRectF(x, band.top(), tw, band.height()), (self.path, width, at)))
+            x += tw
+        return out
+
+    def complete(self) -> bool:
+        """Every tile the timeline shows now is decoded (or failed to)."""
+        tl = self.timeline
+        return all(key in self.cache for _r, key in self.tiles(tl.strip_band(), tl.devicePixelRatioF()))
+
+    def paint(self, p: QPainter, band: QRectF) -> None:
+        """Draw the tiles (placeholders where not decoded yet) and queue the missing ones."""
+        tiles = self.tiles(band, self.timeline.devicePixelRatioF())
+        if not tiles:
+            return
+        p.save()
+        p.setClipRect(band)
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        placeholder = self.timeline.palette().mid().color()
+        missing = []
+        for rect, key in tiles:
+            img = self.cache.get(key)
+            if img is not None:
+                self.cache.move_to_end(key)
+                p.drawImage(rect, img)
+                continue
+            if key not in self.cache:  # None: that decode failed, keep the placeholder
+                missing.append(key)
+            p.fillRect(rect.adjusted(0.5, 0.5, -0.5, -0.5), placeholder)
+        p.restore()
+        self.want(missing)
+
+    def want(self, keys: list[tuple]) -> None:
+        """Decode these, in this order, instead of whatever was queued."""
+        with self._lock:
+            self._queue = [k for k in keys if k != self._busy]
+            if not self._queue or self._running:
+                return
+            self._running = True
+        _thumb_pool().start(self._work)
+
+    def _work(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    if not self._queue:
+                        self._running, self._busy = False, None
+                        return
+                    key = self._busy = self._queue.pop(0)
+                try:
+                    img = self._decode(key)
+                except Exception:  # noqa: BLE001 - the placeholder stays
+                    log.debug("thumbnail failed: %s", key, exc_info=True)
+                    self._close()
+                    img = None
+                try:
+                    self.arrived.emit(key, img)
+                except RuntimeError:  # the timeline is gone
+                    with self._lock:
+                        self._running = False
+                    return
+        finally:
+            self._close()
+
+    def _decode(self, key: tuple) -> QImage | None:
+        path, width, ms = key
+        src = self.source_for(path)
+        if self._reader is None or self._reader.path != src:
+            self._close()
+            self._reader = VideoReader(src)
+            if src != path:
+                self._reader.forward_limit = 0.3  # all-intra proxy: seeking is cheap
+        got = self._reader.frame_at(ms / 1000)
+        if got is None:
+            return None
+        return preview_image(got[1], width, 0 if src != path else rotation_of(got[1], 0), None, 0.0)
+
+    def _close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    def _on_arrived(self, key: tuple, img: QImage | None) -> None:
+        if key in self.cache:
+            return
+        self.cache[key] = img
+        if img is not None:
+            insort(self._times.setdefault(key[:2], []), key[2])
+        while len(self.cache) > self.CACHE:
+            old, old_img = self.cache.popitem(last=False)
+            if old_img is not None:
+                self._times[old[:2]].remove(old[2])
+        if key[0] == self.path:
+            self.timeline.update()
+
+
 class TimelineBase(QWidget):
     seekRequested = Signal(float)  # noqa: N815
+    STRIP_TOP = 24.0  # the filmstrip band: from this far under the track's top to its bottom
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.length = 1.0
         self.playhead = 0.0
-        self.setMinimumHeight(96)
+        self.setMinimumHeight(112)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setMouseTracking(True)
         self._drag: tuple | None = None
+        self.strip = Filmstrip(self)
+
+    def hideEvent(self, ev) -> None:  # noqa: N802
+        self.strip.cancel()
+        super().hideEvent(ev)
+
+    def strip_band(self) -> QRectF:
+        r = self.track()
+        return QRectF(r.left(), r.top() + self.STRIP_TOP, r.width(), r.height() - self.STRIP_TOP)
 
     def track(self) -> QRectF:
         return QRectF(14, 26, max(self.width() - 28, 10), self.height() - 40)
@@ -169,14 +355,19 @@ class ClipTimeline(TimelineBase):
         p.fillRect(self.rect(), pal.window().color().darker(108))
         self.paint_ruler(p)
         r = self.track()
-        colors = [QColor("#2E6DA4"), QColor("#3B82C4")]
+        self.strip.paint(p, self.strip_band())
+        colors = [QColor(46, 109, 164, 90), QColor(59, 130, 196, 60)]  # tints: the filmstrip shows through
         for i, s in enumerate(self.segments):
             x0, x1 = self.x_of(s["start"]), self.x_of(s["end"])
             seg = QRectF(x0, r.top() + 24, x1 - x0, r.height() - 24)
             p.fillRect(seg.adjusted(0.5, 0, -0.5, 0), colors[i % 2])
             if abs(s["speed"] - 1.0) > 1e-6 or len(self.segments) > 1:
+                label = f"{s['speed']:g}×"
+                tag = QRectF(0, 0, p.fontMetrics().horizontalAdvance(label) + 10, 18)
+                tag.moveCenter(seg.center())
+                p.fillRect(tag, QColor(0, 0, 0, 160))
                 p.setPen(QColor("white"))
-                p.drawText(seg, Qt.AlignmentFlag.AlignCenter, f"{s['speed']:g}×")
+                p.drawText(tag, Qt.AlignmentFlag.AlignCenter, label)
         for s in self.segments[1:]:  # split points
             x = self.x_of(s["start"])
             p.setPen(QPen(QColor("#FFEB3B"), 2))
@@ -206,6 +397,7 @@ class RegionTimeline(TimelineBase):
     keyJump = Signal(float)  # noqa: N815
 
     MIN_LEN = 0.5
+    STRIP_TOP = 20.0
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -292,17 +484,20 @@ class RegionTimeline(TimelineBase):
         p.fillRect(self.rect(), pal.window().color().darker(108))
         self.paint_ruler(p)
         r = self.track()
-        p.fillRect(QRectF(r.left(), r.top() + 20, r.width(), r.height() - 20), QColor(128, 128, 128, 40))
+        band = self.strip_band()
+        p.fillRect(band, QColor(128, 128, 128, 40))
+        self.strip.paint(p, band)
         for i, reg in enumerate(self.regions):
             x0, x1 = self.x_of(reg["start"]), self.x_of(reg["end"])
             box = QRectF(x0, r.top() + 20, x1 - x0, r.height() - 20)
             path = QPainterPath()
             path.addRoundedRect(box, 4, 4)
             sel = i == self.selected
-            p.fillPath(path, QColor("#8E24AA") if sel else QColor("#6A1B9A").lighter(110))
-            if sel:
-                p.setPen(QPen(QColor("#FFEB3B"), 2))
-                p.drawPath(path)
+            fill = QColor("#8E24AA") if sel else QColor("#6A1B9A").lighter(110)
+            fill.setAlpha(130)  # the filmstrip shows through
+            p.fillPath(path, fill)
+            p.setPen(QPen(QColor("#FFEB3B") if sel else QColor("#E1BEE7"), 2))
+            p.drawPath(path)
             for edge in (x0, x1):
                 p.fillRect(QRectF(edge - 2, box.top(), 4, box.height()), QColor("#E1BEE7"))
             p.setPen(QColor("white"))

@@ -64,6 +64,17 @@ def rgb_to_qimage(rgb: np.ndarray) -> QImage:
     return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
 
+PostFn = Callable[[np.ndarray, float], np.ndarray]
+
+
+def preview_image(frame: av.VideoFrame, max_w: int, rot: int, post: PostFn | None, t: float) -> QImage:
+    """A decoded frame as the preview shows it (``post`` draws on the RGB array, e.g. the spotlight)."""
+    rgb = frame_to_rgb(frame, max_w, rot)
+    if post is not None:
+        rgb = post(rgb, t)
+    return rgb_to_qimage(rgb)
+
+
 # --------------------------------------------------------------------------- proxies
 
 
@@ -180,7 +191,9 @@ class ProxyBuilder(QObject):
 # --------------------------------------------------------------------------- frame server
 
 
-class _Open:
+class VideoReader:
+    """One file's video, decoded forward from the last seek: ``frame_at(t)`` for any t, sequential reads cheap."""
+
     def __init__(self, path: str):
         _quiet()
         self.path = path
@@ -247,9 +260,6 @@ class _Open:
         self.container.close()
 
 
-PostFn = Callable[[np.ndarray, float], np.ndarray]
-
-
 class FrameServer(QObject):
     """Serves preview frames: ``request(path, t)`` -> ``frameReady(serial, t, QImage)``."""
 
@@ -265,7 +275,7 @@ class FrameServer(QObject):
         self._req: tuple[int, str, float, PostFn | None, object] | None = None
         self._serial = 0
         self._stop = False
-        self._open: _Open | None = None
+        self._open: VideoReader | None = None
         self._proxies: dict[str, str] = {}
         self._thread = threading.Thread(target=self._loop, daemon=True, name="reelforge-decoder")
         self._thread.start()
@@ -276,6 +286,11 @@ class FrameServer(QObject):
                 self._proxies[media_path] = proxy
             else:
                 self._proxies.pop(media_path, None)
+
+    def source_for(self, path: str) -> str:
+        """The file that frames of ``path`` are decoded from: its proxy once built, else itself.
+        (A plain dict read: the decoder thread holds the condition while it decodes.)"""
+        return self._proxies.get(path, path)
 
     def request(self, path: str, t: float, post: PostFn | None = None, post_key: object = None) -> int:
         with self._cond:
@@ -300,7 +315,7 @@ class FrameServer(QObject):
         if self._open is None or self._open.path != src:
             if self._open is not None:
                 self._open.close()
-            self._open = _Open(src)
+            self._open = VideoReader(src)
             if src != path:
                 self._open.forward_limit = 0.3  # all-intra proxy: seeking is cheap
         got = self._open.frame_at(t)
@@ -312,10 +327,7 @@ class FrameServer(QObject):
         if img is not None:
             self._cache.move_to_end(key)
             return img
-        rgb = frame_to_rgb(frame, self.max_w, 0 if src != path else rotation_of(frame, 0))
-        if post is not None:
-            rgb = post(rgb, t)
-        img = rgb_to_qimage(rgb)
+        img = preview_image(frame, self.max_w, 0 if src != path else rotation_of(frame, 0), post, t)
         self._cache[key] = img
         while len(self._cache) > self._cache_frames:
             self._cache.popitem(last=False)
