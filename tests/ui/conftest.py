@@ -42,13 +42,23 @@ def renderer():
 
 @pytest.fixture
 def window(qtbot, lib, renderer):
+    yield from _window(qtbot, lib, {"framing": renderer, "overlay": renderer})
+
+
+@pytest.fixture
+def real_window(qtbot, lib):
+    """The window with the real export pipeline (on the CPU)."""
+    yield from _window(qtbot, lib, None)
+
+
+def _window(qtbot, lib, renderers):
     from PySide6.QtCore import QCoreApplication
 
     from app.jobs.service import ExportService, Settings
     from app.ui.main_window import MainWindow
 
     QCoreApplication.setOrganizationName("ReelforgeTests")
-    svc = ExportService(lib, Settings(device="cpu"), renderers={"framing": renderer, "overlay": renderer})
+    svc = ExportService(lib, Settings(device="cpu"), **({"renderers": renderers} if renderers else {}))
     win = MainWindow(lib, svc, poll_ms=200)
     qtbot.addWidget(win)
     win.resize(1200, 800)

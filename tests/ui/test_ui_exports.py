@@ -64,6 +64,66 @@ def test_cancel_from_the_queue_panel(qtbot, window, lib, tiny_video, renderer):
     assert not list(lib.media.tmp.glob("*"))  # nothing left behind
 
 
+def small_output(lib, pid: str, width: int = 180, height: int = 320) -> None:
+    doc = lib.document(pid)
+    doc["export_settings"].update(width=width, height=height, preset="ultrafast")
+    lib.apply(pid, doc)
+
+
+def test_real_exports_through_the_ui_progress_complete_and_cancel(qtbot, real_window, lib, media_dir):
+    """The real pipeline behind the buttons: progress arrives, the card shows it, the working
+    and final videos are real H.264 of the chosen size, and a cancel stops a long export."""
+    import av
+
+    from tests.media import make_video
+
+    win = real_window
+    src = make_video(media_dir / "ui-real.mp4", width=320, height=180, fps=30, duration=2.0)
+    pid = lib.create_project("Real export")
+    lib.add_clip(pid, src)
+    small_output(lib, pid)
+    wait_rows(qtbot, win, 1)
+    progress, done = [], finished_jobs(win)
+    win.exports.signals.progress.connect(lambda jid, p: progress.append(p))
+    s = win.open_project(pid)
+    qtbot.waitUntil(lambda: s.doc is not None, timeout=3000)
+    win.framing.export_btn.click()
+    qtbot.waitUntil(lambda: bool(done), timeout=60000)
+    assert done[0]["status"] == "complete", done[0]
+    assert progress and progress[-1] == 100.0
+    qtbot.waitUntil(lambda: row(win, pid)["status"] == "in_overlay", timeout=3000)
+    working = lib.document(pid)["working_video"]
+    with av.open(working["path"]) as c:
+        v = c.streams.video[0]
+        assert (v.codec_context.name, v.width, v.height) == ("h264", 180, 320)
+        assert abs(float(c.duration / 1_000_000) - 2.0) < 0.1
+    qtbot.waitUntil(lambda: s.doc.get("working_video") is not None, timeout=3000)
+    win.open_project(pid, "overlay")
+    win.overlay.seek(0.5)
+    win.overlay.add_region()
+    s.flush()
+    qtbot.waitUntil(lambda: len(lib.document(pid)["overlay"]["regions"]) == 1, timeout=3000)
+    win.overlay.export_btn.click()
+    qtbot.waitUntil(lambda: len(done) == 2, timeout=60000)
+    assert done[1]["status"] == "complete", done[1]
+    qtbot.waitUntil(lambda: row(win, pid)["status"] == "complete", timeout=3000)
+    # a long export (a minute of 720p out), cancelled from the queue: stops, nothing registered
+    long_src = make_video(media_dir / "ui-real-long.mp4", width=640, height=360, fps=30, duration=60.0)
+    p2 = lib.create_project("Long export")
+    lib.add_clip(p2, long_src)
+    small_output(lib, p2, 720, 1280)
+    wait_rows(qtbot, win, 2)
+    win.start_export(p2, "framing")
+    qtbot.waitUntil(lambda: row(win, p2)["progress"] is not None and row(win, p2)["progress"] > 0, timeout=20000)
+    job_id = next(j for j, info in win.exports.live.items())
+    t0 = time.monotonic()
+    win.queue.rows[job_id].cancel_btn.click()
+    qtbot.waitUntil(lambda: len(done) == 3, timeout=5000)
+    assert time.monotonic() - t0 < 2.0 and done[2]["status"] == "cancelled"
+    qtbot.waitUntil(lambda: row(win, p2)["status"] == "not_started", timeout=3000)
+    assert lib.document(p2)["working_video"] is None
+
+
 def test_status_badge_walks_the_seed_table(qtbot, window, lib, tiny_video):
     from app.ui.framing_editor import FramingEditor  # noqa: F401 - the editor drives the edits
 
