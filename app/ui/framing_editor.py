@@ -96,6 +96,19 @@ class PlayerMixin:
         self._last_tick = None
         self.frames.frameReady.connect(self._on_frame)
 
+    def _make_export_row(self, text: str, kind: str) -> QHBoxLayout:
+        """The editor's Export button (``export_btn``) and its export-settings button beside it."""
+        self.export_btn = QPushButton(icon("export"), text)
+        self.export_btn.setMinimumHeight(36)
+        self.export_btn.clicked.connect(
+            lambda: self.session and self.exportRequested.emit(self.session.project_id, kind))
+        self.settings_btn = settings_button(
+            lambda: self.session and self.exportSettingsRequested.emit(self.session.project_id))
+        row = QHBoxLayout()
+        row.addWidget(self.export_btn, 1)
+        row.addWidget(self.settings_btn)
+        return row
+
     def _make_transport(self) -> Transport:
         """The play / frame-step bar under the preview, wired to this player."""
         transport = Transport()
@@ -329,16 +342,7 @@ class FramingEditor(QWidget, PlayerMixin):
         cf.addRow(self.info)
         rl.addWidget(clip)
         rl.addStretch(1)
-        self.export_btn = QPushButton(icon("export"), "Export working video")
-        self.export_btn.setMinimumHeight(36)
-        self.export_btn.clicked.connect(
-            lambda: self.session and self.exportRequested.emit(self.session.project_id, "framing"))
-        export_row = QHBoxLayout()
-        export_row.addWidget(self.export_btn, 1)
-        self.settings_btn = settings_button(
-            lambda: self.session and self.exportSettingsRequested.emit(self.session.project_id))
-        export_row.addWidget(self.settings_btn)
-        rl.addLayout(export_row)
+        rl.addLayout(self._make_export_row("Export working video", "framing"))
         right.setMinimumWidth(240)
         split.addWidget(right)
         split.setStretchFactor(1, 1)

@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
 
 from app.pipeline.keyframes import Ellipse, EllipseKey, ellipse_at
 from app.pipeline.plan import RegionPlan
-from app.ui.export_settings import settings_button
 from app.ui.framing_editor import PlayerMixin, fmt_time
 from app.ui.icons import icon
 from app.ui.preview import EllipseView
@@ -132,16 +131,7 @@ class OverlayEditor(QWidget, PlayerMixin):
         f.addRow("Dim outside", self.dim)
         rl.addWidget(st)
         rl.addStretch(1)
-        self.export_btn = QPushButton(icon("export"), "Export final video")
-        self.export_btn.setMinimumHeight(36)
-        self.export_btn.clicked.connect(
-            lambda: self.session and self.exportRequested.emit(self.session.project_id, "overlay"))
-        export_row = QHBoxLayout()
-        export_row.addWidget(self.export_btn, 1)
-        self.settings_btn = settings_button(
-            lambda: self.session and self.exportSettingsRequested.emit(self.session.project_id))
-        export_row.addWidget(self.settings_btn)
-        rl.addLayout(export_row)
+        rl.addLayout(self._make_export_row("Export final video", "overlay"))
         right.setMinimumWidth(250)
         split.addWidget(right)
         split.setStretchFactor(0, 1)
