@@ -74,6 +74,14 @@ class Transport(QWidget):
         self.play.setIcon(icon("pause" if on else "play"))
 
 
+def hint_label() -> QLabel:
+    """Grey, wrapped words under a panel (what is selected, what to do next)."""
+    label = QLabel()
+    label.setWordWrap(True)
+    label.setStyleSheet("color: gray")
+    return label
+
+
 class PlayerMixin:
     """Playhead, playback and J/K/L for an editor with ``frames``, ``view``, ``transport``,
     ``duration``/``fps``, ``media()`` and ``show_time(t)``.
@@ -95,6 +103,17 @@ class PlayerMixin:
         self.timer.timeout.connect(self._tick)
         self._last_tick = None
         self.frames.frameReady.connect(self._on_frame)
+
+    def _make_key_row(self, delete_text: str) -> QHBoxLayout:
+        """"Keyframe (K)" and the delete button (``add_key_btn``, ``del_key_btn``)."""
+        self.add_key_btn = QPushButton(icon("keyframe"), "Keyframe (K)")
+        self.add_key_btn.clicked.connect(self.add_key)
+        self.del_key_btn = QPushButton(delete_text)
+        self.del_key_btn.clicked.connect(self.delete_key)
+        row = QHBoxLayout()
+        row.addWidget(self.add_key_btn)
+        row.addWidget(self.del_key_btn)
+        return row
 
     def _make_export_row(self, text: str, kind: str) -> QHBoxLayout:
         """The editor's Export button (``export_btn``) and its export-settings button beside it."""
@@ -328,17 +347,8 @@ class FramingEditor(QWidget, PlayerMixin):
         self.split_btn = QPushButton(icon("split"), "Split at playhead (S)")
         self.split_btn.clicked.connect(self.split)
         cf.addRow(self.split_btn)
-        kf = QHBoxLayout()
-        self.add_key_btn = QPushButton(icon("keyframe"), "Keyframe (K)")
-        self.add_key_btn.clicked.connect(self.add_key)
-        self.del_key_btn = QPushButton("Delete key")
-        self.del_key_btn.clicked.connect(self.delete_key)
-        kf.addWidget(self.add_key_btn)
-        kf.addWidget(self.del_key_btn)
-        cf.addRow(kf)
-        self.info = QLabel()
-        self.info.setWordWrap(True)
-        self.info.setStyleSheet("color: gray")
+        cf.addRow(self._make_key_row("Delete key"))
+        self.info = hint_label()
         cf.addRow(self.info)
         rl.addWidget(clip)
         rl.addStretch(1)

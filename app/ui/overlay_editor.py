@@ -13,7 +13,6 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QLabel,
     QPushButton,
     QSlider,
     QSplitter,
@@ -23,7 +22,7 @@ from PySide6.QtWidgets import (
 
 from app.pipeline.keyframes import Ellipse, EllipseKey, ellipse_at
 from app.pipeline.plan import RegionPlan
-from app.ui.framing_editor import PlayerMixin, fmt_time
+from app.ui.framing_editor import PlayerMixin, fmt_time, hint_label
 from app.ui.icons import icon
 from app.ui.preview import EllipseView
 from app.ui.session import ProjectSession
@@ -92,17 +91,8 @@ class OverlayEditor(QWidget, PlayerMixin):
         row.addWidget(self.add_region_btn)
         row.addWidget(self.del_region_btn)
         rg.addLayout(row)
-        row2 = QHBoxLayout()
-        self.add_key_btn = QPushButton(icon("keyframe"), "Keyframe (K)")
-        self.add_key_btn.clicked.connect(self.add_key)
-        self.del_key_btn = QPushButton("Delete keyframe")
-        self.del_key_btn.clicked.connect(self.delete_key)
-        row2.addWidget(self.add_key_btn)
-        row2.addWidget(self.del_key_btn)
-        rg.addLayout(row2)
-        self.region_info = QLabel()
-        self.region_info.setWordWrap(True)
-        self.region_info.setStyleSheet("color: gray")
+        rg.addLayout(self._make_key_row("Delete keyframe"))
+        self.region_info = hint_label()
         rg.addWidget(self.region_info)
         rl.addWidget(reg)
 
