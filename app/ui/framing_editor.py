@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from time import monotonic
 
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
@@ -103,6 +104,15 @@ class PlayerMixin:
         self.timer.timeout.connect(self._tick)
         self._last_tick = None
         self.frames.frameReady.connect(self._on_frame)
+
+    def _add_shortcuts(self, *extra: tuple[str, Callable[[], object]]) -> None:
+        """The player's keys (space, arrows, J/K/L, Delete) and ``extra``, inside this editor."""
+        for keys, fn in ((" ", self.toggle_play), ("Left", lambda: self.step(-1)), ("Right", lambda: self.step(1)),
+                         ("J", self.key_j), ("K", self.key_k), ("L", self.key_l), ("Delete", self.delete_key),
+                         *extra):
+            sc = QShortcut(QKeySequence(keys), self)
+            sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            sc.activated.connect(fn)
 
     def _make_key_row(self, delete_text: str) -> QHBoxLayout:
         """"Keyframe (K)" and the delete button (``add_key_btn``, ``del_key_btn``)."""
@@ -361,12 +371,7 @@ class FramingEditor(QWidget, PlayerMixin):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(split)
 
-        for keys, fn in ((" ", self.toggle_play), ("Left", lambda: self.step(-1)), ("Right", lambda: self.step(1)),
-                         ("J", self.key_j), ("K", self.key_k), ("L", self.key_l), ("S", self.split),
-                         ("Delete", self.delete_key)):
-            sc = QShortcut(QKeySequence(keys), self)
-            sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-            sc.activated.connect(fn)
+        self._add_shortcuts(("S", self.split))
 
     # ------------------------------------------------------------------ session
     def set_session(self, session: ProjectSession) -> None:

@@ -5,7 +5,7 @@ the ellipse edited with handles, keyframes, and the settings panel."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QKeySequence, QShortcut
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QColorDialog,
     QComboBox,
@@ -129,11 +129,7 @@ class OverlayEditor(QWidget, PlayerMixin):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(split)
-        for keys, fn in ((" ", self.toggle_play), ("Left", lambda: self.step(-1)), ("Right", lambda: self.step(1)),
-                         ("J", self.key_j), ("K", self.key_k), ("L", self.key_l), ("Delete", self.delete_key)):
-            sc = QShortcut(QKeySequence(keys), self)
-            sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-            sc.activated.connect(fn)
+        self._add_shortcuts()
 
     # ------------------------------------------------------------------ session
     def set_session(self, session: ProjectSession) -> None:
