@@ -31,6 +31,17 @@ def sha_of(dev, project_id: str) -> str:
     return dev.lib.document(project_id)["clips"][0]["media"]["sha256"]
 
 
+def pushed_then_deleted(dev, name: str, video) -> tuple[str, str]:
+    """A project with one clip, pushed (its media uploaded), then deleted and pushed again."""
+    pid = dev.lib.create_project(name)
+    dev.lib.add_clip(pid, video)
+    dev.sync_ok()
+    sha = sha_of(dev, pid)
+    dev.lib.delete_project(pid)
+    dev.sync_ok()
+    return pid, sha
+
+
 def test_unused_media_are_collected_and_an_undone_delete_uploads_them_again(make_device, videos):
     a = make_device("a", media_grace_s=0)
     keep = a.lib.create_project("Kept")
@@ -58,12 +69,7 @@ def test_unused_media_are_collected_and_an_undone_delete_uploads_them_again(make
 
 def test_media_used_by_a_live_row_or_younger_than_the_grace_period_stay(make_device, videos):
     a = make_device("a")  # the default grace: two weeks
-    pid = a.lib.create_project("Young")
-    a.lib.add_clip(pid, videos[0])
-    a.sync_ok()
-    sha = sha_of(a, pid)
-    a.lib.delete_project(pid)
-    a.sync_ok()
+    pid, sha = pushed_then_deleted(a, "Young", videos[0])
     a.engine().maybe_compact(force=True)
     assert remote_media(a) == {sha}  # unused, but only for seconds
     a.lib.restore_project(pid)
@@ -75,12 +81,7 @@ def test_media_used_by_a_live_row_or_younger_than_the_grace_period_stay(make_dev
 def test_a_device_publishing_an_old_unused_object_touches_it_so_it_is_not_collected(make_device, videos,
                                                                                       monkeypatch):
     a, c = make_device("a", media_grace_s=2.0), make_device("c")
-    old = a.lib.create_project("Old")
-    a.lib.add_clip(old, videos[2])
-    a.sync_ok()
-    sha = sha_of(a, old)
-    a.lib.delete_project(old)
-    a.sync_ok()
+    _old, sha = pushed_then_deleted(a, "Old", videos[2])
     time.sleep(2.5)  # the object is now older than A's grace period, and unused
     # C, which has the same file, publishes a clip that uses it, without uploading it (it is
     # there); "old" for C means older than a day, here: older than now
