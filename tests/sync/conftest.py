@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sync.servers import FaultProxy, MotoServer, use_test_credentials
+from tests.sync.servers import FaultProxy, serve_bucket, use_test_credentials
 
 use_test_credentials()
 
@@ -21,10 +21,7 @@ BUCKET = "reelforge-sync"
 
 @pytest.fixture(scope="session")
 def s3():
-    server = MotoServer()
-    server.make_bucket(BUCKET)
-    yield server
-    server.stop()
+    yield from serve_bucket(BUCKET)
 
 
 @pytest.fixture(scope="session")

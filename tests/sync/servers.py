@@ -67,6 +67,14 @@ class MotoServer:
             self.proc.wait()
 
 
+def serve_bucket(bucket: str):
+    """For a fixture: a moto S3 server on loopback holding ``bucket``, stopped afterwards."""
+    server = MotoServer()
+    server.make_bucket(bucket)
+    yield server
+    server.stop()
+
+
 def _read_head(sock: socket.socket) -> tuple[bytes, bytes]:
     buf = b""
     while b"\r\n\r\n" not in buf:

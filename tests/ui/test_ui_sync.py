@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from tests.sync.servers import MotoServer, free_port, use_test_credentials
+from tests.sync.servers import free_port, serve_bucket, use_test_credentials
 
 use_test_credentials()
 
@@ -19,10 +19,7 @@ BUCKET = "reelforge-ui-sync"
 
 @pytest.fixture(scope="module")
 def s3():
-    server = MotoServer()
-    server.make_bucket(BUCKET)
-    yield server
-    server.stop()
+    yield from serve_bucket(BUCKET)
 
 
 @pytest.fixture
