@@ -185,7 +185,7 @@ def gpu_fps(seconds: float = 3.0, device: str = "cuda") -> dict:
         print("gpu_fps: skipped (no CUDA)")
         return {"name": "gpu_fps", "skipped": "no CUDA"}
     from app.pipeline.spotlight import draw_spotlight
-    from app.pipeline.upscaler import SRVGGNetCompact, _wrap
+    from app.pipeline.upscaler import SRVGGNetCompact, Upscaler
 
     dev = torch.device(device)
     cuda = dev.type == "cuda"
@@ -210,7 +210,7 @@ def gpu_fps(seconds: float = 3.0, device: str = "cuda") -> dict:
     spot = n / (time.perf_counter() - t)
 
     net = SRVGGNetCompact().to(dev).eval()
-    up = _wrap(net.half() if cuda else net, dev, half=cuda)
+    up = Upscaler(net.half() if cuda else net, dev, half=cuda)
     crop = torch.rand(1, 3, 1080, 608, device=dev)
     up(crop)
     sync()

@@ -32,6 +32,15 @@ def silence(n: int) -> np.ndarray:
     return np.zeros((CHANNELS, max(0, n)), np.float32)
 
 
+def _audio_frame(chunk: np.ndarray, pts: int) -> av.AudioFrame:
+    """A 48 kHz stereo ``fltp`` frame of a (2, n) chunk, ``pts`` in samples (time base 1/48000)."""
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk, np.float32), format="fltp", layout=LAYOUT)
+    frame.sample_rate = SAMPLE_RATE
+    frame.pts = pts
+    frame.time_base = Fraction(1, SAMPLE_RATE)
+    return frame
+
+
 def tempo_factors(speed: float) -> list[float]:
     """atempo factors whose product is ``speed``, each in [0.5, 2] (best quality per stage)."""
     factors = []
@@ -79,12 +88,8 @@ class Tempo:
             out.append(frame.to_ndarray().astype(np.float32, copy=False))
 
     def push(self, chunk: np.ndarray) -> list[np.ndarray]:
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk, np.float32), format="fltp", layout=LAYOUT)
-        frame.sample_rate = SAMPLE_RATE
-        frame.pts = self.pts
-        frame.time_base = Fraction(1, SAMPLE_RATE)
+        self.src.push(_audio_frame(chunk, self.pts))
         self.pts += chunk.shape[1]
-        self.src.push(frame)
         return self._drain()
 
     def flush(self) -> list[np.ndarray]:
@@ -208,15 +213,8 @@ def clip_audio(clip: ClipPlan, n_samples: int) -> Iterator[np.ndarray]:
     if not (clip.audio and clip.has_audio):
         yield from fit((), n_samples)
         return
-    reader = SampleReader(clip.media_path)
-    try:
-        if reader.stream is None:
-            yield from fit((), n_samples)
-            return
-        yield from fit(_parts_audio(reader, clip.source_start, kept_parts(clip.trim_start, clip.trim_end,
-                                                                           clip.segments)), n_samples)
-    finally:
-        reader.close()
+    parts = kept_parts(clip.trim_start, clip.trim_end, clip.segments)
+    yield from _media_audio(clip.media_path, clip.source_start, parts, n_samples)
 
 
 def range_audio(path: str | None, source_start: float, start: float, end: float,
@@ -229,8 +227,16 @@ def range_audio(path: str | None, source_start: float, start: float, end: float,
     if path is None:
         yield from fit((), n)
         return
+    yield from _media_audio(path, source_start, parts, n)
+
+
+def _media_audio(path: str, source_start: float, parts: Sequence[Part], n: int) -> Iterator[np.ndarray]:
+    """The kept ``parts`` of the media's audio, each at its speed, exactly ``n`` samples long."""
     reader = SampleReader(path)
     try:
+        if reader.stream is None:
+            yield from fit((), n)
+            return
         yield from fit(_parts_audio(reader, source_start, parts), n)
     finally:
         reader.close()
@@ -328,10 +334,7 @@ def audio_frames(chunks: Iterable[np.ndarray]) -> Iterator[av.AudioFrame]:
 
     def make(arr: np.ndarray) -> av.AudioFrame:
         nonlocal pts
-        f = av.AudioFrame.from_ndarray(np.ascontiguousarray(arr, np.float32), format="fltp", layout=LAYOUT)
-        f.sample_rate = SAMPLE_RATE
-        f.pts = pts
-        f.time_base = Fraction(1, SAMPLE_RATE)
+        f = _audio_frame(arr, pts)
         pts += arr.shape[1]
         return f
 

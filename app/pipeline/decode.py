@@ -170,17 +170,15 @@ def display_rotation_of(frame: av.VideoFrame, fallback: int) -> int:
         rot = frame.rotation
     except Exception:  # no or unreadable side data
         rot = 0
-    if rot:
-        r = round(rot / 90) * 90 % 360
-        return r
-    return int(round((fallback or 0) / 90) * 90 % 360)
+    return round((rot or fallback or 0) / 90) * 90 % 360
 
 
-def put_until_stopped(q: queue.Queue, item, stop: threading.Event) -> bool:
-    """Put into a bounded queue, giving up when ``stop`` is set (a consumer that died or a cancel)."""
+def put_until_stopped(q: queue.Queue, item, stop: threading.Event, poll: float = 0.1) -> bool:
+    """Put into a bounded queue, giving up when ``stop`` is set (a consumer that died or a cancel);
+    ``stop`` is looked at every ``poll`` seconds while the queue is full."""
     while not stop.is_set():
         try:
-            q.put(item, timeout=0.1)
+            q.put(item, timeout=poll)
             return True
         except queue.Full:
             continue

@@ -105,13 +105,14 @@ def pixel_box(box: Box, frame_w: int, frame_h: int, sx: float = 1.0, sy: float =
     return ix, iy, iw, ih
 
 
-class CpuFramer:
-    """Crop with numpy plane slicing, resize with swscale lanczos (see the module's measurements).
+class _Framer:
+    """What every framer shares: the export size, the space of the crop boxes, the rotations, and
+    :meth:`process`, which renders one (source frame, crop box) once.
 
     ``display_rotation`` is the counter-clockwise rotation from the media's metadata (the media's
     own display matrix, when the frames carry one, wins). ``rotation`` is the user's horizon fix,
-    degrees clockwise on screen, about the frame centre (FFmpeg ``rotate`` filter, bilinear).
-    ``plan_w``/``plan_h`` are the display size the crop boxes are expressed in.
+    degrees clockwise on screen, about the frame centre. ``plan_w``/``plan_h`` are the display
+    size the crop boxes are expressed in.
     """
 
     def __init__(
@@ -128,10 +129,37 @@ class CpuFramer:
         self.fallback_rotation = display_rotation
         self.rotation = rotation
         self.display_rotation: int | None = None
+        self._last: tuple[av.VideoFrame, Box, av.VideoFrame] | None = None
+
+    def _display_rotation(self, frame: av.VideoFrame) -> int:
+        """The display rotation, read from the first frame (it is the same for the whole file)."""
+        if self.display_rotation is None:
+            self.display_rotation = display_rotation_of(frame, self.fallback_rotation)
+        return self.display_rotation
+
+    def process(self, frame: av.VideoFrame, box: Box) -> av.VideoFrame:
+        last = self._last
+        if last is not None and last[0] is frame and last[1] == box:
+            return last[2]  # slow motion: the same source frame and box again
+        out = self._render(frame, box)
+        self._last = (frame, box, out)
+        return out
+
+    def _render(self, frame: av.VideoFrame, box: Box) -> av.VideoFrame:
+        raise NotImplementedError
+
+
+class CpuFramer(_Framer):
+    """Crop with numpy plane slicing, resize with swscale lanczos (see the module's measurements).
+
+    The horizon fix goes through the FFmpeg ``rotate`` filter (bilinear).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self._sws: OrderedDict[tuple[int, int, str], VideoReformatter] = OrderedDict()
         self._graph = None
         self._rotated: tuple[av.VideoFrame, av.VideoFrame] | None = None
-        self._last: tuple[av.VideoFrame, tuple, av.VideoFrame] | None = None
 
     # -- rotation (user's horizon fix): FFmpeg filter graph on the whole display-oriented frame
     def _rotate(self, frame: av.VideoFrame) -> av.VideoFrame:
@@ -166,9 +194,7 @@ class CpuFramer:
 
     def crop(self, frame: av.VideoFrame, box: Box) -> av.VideoFrame:
         """The crop region as its own frame (source pixel format), display-oriented."""
-        if self.display_rotation is None:
-            self.display_rotation = display_rotation_of(frame, self.fallback_rotation)
-        rot = self.display_rotation
+        rot = self._display_rotation(frame)
         if abs(self.rotation) > 1e-9:
             frame = self._rotate(frame)
             rot = 0
@@ -203,17 +229,11 @@ class CpuFramer:
         out.color_range = JPEG if name.startswith("yuvj") else frame.color_range
         return out
 
-    def process(self, frame: av.VideoFrame, box: Box) -> av.VideoFrame:
-        key = (box.x, box.y, box.width, box.height)
-        last = self._last
-        if last is not None and last[0] is frame and last[1] == key:
-            return last[2]  # slow motion: the same source frame and box again
+    def _render(self, frame: av.VideoFrame, box: Box) -> av.VideoFrame:
         cropped = self.crop(frame, box)
-        out = self._scaler(cropped).reformat(
+        return self._scaler(cropped).reformat(
             cropped, self.out_w, self.out_h, "yuv420p", interpolation=LANCZOS, dst_color_range=MPEG, threads=1
         )
-        self._last = (frame, key, out)
-        return out
 
     def _scaler(self, frame: av.VideoFrame) -> VideoReformatter:
         key = (frame.width, frame.height, frame.format.name)
@@ -251,7 +271,7 @@ def lanczos_matrix(src_len: int, start: float, length: float, n_out: int, a: int
     return m.astype(np.float32), first, last
 
 
-class TorchFramer:
+class TorchFramer(_Framer):
     """The same work with torch on a GPU (also runs on the CPU, slowly: used by the tests).
 
     Planes are uploaded as they are decoded (``yuv420p``; other formats are converted first),
@@ -260,38 +280,24 @@ class TorchFramer:
     exact (sub-pixel) crop box: ``out = Wy @ plane @ Wx.T``.
     """
 
-    def __init__(
-        self,
-        device: str,
-        out_w: int,
-        out_h: int,
-        plan_w: int,
-        plan_h: int,
-        display_rotation: int = 0,
-        rotation: float = 0.0,
-    ):
+    def __init__(self, device: str, *args, **kwargs):
         import torch
 
+        super().__init__(*args, **kwargs)
         self.torch = torch
         self.device = torch.device(device)
-        self.out_w, self.out_h = out_w, out_h
-        self.plan_w, self.plan_h = plan_w, plan_h
-        self.fallback_rotation = display_rotation
-        self.rotation = rotation
-        self.display_rotation: int | None = None
         self._uploaded: tuple[av.VideoFrame, list] | None = None
         self._weights: dict[tuple, tuple] = {}
+        self._grids: dict[tuple[int, int], object] = {}  # sampling grids of the horizon fix
 
     def _upload(self, frame: av.VideoFrame) -> list:
         torch = self.torch
         if self._uploaded is not None and self._uploaded[0] is frame:
             return self._uploaded[1]
-        if self.display_rotation is None:
-            self.display_rotation = display_rotation_of(frame, self.fallback_rotation)
+        k = self._display_rotation(frame) // 90
         src = frame
         if frame.format.name != "yuv420p" or frame.color_range == JPEG:
             src = frame.reformat(format="yuv420p", dst_color_range=MPEG)
-        k = self.display_rotation // 90
         planes = []
         for i in range(3):
             t = torch.from_numpy(np.ascontiguousarray(plane_view(src, i))).to(self.device, non_blocking=True)
@@ -308,11 +314,13 @@ class TorchFramer:
         """Rotate clockwise (on screen) by the user's angle about the centre, same size."""
         torch = self.torch
         h, w = plane.shape
-        th = math.radians(self.rotation)
-        c, s = math.cos(th), math.sin(th)
-        # output pixel p' samples the source at c + R(-theta) (p' - c), in normalised coordinates
-        theta = torch.tensor([[c, s * h / w, 0.0], [-s * w / h, c, 0.0]], dtype=torch.float32, device=plane.device)
-        grid = torch.nn.functional.affine_grid(theta[None], [1, 1, h, w], align_corners=False)
+        grid = self._grids.get((h, w))
+        if grid is None:  # one per plane size (Y; U and V): the angle is the clip's
+            th = math.radians(self.rotation)
+            c, s = math.cos(th), math.sin(th)
+            # output pixel p' samples the source at c + R(-theta) (p' - c), in normalised coordinates
+            theta = torch.tensor([[c, s * h / w, 0.0], [-s * w / h, c, 0.0]], dtype=torch.float32, device=plane.device)
+            grid = self._grids[(h, w)] = torch.nn.functional.affine_grid(theta[None], [1, 1, h, w], align_corners=False)
         out = torch.nn.functional.grid_sample(
             plane[None, None], grid, mode="bicubic", padding_mode="border", align_corners=False
         )
@@ -343,7 +351,7 @@ class TorchFramer:
             outs.append(my @ p[y0:y1, x0:x1] @ mx.T)
         return outs
 
-    def process(self, frame: av.VideoFrame, box: Box) -> av.VideoFrame:
+    def _render(self, frame: av.VideoFrame, box: Box) -> av.VideoFrame:
         planes = self.resample(self._upload(frame), box)
         arrays = [p.round_().clamp_(0, 255).to(self.torch.uint8).cpu().numpy() for p in planes]
         return frame_from_planes(arrays, self.out_w, self.out_h)
@@ -352,34 +360,26 @@ class TorchFramer:
 # --------------------------------------------------------------------------- AI upscaler
 
 
-class AiFramer:
+class AiFramer(CpuFramer):
     """Crop (CPU), 4x super-resolution network (torch, on the device), lanczos to the export size."""
 
-    def __init__(self, cropper: CpuFramer, upscale: Callable, device: str, out_w: int, out_h: int):
+    def __init__(self, upscale: Callable, device: str, *args, **kwargs):
         import torch
 
+        super().__init__(*args, **kwargs)
         self.torch = torch
-        self.cropper = cropper
         self.upscale = upscale
         self.device = torch.device(device)
-        self.out_w, self.out_h = out_w, out_h
-        self._sws = VideoReformatter()
-        self._last: tuple[av.VideoFrame, tuple, av.VideoFrame] | None = None
 
-    def process(self, frame: av.VideoFrame, box: Box) -> av.VideoFrame:
+    def _render(self, frame: av.VideoFrame, box: Box) -> av.VideoFrame:
         torch = self.torch
-        key = (box.x, box.y, box.width, box.height)
-        if self._last is not None and self._last[0] is frame and self._last[1] == key:
-            return self._last[2]
-        crop = self.cropper.crop(frame, box)
+        crop = self.crop(frame, box)
         rgb = crop.to_ndarray(format="rgb24")
         t = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1)[None].float().div_(255.0)
         with torch.inference_mode():
             up = self.upscale(t)
         arr = up[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
         big = av.VideoFrame.from_ndarray(arr, format="rgb24")
-        out = self._sws.reformat(
+        return self._scaler(big).reformat(
             big, self.out_w, self.out_h, "yuv420p", interpolation=LANCZOS, dst_color_range=MPEG, threads=1
         )
-        self._last = (frame, key, out)
-        return out

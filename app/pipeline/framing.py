@@ -52,6 +52,7 @@ from app.pipeline.encode import Output, frame_rate
 from app.pipeline.frames import AiFramer, CpuFramer, TorchFramer, fade_to_black, mix
 from app.pipeline.keyframes import crop_at
 from app.pipeline.plan import (
+    WEIGHTS_NAME,
     CancelFn,
     Cancelled,
     ClipPlan,
@@ -59,12 +60,13 @@ from app.pipeline.plan import (
     ProgressFn,
     RenderError,
     RenderResult,
+    Reporter,
 )
 from app.pipeline.timeline import Part, clip_time_at, kept_parts
 
 log = logging.getLogger(__name__)
 
-AI_WEIGHTS_MESSAGE = "AI upscaler needs a weights file (realesr-general-x4v3.pth); set it in the settings"
+AI_WEIGHTS_MESSAGE = f"AI upscaler needs a weights file ({WEIGHTS_NAME}); set it in the settings"
 TRANSITIONS = ("cut", "fade", "dissolve")
 CANCEL_POLL_S = 0.2
 PROGRESS_EVERY_S = 0.5
@@ -202,7 +204,6 @@ class _Run:
     stop: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
     encoded: int = 0
-    timings: dict = field(default_factory=dict)
 
     def fail(self, exc: BaseException) -> None:
         if self.error is None:
@@ -230,7 +231,7 @@ class _Renderer:
     def framer(self, clip: ClipPlan):
         args = (self.out_w, self.out_h, clip.width, clip.height, clip.display_rotation, clip.rotation)
         if self.upscale is not None:
-            return AiFramer(CpuFramer(*args), self.upscale, self.device, self.out_w, self.out_h)
+            return AiFramer(self.upscale, self.device, *args)
         if devices.is_gpu(self.device):
             return TorchFramer(self.device, *args)
         return CpuFramer(*args)
@@ -238,7 +239,6 @@ class _Renderer:
     def clip_frames(self, span: ClipSpan, stop: threading.Event) -> Iterator[av.VideoFrame]:
         clip, parts, rate = span.clip, span.parts, self.layout.rate
         clip_times = [clip_time_at(parts, float(i / rate)) for i in range(span.frames)]
-        keys = tuple(sorted(clip.crop_keyframes, key=lambda k: k.time))
         framer = self.framer(clip)
         with VideoSource(clip.media_path) as source:
             frames = source.frames_at(clip.source_start + t for t in clip_times)
@@ -246,7 +246,7 @@ class _Renderer:
                 for t, frame in zip(clip_times, frames, strict=False):
                     if stop.is_set():
                         return
-                    box = crop_at(keys, t, clip.width, clip.height, self.plan.ratio, clip.rotation)
+                    box = crop_at(clip.crop_keyframes, t, clip.width, clip.height, self.plan.ratio, clip.rotation)
                     yield framer.process(frame, box)
             finally:
                 frames.close()
@@ -378,25 +378,14 @@ def render_framing(
             target=_encode_worker, args=(out, layout, with_audio, run, q), name="framing-encode", daemon=True
         ),
     ]
-    cancelled = False
+    rep = Reporter(progress, should_cancel, progress_every=PROGRESS_EVERY_S, cancel_every=CANCEL_POLL_S)
     try:
-        progress(0.0)
         for t in threads:
             t.start()
-        last_poll = last_progress = time.monotonic()
         encoder = threads[1]
         while encoder.is_alive():
             encoder.join(0.05)
-            now = time.monotonic()
-            if now - last_poll >= CANCEL_POLL_S:
-                last_poll = now
-                if should_cancel():
-                    cancelled = True
-                    run.stop.set()
-                    break
-            if now - last_progress >= PROGRESS_EVERY_S:
-                last_progress = now
-                progress(min(0.999, run.encoded / layout.total))
+            rep.tick(min(0.999, run.encoded / layout.total))  # raises Cancelled
     except BaseException:
         run.stop.set()
         for t in threads:
@@ -406,10 +395,8 @@ def render_framing(
     run.stop.set()
     for t in threads:
         t.join()
-    if cancelled or run.error is not None or run.encoded < layout.total:
+    if run.error is not None or run.encoded < layout.total:
         out.abort()
-        if cancelled:
-            raise Cancelled()
         err = run.error
         if isinstance(err, RenderError):
             raise err
@@ -418,7 +405,7 @@ def render_framing(
         if err is not None:
             raise err
         raise RenderError("Export stopped before the end")
-    progress(1.0)
+    rep.done()
     elapsed = time.monotonic() - t_start
     return RenderResult(
         path=out_path,

@@ -20,7 +20,6 @@ import contextlib
 import os
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import Any
@@ -30,9 +29,10 @@ import numpy as np
 import torch
 from av.video.frame import PictureType
 
-from app.pipeline.decode import put_until_stopped
+from app.pipeline.decode import put_until_stopped, quiet_ffmpeg
 from app.pipeline.device import describe, pick_device
-from app.pipeline.plan import Cancelled, OverlayPlan, RenderError, RenderResult
+from app.pipeline.frames import plane_view
+from app.pipeline.plan import OverlayPlan, RenderError, RenderResult, Reporter
 from app.pipeline.spotlight import SpotlightStyle, draw_spotlight, spotlight_at
 
 PROGRESS_EVERY = 0.25  # s
@@ -82,36 +82,10 @@ def _single_torch_thread(device: torch.device) -> Iterator[None]:
 # --------------------------------------------------------------------------- helpers
 
 
-class _Reporter:
-    """Throttled progress and cancel polling."""
-
-    def __init__(self, progress: Callable[[float], None] | None, should_cancel: Callable[[], bool] | None):
-        self._progress = progress
-        self._cancel = should_cancel
-        self._last_p = -1e9
-        self._last_c = time.monotonic()
-        self.fraction = 0.0
-
-    def tick(self, fraction: float | None = None, force: bool = False) -> None:
-        now = time.monotonic()
-        if fraction is not None:
-            self.fraction = min(max(fraction, self.fraction), 1.0)
-        if self._cancel is not None and (force or now - self._last_c >= CANCEL_POLL):
-            self._last_c = now
-            if self._cancel():
-                raise Cancelled("export cancelled")
-        if self._progress is not None and (force or now - self._last_p >= PROGRESS_EVERY):
-            self._last_p = now
-            self._progress(self.fraction)
-
-    def done(self) -> None:
-        if self._progress is not None:
-            self._progress(1.0)
-
-
 def _open_input(path: str) -> Any:
     if not path or not os.path.isfile(path):
         raise RenderError(f"working video not found: {path}")
+    quiet_ffmpeg()  # decodes on FFmpeg's threads: no Python log callback (see decode.quiet_ffmpeg)
     try:
         return av.open(path, "r")
     except (av.FFmpegError, OSError, ValueError) as exc:
@@ -166,7 +140,7 @@ def render_overlay(
     should_cancel: Callable[[], bool] | None = None,
 ) -> RenderResult:
     """Render the final video of ``plan`` to ``out_path`` (an MP4, whatever its extension)."""
-    rep = _Reporter(progress, should_cancel)
+    rep = Reporter(progress, should_cancel, progress_every=PROGRESS_EVERY, cancel_every=CANCEL_POLL)
     rep.tick(0.0, force=True)
     inp = _open_input(plan.working_path)
     try:
@@ -197,7 +171,7 @@ def render_overlay(
 # --------------------------------------------------------------------------- no drawing: remux
 
 
-def _remux(inp: Any, vin: Any, ain: Any | None, out_path: str, rep: _Reporter, duration: float) -> RenderResult:
+def _remux(inp: Any, vin: Any, ain: Any | None, out_path: str, rep: Reporter, duration: float) -> RenderResult:
     out = _open_output(out_path)
     try:
         vout = out.add_stream_from_template(vin)
@@ -253,7 +227,7 @@ def _decoder(inp: Any, vin: Any, ain: Any | None, q: queue.Queue, stop: threadin
 
 
 def _reencode(
-    plan: OverlayPlan, inp: Any, vin: Any, ain: Any | None, out_path: str, rep: _Reporter, duration: float
+    plan: OverlayPlan, inp: Any, vin: Any, ain: Any | None, out_path: str, rep: Reporter, duration: float
 ) -> RenderResult:
     device, label = _device(plan.device)
     style = SpotlightStyle.from_settings(plan)
@@ -351,13 +325,9 @@ def _reencode(
     )
 
 
-def plane_arrays(frame: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Zero-copy (Y, U, V) numpy views of a yuv420p VideoFrame's planes (line padding cut off)."""
-    views = []
-    for p in frame.planes:
-        a = np.frombuffer(p, np.uint8)
-        views.append(a[: p.line_size * p.height].reshape(p.height, p.line_size)[:, : p.width])
-    return views[0], views[1], views[2]
+def _planes(frame: av.VideoFrame) -> list[np.ndarray]:
+    """Zero-copy (Y, U, V) numpy views of a yuv420p frame (line padding cut off)."""
+    return [plane_view(frame, i) for i in range(3)]
 
 
 def _draw(frame: Any, t: float, style: SpotlightStyle, plan: OverlayPlan, shape: Any, device: torch.device) -> Any:
@@ -371,7 +341,7 @@ def _draw(frame: Any, t: float, style: SpotlightStyle, plan: OverlayPlan, shape:
         frame = frame.reformat(format="yuv420p")
     if device.type == "cpu":
         new = av.VideoFrame(frame.width, frame.height, "yuv420p")
-        draw_spotlight(plane_arrays(frame), t, style, plan.regions, shape=shape, out=plane_arrays(new))
+        draw_spotlight(_planes(frame), t, style, plan.regions, shape=shape, out=_planes(new))
         return new
     ten = torch.from_numpy(frame.to_ndarray()).to(device, non_blocking=True)
     draw_spotlight(ten, t, style, plan.regions, shape=shape)

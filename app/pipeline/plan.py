@@ -1,10 +1,12 @@
-"""What a render needs, as plain data: built by the job service from the store, read by the renderers.
+"""What a render needs, as plain data: built by the job service from the store, read by the renderers,
+and the contract of a render with its caller (progress, cancel, errors, result).
 
 The pipeline never sees the database; the job layer turns rows into these plans.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,8 +22,48 @@ class RenderError(Exception):
     """A render failed for a reason the user can act on (message is user-facing)."""
 
 
+WEIGHTS_NAME = "realesr-general-x4v3.pth"  # the AI upscaler's weights (FramingPlan.ai_weights), not bundled
+
 ProgressFn = Callable[[float], None]  # fraction 0..1, called at least once a second
 CancelFn = Callable[[], bool]
+
+
+class Reporter:
+    """A render loop's side of that contract: :meth:`tick` reports progress (never going back) at
+    most every ``progress_every`` s and polls ``should_cancel`` at most every ``cancel_every`` s,
+    raising :class:`Cancelled` when it answers True (``force``: both now)."""
+
+    def __init__(
+        self,
+        progress: ProgressFn | None,
+        should_cancel: CancelFn | None,
+        *,
+        progress_every: float,
+        cancel_every: float,
+    ):
+        self._progress = progress
+        self._cancel = should_cancel
+        self._progress_every = progress_every
+        self._cancel_every = cancel_every
+        self._last_p = -1e9
+        self._last_c = time.monotonic()
+        self.fraction = 0.0
+
+    def tick(self, fraction: float | None = None, force: bool = False) -> None:
+        now = time.monotonic()
+        if fraction is not None:
+            self.fraction = min(max(fraction, self.fraction), 1.0)
+        if self._cancel is not None and (force or now - self._last_c >= self._cancel_every):
+            self._last_c = now
+            if self._cancel():
+                raise Cancelled("export cancelled")
+        if self._progress is not None and (force or now - self._last_p >= self._progress_every):
+            self._last_p = now
+            self._progress(self.fraction)
+
+    def done(self) -> None:
+        if self._progress is not None:
+            self._progress(1.0)
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from app.pipeline.plan import RenderError
-
-WEIGHTS_NAME = "realesr-general-x4v3.pth"
+from app.pipeline.plan import WEIGHTS_NAME, RenderError
 
 
 class SRVGGNetCompact(nn.Module):
@@ -77,7 +75,6 @@ class Upscaler:
         self.device = device
         self.half = half
         self.scale = net.upscale
-        self.label = f"CUDA: {torch.cuda.get_device_name(device)}" if device.type == "cuda" else device.type.upper()
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -89,10 +86,6 @@ class Upscaler:
         x = x.to(self.device, dtype=torch.float16 if self.half else torch.float32, non_blocking=True)
         y = self.net(x).clamp_(0.0, 1.0).float()
         return y[0] if single else y
-
-
-def _wrap(net: SRVGGNetCompact, device: torch.device, half: bool) -> Upscaler:
-    return Upscaler(net, device, half)
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
