@@ -39,6 +39,7 @@ def default_data_dir() -> Path:
 
 def build_parser() -> Parser:
     from app import __version__
+    from app.pipeline.keyframes import ASPECTS
 
     p = Parser(prog="reelforge", description="Reelforge: highlight reels from long footage.")
     p.add_argument("--version", action="version", version=f"reelforge {__version__}")
@@ -49,7 +50,7 @@ def build_parser() -> Parser:
     ps = proj.add_subparsers(dest="cmd", metavar="SUBCOMMAND", required=True, parser_class=Parser)
     c = ps.add_parser("create", help="create a project")
     c.add_argument("name")
-    c.add_argument("--aspect", default="9:16", choices=["9:16", "16:9", "1:1", "4:5"])
+    c.add_argument("--aspect", default="9:16", choices=list(ASPECTS))
     c.add_argument("--json", action="store_true")
     c = ps.add_parser("list", help="list projects")
     c.add_argument("--json", action="store_true")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from app.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Parser, open_library, out_json
+from app.cli import EXIT_FAILED, EXIT_OK, Parser, UsageError, open_library, out_json
 
 
 def add_sync_parser(sub) -> None:
@@ -101,8 +101,7 @@ def _run(lib, args) -> int:
 
     eng = engine.SyncEngine.for_db(lib.db, lib.media)
     if eng is None:
-        sys.stderr.write("error: no sync remote is set: reelforge sync remote set --endpoint URL --bucket NAME\n")
-        return EXIT_USAGE
+        raise UsageError("no sync remote is set: reelforge sync remote set --endpoint URL --bucket NAME")
     bars: dict[str, Progress] = {}
 
     def progress(label: str, done: int, total: int) -> None:
@@ -129,13 +128,14 @@ def _run(lib, args) -> int:
 
 
 def _print_status(st: dict) -> None:
+    from app.storage.sync.config import RemoteConfig
+
     line = f"{st['state']}: {st['pending_changes']} change(s) pending"
     if st["last_synced_at"]:
         line += f", last synced {st['last_synced_at']}"
     print(line)
     if st["remote"]:
-        r = st["remote"]
-        print(f"remote: {r['endpoint']} bucket {r['bucket']}" + (f" prefix {r['prefix']}" if r["prefix"] else ""))
+        print(f"remote: {RemoteConfig(**st['remote']).describe()}")
     if st["error"]:
         print(f"error: {st['error']}")
     for c in st["conflicts"]:

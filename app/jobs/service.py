@@ -34,7 +34,7 @@ from app.pipeline.plan import (
 )
 from app.pipeline.timeline import Segment
 from app.services.errors import NotFound, UserError
-from app.services.library import Library, iso
+from app.services.library import Library
 from app.storage.models import (
     ExportJob,
     ExportSettings,
@@ -44,6 +44,7 @@ from app.storage.models import (
     Project,
     Transition,
     WorkingVideo,
+    iso,
 )
 from app.storage.procs import HOST
 from app.storage.status import ACTIVE, effective_job_status, job_alive, project_status

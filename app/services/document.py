@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from app.pipeline.keyframes import CropKey, box_has_ratio, parse_ratio, refit_keyframes
 from app.pipeline.timeline import MAX_SPEED, MIN_SPEED, Segment, validate_segments
 from app.services.errors import UserError
+from app.services.library import ASPECTS, DEFAULT_SIZES
 from app.storage.models import (
     Clip,
     ExportSettings,
@@ -25,13 +26,13 @@ from app.storage.models import (
     Region,
     Transition,
     WorkingVideo,
+    iso,
 )
 from app.storage.status import project_status
 
 if TYPE_CHECKING:
     from app.services.library import Library
 
-ASPECTS = ("9:16", "16:9", "1:1", "4:5")
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 MAX_ROTATION = 20.0
 MIN_REGION = 0.5
@@ -183,9 +184,11 @@ def _output(lib: Library, video, current: bool | None) -> dict | None:
     }
 
 
-def build_document(lib: Library, s: Session, project_id: str) -> dict:
-    from app.services.library import iso
+def region_doc(r: Region) -> dict:
+    return {"id": r.id, "start": r.start, "end": r.end, "keyframes": [dict(k) for k in r.keyframes]}
 
+
+def build_document(lib: Library, s: Session, project_id: str) -> dict:
     p = lib.get_project(s, project_id)
     st = project_status(s, project_id)
     clips = lib.clips_of(s, project_id)
@@ -233,10 +236,7 @@ def build_document(lib: Library, s: Session, project_id: str) -> dict:
                 "color": ov.color, "shape": ov.shape, "stroke_width": ov.stroke_width,
                 "fill_opacity": ov.fill_opacity, "dim": ov.dim,
             } if ov else None,
-            "regions": [
-                {"id": r.id, "start": r.start, "end": r.end, "keyframes": [dict(k) for k in r.keyframes]}
-                for r in lib.regions_of(s, project_id)
-            ],
+            "regions": [region_doc(r) for r in lib.regions_of(s, project_id)],
         },
         "working_video": _output(lib, wv, st.working_current),
         "final_video": _output(lib, fv, st.final_current),
@@ -276,8 +276,6 @@ def validate_crop_keyframes(keys: list[CropKeyIn], media: Media, length: float, 
 
 
 def apply_document(lib: Library, s: Session, project_id: str, raw) -> None:
-    from app.services.library import DEFAULT_SIZES
-
     doc = parse_document(raw)
     p = lib.get_project(s, project_id)
     clips = lib.clips_of(s, project_id)

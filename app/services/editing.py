@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select
 
 from app.pipeline.timeline import MAX_SPEED, MIN_SPEED
-from app.services.document import apply_document
+from app.services.document import apply_document, region_doc
 from app.services.errors import NotFound, UserError
-from app.storage.models import Clip, Project
+from app.storage.models import Clip, ExportJob, FinalVideo, Media, Project, WorkingVideo
+from app.storage.status import ACTIVE, job_alive
 
 if TYPE_CHECKING:
     from app.services.library import Library
@@ -75,12 +76,11 @@ def apply_edit(lib: Library, project_id: str, doc: dict) -> list[str]:
         return [r.id for r in lib.regions_of(s, project_id)]
 
 
-def _clip_edit(lib: Library, project_id: str, clip_id: str, **fields) -> None:
+def _clip_edit(lib: Library, clip_id: str, **fields) -> None:
+    """Set fields of one clip, validated as `project apply` does, in one transaction."""
     with lib.db.write() as s:
-        ids = [c.id for c in lib.clips_of(s, project_id)]
-        if clip_id not in ids:
-            raise NotFound(f"no clip with id {clip_id!r} in project {project_id!r}")
-        clips = [{"id": cid, **(fields if cid == clip_id else {})} for cid in ids]
+        project_id = lib.get_clip(s, clip_id).project_id
+        clips = [{"id": c.id, **(fields if c.id == clip_id else {})} for c in lib.clips_of(s, project_id)]
         apply_document(lib, s, project_id, {"clips": clips})
 
 
@@ -90,19 +90,11 @@ def _clip_row(lib: Library, clip_id: str) -> Clip:
 
 
 def set_crop_keyframes(lib: Library, clip_id: str, keys: list[dict]) -> None:
-    c = _clip_row(lib, clip_id)
-    _clip_edit(lib, c.project_id, clip_id, crop_keyframes=keys)
-
-
-def set_trim(lib: Library, clip_id: str, start: float, end: float) -> None:
-    """Trim never touches the keyframes (keyframes outside the trim are kept)."""
-    c = _clip_row(lib, clip_id)
-    _clip_edit(lib, c.project_id, clip_id, trim={"start": start, "end": end})
+    _clip_edit(lib, clip_id, crop_keyframes=keys)
 
 
 def set_segments(lib: Library, clip_id: str, segments: list[dict]) -> None:
-    c = _clip_row(lib, clip_id)
-    _clip_edit(lib, c.project_id, clip_id, segments=segments)
+    _clip_edit(lib, clip_id, segments=segments)
 
 
 def split_segment(lib: Library, clip_id: str, at: float) -> list[dict]:
@@ -132,76 +124,17 @@ def set_segment_speed(lib: Library, clip_id: str, index: int, speed: float) -> N
 
 
 def set_rotation(lib: Library, clip_id: str, degrees: float) -> None:
-    c = _clip_row(lib, clip_id)
-    _clip_edit(lib, c.project_id, clip_id, rotation=float(degrees))
-
-
-def set_audio(lib: Library, clip_id: str, on: bool) -> None:
-    c = _clip_row(lib, clip_id)
-    _clip_edit(lib, c.project_id, clip_id, audio=bool(on))
-
-
-def reorder_clips(lib: Library, project_id: str, order: list[str]) -> None:
-    with lib.db.write() as s:
-        apply_document(lib, s, project_id, {"clips": [{"id": cid} for cid in order]})
-
-
-def set_aspect(lib: Library, project_id: str, aspect: str) -> None:
-    """Changes the ratio; every crop keyframe is refitted (document.apply_document does it)."""
-    with lib.db.write() as s:
-        apply_document(lib, s, project_id, {"aspect_ratio": aspect})
-
-
-def set_transition(lib: Library, project_id: str, type_: str, duration: float | None = None) -> None:
-    tr: dict = {"type": type_}
-    if duration is not None:
-        tr["duration"] = duration
-    with lib.db.write() as s:
-        apply_document(lib, s, project_id, {"transition": tr})
-
-
-def set_overlay_settings(lib: Library, project_id: str, **settings) -> None:
-    with lib.db.write() as s:
-        apply_document(lib, s, project_id, {"overlay": {"settings": settings}})
-
-
-def _regions(lib: Library, s, project_id: str) -> list[dict]:
-    return [{"id": r.id, "start": r.start, "end": r.end, "keyframes": [dict(k) for k in r.keyframes]}
-            for r in lib.regions_of(s, project_id)]
+    _clip_edit(lib, clip_id, rotation=float(degrees))
 
 
 def add_region(lib: Library, project_id: str, start: float, end: float, keyframes: list[dict]) -> str:
     with lib.db.write() as s:
-        before = {r["id"] for r in _regions(lib, s, project_id)}
-        regions = _regions(lib, s, project_id) + [{"start": start, "end": end, "keyframes": keyframes}]
+        regions = [region_doc(r) for r in lib.regions_of(s, project_id)]
+        before = {r["id"] for r in regions}
+        regions.append({"start": start, "end": end, "keyframes": keyframes})
         apply_document(lib, s, project_id, {"overlay": {"regions": regions}})
         s.flush()
         return next(r.id for r in lib.regions_of(s, project_id) if r.id not in before)
-
-
-def update_region(lib: Library, region_id: str, **fields) -> None:
-    from app.storage.models import Region
-
-    with lib.db.write() as s:
-        row = s.get(Region, region_id)
-        if row is None or row.deleted:
-            raise NotFound(f"no region with id {region_id!r}")
-        regions = _regions(lib, s, row.project_id)
-        for r in regions:
-            if r["id"] == region_id:
-                r.update({k: v for k, v in fields.items() if k in ("start", "end", "keyframes")})
-        apply_document(lib, s, row.project_id, {"overlay": {"regions": regions}})
-
-
-def delete_region(lib: Library, region_id: str) -> None:
-    from app.storage.models import Region
-
-    with lib.db.write() as s:
-        row = s.get(Region, region_id)
-        if row is None or row.deleted:
-            raise NotFound(f"no region with id {region_id!r}")
-        regions = [r for r in _regions(lib, s, row.project_id) if r["id"] != region_id]
-        apply_document(lib, s, row.project_id, {"overlay": {"regions": regions}})
 
 
 def restore_clip(lib: Library, clip_id: str) -> None:
@@ -220,9 +153,6 @@ def restore_clip(lib: Library, clip_id: str) -> None:
 def change_signature(lib: Library) -> tuple:
     """A cheap fingerprint of everything the project grid shows (polled about once a second):
     it changes when any project, clip, output or export job changes, in any process."""
-    from app.storage.models import ExportJob
-    from app.storage.status import ACTIVE, job_alive
-
     with lib.db.read() as s:
         row = s.execute(select(Project.updated_at).order_by(Project.updated_at.desc()).limit(1).execution_options(
             include_deleted=True)).first()
@@ -236,8 +166,6 @@ def change_signature(lib: Library) -> tuple:
 def poster_source(lib: Library, project_id: str) -> tuple[str, float] | None:
     """Where a project card's poster frame comes from: the final video, else the working
     video, else the first clip (a second in); None when there is nothing local to show."""
-    from app.storage.models import FinalVideo, Media, WorkingVideo
-
     with lib.db.read() as s:
         p = s.get(Project, project_id)
         if p is None or p.deleted:
@@ -264,8 +192,6 @@ def poster_source(lib: Library, project_id: str) -> tuple[str, float] | None:
 
 def media_paths(lib: Library, project_id: str) -> dict[str, str]:
     """clip id -> local path of its media (the preview opens these)."""
-    from app.storage.models import Media
-
     with lib.db.read() as s:
         out = {}
         for c in lib.clips_of(s, project_id):

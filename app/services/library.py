@@ -7,12 +7,12 @@ lost on a crash) and returns plain data, so the GUI can call it from any thread.
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.pipeline.keyframes import ASPECTS as RATIOS
 from app.services.errors import NotFound, UserError
 from app.storage.db import Database
 from app.storage.media_store import MediaStore
@@ -24,21 +24,14 @@ from app.storage.models import (
     Project,
     Region,
     Transition,
+    iso,
     utcnow,
 )
 from app.storage.status import project_status, project_statuses
 from app.storage.tombstones import set_deleted
 
-ASPECTS = ("9:16", "16:9", "1:1", "4:5")
+ASPECTS = tuple(RATIOS)
 DEFAULT_SIZES = {"9:16": (1080, 1920), "16:9": (1920, 1080), "1:1": (1080, 1080), "4:5": (1080, 1350)}
-
-
-def iso(dt: datetime | None) -> str | None:
-    if dt is None:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.isoformat()
 
 
 class Library:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker, with_loader_c
 
 from app.storage import stamping
 from app.storage.migrations import HEAD
-from app.storage.models import SYNCED_MODELS, Synced
+from app.storage.models import SYNCED_MODELS
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,3 @@ def _on_connect(dbapi_conn, _record) -> None:
 
 def _on_begin(conn) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("rf_immediate") else "BEGIN")
-
-
-def is_synced(obj) -> bool:
-    return isinstance(obj, Synced)

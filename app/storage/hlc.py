@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import time
 
-ZERO = "0000000000000.000000."
-
 
 def format_stamp(ms: int, counter: int, device: str) -> str:
     return f"{ms:013d}.{counter:06d}.{device}"

@@ -24,6 +24,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def iso(dt: datetime | None) -> str | None:
+    """A stored time as ISO 8601 text with its UTC offset (a naive one is UTC), for JSON."""
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.isoformat()
+
+
 class IsoDateTime(TypeDecorator):
     """Stored as ISO 8601 text with a UTC offset (sortable, readable, timezone-safe)."""
 

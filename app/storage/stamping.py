@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import event, inspect, select
+from sqlalchemy import delete, event, inspect, select
 from sqlalchemy.orm import Session
 
 from app.storage import hlc
@@ -42,6 +42,10 @@ def set_meta(session: Session, key: str, value: str) -> None:
         session.add(Meta(key=key, value=value))
     else:
         row.value = value
+
+
+def delete_meta(session: Session, *keys: str) -> None:
+    session.execute(delete(Meta).where(Meta.key.in_(keys)))
 
 
 def next_stamp(session: Session) -> tuple[str, str]:

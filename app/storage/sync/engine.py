@@ -39,6 +39,7 @@ a pull can never roll back a local commit (the T248 failure cannot happen by con
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -68,6 +69,7 @@ from app.storage.models import (
     SyncCursor,
     SyncMedia,
     SyncObject,
+    iso,
     utcnow,
 )
 from app.storage.procs import HOST, pid_alive
@@ -115,14 +117,9 @@ class MediaUnavailable(RuntimeError):
     """A media file is not on this device and cannot be fetched (message in words)."""
 
 
-_PKS: dict[type, object] = {}
-
-
+@functools.cache
 def _pk(model):
-    pk = _PKS.get(model)
-    if pk is None:
-        pk = _PKS[model] = model.__table__.primary_key.columns.values()[0]
-    return pk
+    return model.__table__.primary_key.columns.values()[0]
 
 
 def _required(table: str) -> set[str]:
@@ -144,24 +141,46 @@ def _stamp_time(stamp: str) -> datetime:
     return datetime.fromtimestamp(hlc.parse_stamp(stamp)[0] / 1000.0, UTC)
 
 
-def iso(dt: datetime | None) -> str | None:
-    if dt is None:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.isoformat()
-
-
 def doc_names(table: str, f: str) -> tuple[str, str]:
     return DOC_TABLE.get(table, table), DOC_FIELD.get((table, f), f)
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+def _changes_digest(changes: Iterable[Change]) -> str:
+    """What a pushed batch holds (its ``digest``): the seq and stamp of each outbox row."""
+    return hashlib.sha256("".join(f"{c.seq}:{c.hlc}\n" for c in changes).encode()).hexdigest()
+
+
+def _cursors(s: Session) -> dict[str, int]:
+    return {c.device_id: c.seq for c in s.scalars(select(SyncCursor))}
+
+
+def _advance_cursor(s: Session, device: str, seq: int) -> None:
+    row = s.get(SyncCursor, device)
+    if row is None:
+        s.add(SyncCursor(device_id=device, seq=seq, updated_at=utcnow()))
+    elif seq > row.seq:
+        row.seq, row.updated_at = seq, utcnow()
+
+
+def _pending_count(s: Session) -> int:
+    return s.scalar(select(func.count()).select_from(Change).where(Change.pushed.is_(False))) or 0
+
+
+def _project_of(st: RowState) -> str | None:
+    """The project a row belongs to (a project is its own); None for media."""
+    return st.row_id if st.table in ("project", *PK_IS_PROJECT) else st.values.get("project_id")
+
+
+def _bump_since_snapshot(s: Session, n: int) -> None:
+    """Count ``n`` more batches since the last snapshot (in the caller's write transaction)."""
+    stamping.set_meta(s, M_SINCE_SNAPSHOT, str(int(stamping.get_meta(s, M_SINCE_SNAPSHOT) or 0) + n))
+
+
+def _by_table(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = defaultdict(list)
+    for t, i in keys:
+        out[t].append(i)
+    return out
 
 
 @dataclass
@@ -192,7 +211,7 @@ class CycleResult:
         self.ok = False
 
     def as_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items()}
+        return dict(vars(self))
 
 
 @dataclass
@@ -236,7 +255,6 @@ class SyncEngine:
         self.round_rows = round_rows
         self.hooks = hooks or {}
         self._manifest_raw: tuple[bytes, str] | None | bool = False  # manifest read by this cycle's pull
-        self.conflicts_recorded = 0
 
     @classmethod
     def for_db(cls, db, media: MediaStore, **kw) -> SyncEngine | None:
@@ -281,7 +299,7 @@ class SyncEngine:
         """One complete sync: push, pull, fetch the source media of pulled clips, compact."""
         t0 = time.monotonic()
         result = CycleResult()
-        self._set_running(True)
+        self._mark_running()
         try:
             self.push(result, progress)
             self.pull(result)
@@ -304,7 +322,6 @@ class SyncEngine:
                 c = self._remote.counters
                 result.requests, result.bytes_up, result.bytes_down = c.requests, c.bytes_up, c.bytes_down
             result.seconds = round(time.monotonic() - t0, 3)
-            result.conflicts = self.conflicts_recorded
             self._finish(result)
         return result
 
@@ -315,13 +332,10 @@ class SyncEngine:
         with self.db.write(remote=True) as s:
             s.execute(delete(SyncObject).where(SyncObject.status == "applied", SyncObject.at < cutoff))
 
-    def _set_running(self, on: bool) -> None:
+    def _mark_running(self) -> None:
+        """Tell :func:`status` (any process) that a cycle runs; :meth:`_finish` clears it."""
         with self.db.write(remote=True) as s:
-            if on:
-                stamping.set_meta(s, M_RUNNING, json.dumps({"pid": os.getpid(), "host": HOST,
-                                                            "since": time.time()}))
-            else:
-                s.execute(delete(_meta_table()).where(_meta_table().c.key == M_RUNNING))
+            stamping.set_meta(s, M_RUNNING, json.dumps({"pid": os.getpid(), "host": HOST, "since": time.time()}))
 
     def _finish(self, result: CycleResult) -> None:
         if result.error is None and result.problems:
@@ -331,12 +345,11 @@ class SyncEngine:
             result.ok = False
             result.state = result.error_kind or "error"
         with self.db.write(remote=True) as s:
-            s.execute(delete(_meta_table()).where(_meta_table().c.key == M_RUNNING))
+            stamping.delete_meta(s, M_RUNNING)
             if result.ok:
                 stamping.set_meta(s, M_LAST_OK, utcnow().isoformat())
-                s.execute(delete(_meta_table()).where(_meta_table().c.key.in_((M_ERROR, M_ERROR_KIND))))
-                pending = s.scalar(select(func.count()).select_from(Change).where(Change.pushed.is_(False)))
-                result.state = "pending" if pending else "synced"
+                stamping.delete_meta(s, M_ERROR, M_ERROR_KIND)
+                result.state = "pending" if _pending_count(s) else "synced"
             else:
                 stamping.set_meta(s, M_ERROR, result.error or "sync failed")
                 stamping.set_meta(s, M_ERROR_KIND, result.error_kind or "error")
@@ -371,7 +384,6 @@ class SyncEngine:
             total += n
             result.pushed_changes += n
             result.pushed_objects += 1
-            self._bump_since_snapshot(1)
         return total
 
     def _build_batch(self, s: Session, me: str, changes: list[Change], prev: int) -> tuple[dict, dict]:
@@ -418,11 +430,10 @@ class SyncEngine:
             if sha:
                 m = s.get(Media, sha, execution_options={"include_deleted": True}) if t == "clip" else None
                 needed[sha] = (m.ext if m else "") if t == "clip" else ".mp4"
-        digest = hashlib.sha256("".join(f"{c.seq}:{c.hlc}\n" for c in changes).encode()).hexdigest()
         doc = {
             "format": schema.FORMAT, "kind": "changes", "device": me,
             "first": changes[0].seq, "last": changes[-1].seq, "prev": prev,
-            "created_at": utcnow().isoformat(), "digest": digest,
+            "created_at": utcnow().isoformat(), "digest": _changes_digest(changes),
             "media": sorted(needed), "rows": list(rows.values()),
         }
         return doc, needed
@@ -442,8 +453,7 @@ class SyncEngine:
                 return batch.last  # another process of this data directory pushed it already
             changes = s.scalars(select(Change).where(Change.seq.between(batch.first, batch.last))
                                 .order_by(Change.seq)).all()
-        digest = hashlib.sha256("".join(f"{c.seq}:{c.hlc}\n" for c in changes).encode()).hexdigest()
-        return batch.last if digest == batch.digest else None
+        return batch.last if _changes_digest(changes) == batch.digest else None
 
     def _mark_pushed(self, me: str, first: int, last: int) -> int:
         with self.db.write(remote=True) as s:
@@ -467,6 +477,7 @@ class SyncEngine:
             stamping.set_meta(s, M_PUSHED, str(max(old, last)))
             top = s.scalar(select(func.max(Change.seq)))
             s.execute(delete(Change).where(Change.pushed.is_(True), Change.seq < top))
+            _bump_since_snapshot(s, 1)
             return len(changes)
 
     def _rotate_device(self, old: str) -> None:
@@ -546,7 +557,8 @@ class SyncEngine:
 
         try:
             self.remote.download_file(key, tmp, cb)
-            got = sha256_file(tmp)
+            with open(tmp, "rb") as fh:
+                got = hashlib.file_digest(fh, "sha256").hexdigest()
             if got != sha256:
                 raise MediaUnavailable(f"the remote copy of media {sha256[:12]}… is corrupt (its sha256 is "
                                        f"{got[:12]}…); it was not used")
@@ -578,7 +590,7 @@ class SyncEngine:
         manifest = self._read_manifest(result)
         with self.db.read() as s:
             me = self.device(s)
-            cursors = {c.device_id: c.seq for c in s.scalars(select(SyncCursor))}
+            cursors = _cursors(s)
             rejected = set(s.scalars(select(SyncObject.key).where(SyncObject.status == "rejected")))
             applied_snapshot = stamping.get_meta(s, M_SNAPSHOT)
         covered = manifest[0].cursors if manifest is not None else {}
@@ -586,7 +598,7 @@ class SyncEngine:
 
         def use_snapshot() -> None:
             nonlocal cursors, snapshot_usable
-            cursors = self._apply_snapshot(manifest[0], result) or cursors
+            cursors = self._apply_snapshot(manifest[0], rejected, result) or cursors
             snapshot_usable = False
 
         if snapshot_usable and not cursors:  # a new device starts from the snapshot
@@ -622,8 +634,11 @@ class SyncEngine:
         self._apply_queues(queues, result)
         return result
 
+    def _get_manifest(self) -> tuple[bytes, str] | None:
+        return self.remote.get(schema.manifest_key(self.prefix), schema.MAX_MANIFEST)
+
     def _read_manifest(self, result: CycleResult):
-        got = self._manifest_raw = self.remote.get(schema.manifest_key(self.prefix), schema.MAX_MANIFEST)
+        got = self._manifest_raw = self._get_manifest()
         if got is None:
             return None
         try:
@@ -824,12 +839,9 @@ class SyncEngine:
             round_ = keep
 
     def _existing(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-        by_table: dict[str, set[str]] = defaultdict(set)
-        for t, i in keys:
-            by_table[t].add(i)
         out = set()
         with self.db.read() as s:
-            for t, ids in by_table.items():
+            for t, ids in _by_table(keys).items():
                 pk = _pk(MODELS[t])
                 for chunk in _chunks(sorted(ids), 500):
                     for (i,) in s.execute(select(pk).where(pk.in_(chunk)).execution_options(include_deleted=True)):
@@ -839,31 +851,28 @@ class SyncEngine:
     def _apply_round(self, round_: list[_Pending], result: CycleResult) -> None:
         with self.db.write(remote=True) as s:
             s.connection().exec_driver_sql("PRAGMA defer_foreign_keys = ON")
-            done = {c.device_id: c.seq for c in s.scalars(select(SyncCursor))}
+            done = _cursors(s)
             round_ = [p for p in round_ if p.batch.last > done.get(p.batch.device, 0)]  # another process did it
             me = self.device(s)
-            outcome = self._merge(s, [e for p in round_ for e in p.batch.entries], me)
+            rows, conflicts = self._merge(s, [e for p in round_ for e in p.batch.entries], me)
             cursors: dict[str, int] = {}
             for p in round_:
                 cursors[p.batch.device] = max(cursors.get(p.batch.device, 0), p.batch.last)
                 s.merge(SyncObject(key=p.key, device_id=p.batch.device, first_seq=p.batch.first,
                                    last_seq=p.batch.last, status="applied", error=None, at=utcnow()))
             for dev, seq in cursors.items():
-                row = s.get(SyncCursor, dev)
-                if row is None:
-                    s.add(SyncCursor(device_id=dev, seq=seq, updated_at=utcnow()))
-                elif seq > row.seq:
-                    row.seq, row.updated_at = seq, utcnow()
+                _advance_cursor(s, dev, seq)
+            _bump_since_snapshot(s, len(round_))
             self._hook("in_apply", [p.key for p in round_])
         result.applied_objects += len(round_)
-        result.applied_rows += outcome
-        self._bump_since_snapshot(len(round_))
+        result.applied_rows += rows
+        result.conflicts += conflicts
 
     # ------------------------------------------------------------------ merging
     def _merge(self, s: Session, entries: list[Entry], me: str,
-               unpushed: dict[tuple[str, str], set[str]] | None = None) -> int:
+               unpushed: dict[tuple[str, str], set[str]] | None = None) -> tuple[int, int]:
         """Merge ``entries`` into the rows, inside the caller's write transaction. Returns the
-        number of rows written; conflicts are recorded; the HLC moves past every stamp seen."""
+        number of rows written and of new conflicts recorded; the HLC moves past every stamp seen."""
         writes: dict[tuple[str, str], list[Write]] = defaultdict(list)
         top = ""
         for e in entries:
@@ -879,20 +888,12 @@ class SyncEngine:
             if unpushed is not None:
                 st.unpushed = frozenset(unpushed.get(key, ()))
             apply_writes(st, ws, me, conflicts)
-        touched = [st for st in states.values() if st.dirty]
-        pids = set()
-        for st in touched:
-            if st.table == "project":
-                pids.add(st.row_id)
-            elif st.table in PK_IS_PROJECT:
-                pids.add(st.row_id)
-            elif "project_id" in st.values:
-                pids.add(st.values["project_id"])
+        pids = {pid for st in states.values() if st.dirty and (pid := _project_of(st))}
         self._load_groups(s, pids, states)
         grouped: set[tuple[str, str]] = set()
         children_of: dict[str, list[RowState]] = defaultdict(list)
         for st in states.values():
-            pid = st.row_id if st.table in PK_IS_PROJECT else st.values.get("project_id")
+            pid = _project_of(st)
             if st.table in CHILD_TABLES and pid in pids:
                 children_of[pid].append(st)
         for pid in pids:
@@ -909,17 +910,14 @@ class SyncEngine:
             if key not in grouped and (st.dirty or not st.exists):
                 normalize(st, [], me, conflicts)
         written = self._write_states(s, states.values())
-        self._record_conflicts(s, conflicts)
+        recorded = self._record_conflicts(s, conflicts)
         if top:
             stamping.set_meta(s, "hlc", hlc.receive(stamping.get_meta(s, "hlc"), top, me))
-        return written
+        return written, recorded
 
     def _load_bases(self, s: Session, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], dict]:
         out = {}
-        by_table: dict[str, list[str]] = defaultdict(list)
-        for t, i in keys:
-            by_table[t].append(i)
-        for t, ids in by_table.items():
+        for t, ids in _by_table(keys).items():
             for chunk in _chunks(ids, 500):
                 for row in s.execute(select(SyncBase.row_id, SyncBase.stamps)
                                      .where(SyncBase.tbl == t, SyncBase.row_id.in_(chunk))):
@@ -927,10 +925,7 @@ class SyncEngine:
         return out
 
     def _load_states(self, s: Session, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], RowState]:
-        by_table: dict[str, list[str]] = defaultdict(list)
-        for t, i in keys:
-            by_table[t].append(i)
-        return self._load_where(s, {t: (_pk(MODELS[t]), ids) for t, ids in by_table.items()}, None)
+        return self._load_where(s, {t: (_pk(MODELS[t]), ids) for t, ids in _by_table(keys).items()}, None)
 
     def _load_where(self, s: Session, spec: dict, into: dict | None) -> dict[tuple[str, str], RowState]:
         states = into if into is not None else {}
@@ -985,8 +980,8 @@ class SyncEngine:
                 else:
                     params[_pk(MODELS[st.table]).key] = st.row_id
                     inserts[(st.table, tuple(sorted(params)))].append(params)
-                pid = st.row_id if st.table in ("project", *PK_IS_PROJECT) else st.values.get("project_id")
-                if pid and st.table in ("project", *CHILD_TABLES) and top:
+                pid = _project_of(st)
+                if pid and top:
                     touched_projects[pid] = max(touched_projects.get(pid, ""), top)
                 n += 1
             if st.base_dirty:
@@ -1018,8 +1013,8 @@ class SyncEngine:
             r.setdefault("tomb", None)
         s.execute(stmt.on_conflict_do_update(index_elements=["tbl", "row_id"], set_=set_), rows)
 
-    def _record_conflicts(self, s: Session, conflicts: list[Conflict]) -> None:
-        seen = set()
+    def _record_conflicts(self, s: Session, conflicts: list[Conflict]) -> int:
+        seen, recorded = set(), 0
         for c in conflicts:
             key = (c.table, c.row_id, c.field, c.local_stamp, c.remote_stamp)
             if key in seen:
@@ -1031,13 +1026,15 @@ class SyncEngine:
             if exists:
                 continue
             log.info("conflict on %s %s.%s: %s wins", c.table, c.row_id, c.field, c.winner)
-            self.conflicts_recorded += 1
+            recorded += 1
             s.add(SyncConflict(tbl=c.table, row_id=c.row_id, field=c.field, local_value=c.local_value,
                                remote_value=c.remote_value, local_stamp=c.local_stamp,
                                remote_stamp=c.remote_stamp, winner=c.winner, detected_at=utcnow()))
+        return recorded
 
     # ------------------------------------------------------------------ snapshots
-    def _apply_snapshot(self, manifest: schema.Manifest, result: CycleResult) -> dict[str, int] | None:
+    def _apply_snapshot(self, manifest: schema.Manifest, rejected: set[str],
+                        result: CycleResult) -> dict[str, int] | None:
         key = schema.join(self.prefix, manifest.snapshot)
         got = self.remote.get(key, schema.MAX_SNAPSHOT_GZ)
         if got is None:
@@ -1046,8 +1043,6 @@ class SyncEngine:
         try:
             snap = schema.parse_snapshot(got[0], self._max_ms())
         except SchemaError as exc:
-            with self.db.read() as s:
-                rejected = set(s.scalars(select(SyncObject.key).where(SyncObject.status == "rejected")))
             self._reject(key, manifest.device, str(exc), rejected, result)
             return None
         with self.db.read() as s:
@@ -1063,26 +1058,19 @@ class SyncEngine:
             with self.db.write(remote=True) as s:
                 s.connection().exec_driver_sql("PRAGMA defer_foreign_keys = ON")
                 me = self.device(s)
-                result.applied_rows += self._merge(s, chunk, me, unpushed)
+                rows, conflicts = self._merge(s, chunk, me, unpushed)
+                result.applied_rows += rows
+                result.conflicts += conflicts
                 if i == len(chunks) - 1:
                     for dev, seq in snap.cursors.items():
-                        if dev == me:
-                            continue
-                        row = s.get(SyncCursor, dev)
-                        if row is None:
-                            s.add(SyncCursor(device_id=dev, seq=seq, updated_at=utcnow()))
-                        elif seq > row.seq:
-                            row.seq, row.updated_at = seq, utcnow()
+                        if dev != me:
+                            _advance_cursor(s, dev, seq)
                     stamping.set_meta(s, M_SNAPSHOT, manifest.snapshot)
                     stamping.set_meta(s, M_SINCE_SNAPSHOT, "0")
                 self._hook("in_apply", [key])
         result.snapshot_applied = manifest.snapshot
         with self.db.read() as s:
-            return {c.device_id: c.seq for c in s.scalars(select(SyncCursor))}
-
-    def _bump_since_snapshot(self, n: int) -> None:
-        with self.db.write(remote=True) as s:
-            stamping.set_meta(s, M_SINCE_SNAPSHOT, str(int(stamping.get_meta(s, M_SINCE_SNAPSHOT) or 0) + n))
+            return _cursors(s)
 
     def maybe_compact(self, result: CycleResult | None = None, force: bool = False) -> str | None:
         """Write a snapshot + manifest when enough batches went by (or none exists yet)."""
@@ -1091,7 +1079,7 @@ class SyncEngine:
             return None
         got = self._manifest_raw
         if got is False:
-            got = self.remote.get(schema.manifest_key(self.prefix), schema.MAX_MANIFEST)
+            got = self._get_manifest()
         self._manifest_raw = False
         manifest, etag = None, None
         if got is not None:
@@ -1129,7 +1117,7 @@ class SyncEngine:
         except RemoteError as exc:  # 412: changed meanwhile; 404: deleted meanwhile (If-Match on no key)
             if exc.status not in (404, 412):
                 raise
-            again = self.remote.get(schema.manifest_key(self.prefix), schema.MAX_MANIFEST)
+            again = self._get_manifest()
             if again is None or json.loads(again[0]).get("snapshot") != name:
                 self.remote.delete([snap_key])  # another device compacted first: theirs stands
                 return None
@@ -1151,10 +1139,10 @@ class SyncEngine:
         """Every synced row with its stamps, read in one transaction; None if this device has
         unpushed changes (their media may not be up yet) or has not applied all the manifest has."""
         with self.db.read() as s:
-            if s.scalar(select(func.count()).select_from(Change).where(Change.pushed.is_(False))):
+            if _pending_count(s):
                 return None
             me = self.device(s)
-            cursors = {c.device_id: c.seq for c in s.scalars(select(SyncCursor))}
+            cursors = _cursors(s)
             cursors[me] = int(stamping.get_meta(s, M_PUSHED) or 0)
             if manifest is not None and any(cursors.get(d, 0) < q for d, q in manifest.cursors.items()):
                 return None
@@ -1249,12 +1237,6 @@ class SyncEngine:
 # --------------------------------------------------------------------------- module API
 
 
-def _meta_table():
-    from app.storage.models import Meta
-
-    return Meta.__table__
-
-
 def _chunks(seq, n: int):
     seq = list(seq)
     for i in range(0, len(seq), n):
@@ -1279,8 +1261,7 @@ def _requeue_everything(s: Session) -> None:
     for model in (SyncCursor, SyncBase, SyncObject, SyncMedia):
         s.execute(delete(model))
     s.execute(delete(Change))
-    for key in (M_PUSHED, M_SINCE_SNAPSHOT, M_SNAPSHOT, M_LAST_OK, M_ERROR, M_ERROR_KIND):
-        s.execute(delete(_meta_table()).where(_meta_table().c.key == key))
+    stamping.delete_meta(s, M_PUSHED, M_SINCE_SNAPSHOT, M_SNAPSHOT, M_LAST_OK, M_ERROR, M_ERROR_KIND)
     out = []
     for t in TABLE_ORDER:
         model = MODELS[t]
@@ -1308,7 +1289,7 @@ def status(db) -> dict:
     """The sync status of a data directory, without touching the network."""
     with db.read() as s:
         cfg = sync_config.load(s)
-        pending = s.scalar(select(func.count()).select_from(Change).where(Change.pushed.is_(False))) or 0
+        pending = _pending_count(s)
         last = stamping.get_meta(s, M_LAST_OK)
         error = stamping.get_meta(s, M_ERROR)
         kind = stamping.get_meta(s, M_ERROR_KIND)
@@ -1331,15 +1312,13 @@ def status(db) -> dict:
         state = "syncing"
     elif error:
         state = kind if kind in ("offline", "error") else "error"
-    elif pending:
-        state = "pending"
-    elif last is None:
+    elif pending or last is None:
         state = "pending"
     else:
         state = "synced"
     return {
         "state": state,
-        "pending_changes": int(pending),
+        "pending_changes": pending,
         "last_synced_at": last,
         "error": error if cfg is not None else None,
         "conflicts": conflicts,

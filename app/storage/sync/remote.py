@@ -367,9 +367,7 @@ class Remote:
 
     def _unfinished_upload(self, key: str) -> tuple[str | None, dict[int, tuple[str, int]]]:
         """The id of an unfinished multipart upload of ``key`` and the parts it already holds."""
-        r = self.call("listing unfinished uploads",
-                      lambda: self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key))
-        ids = [u["UploadId"] for u in r.get("Uploads", []) if u.get("Key") == key]
+        ids = [upload_id for k, upload_id, _ in self.unfinished_uploads(key) if k == key]
         if not ids:
             return None, {}
         upload_id = ids[-1]
