@@ -30,10 +30,10 @@ class ExportSignals(QObject):
 
 
 class ExportRunnable:
-    """ExportService.run on a pool thread (started as a callable: Qt owns the QRunnable)."""
+    """ExportService.run on a pool thread (started as a callable: QtPool wraps it in a Python-owned QRunnable)."""
 
     def __init__(self, svc: ExportService, project_id: str, kind: str, signals: ExportSignals,
-                 cancel: threading.Event, job_id: str | None = None, registry: dict | None = None):
+                 cancel: threading.Event, job_id: str | None, registry: dict[str, threading.Event]):
         self.svc, self.project_id, self.kind = svc, project_id, kind
         self.signals, self.cancel, self.job_id, self.registry = signals, cancel, job_id, registry
 
@@ -43,8 +43,7 @@ class ExportRunnable:
         except Exception as exc:  # noqa: BLE001 - UserError: "no clips", "no working video"
             self.signals.failed.emit(self.project_id, str(exc))
             return
-        if self.registry is not None:
-            self.registry[job_id] = self.cancel
+        self.registry[job_id] = self.cancel  # the queue panel's Cancel sets it
         self.signals.started.emit(job_id, self.project_id, self.kind)
         last = [0.0]
 
@@ -57,8 +56,7 @@ class ExportRunnable:
         try:
             result = self.svc.run(job_id, progress=progress, cancel_event=self.cancel)
         finally:
-            if self.registry is not None:
-                self.registry.pop(job_id, None)
+            self.registry.pop(job_id, None)
         self.signals.finished.emit(result)
 
 
@@ -98,12 +96,6 @@ class ExportManager(QObject):
                 self.start(info["project_id"], info["type"], new_id)
 
         self.pools.submit(go, done, lambda e: self.signals.failed.emit("", str(e)))
-
-    def progress_of(self, project_id: str) -> float | None:
-        for info in self.live.values():
-            if info["project_id"] == project_id:
-                return info["progress"]
-        return None
 
     def set_polled(self, jobs: list[dict]) -> None:
         self.jobs = jobs
@@ -222,6 +214,5 @@ class QueuePanel(QWidget):
                 self.rows_layout.insertWidget(i, row)
             else:
                 row.update_job(j, name)
-        # jobs started in this process but not yet polled
         self.empty.setVisible(not jobs)
         self.area.setVisible(bool(jobs))

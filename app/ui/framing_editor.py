@@ -27,14 +27,13 @@ from PySide6.QtWidgets import (
 
 from app.pipeline.keyframes import ASPECTS, Box, CropKey, crop_at, parse_ratio, refit_keyframes
 from app.pipeline.timeline import MAX_SPEED, MIN_SPEED, Segment
-from app.services import editing
 from app.services.library import DEFAULT_SIZES
 from app.ui.export_settings import settings_button
 from app.ui.icons import icon
 from app.ui.playback import Playback, PlaybackStats
-from app.ui.preview import CropView
+from app.ui.preview import CropView, FrameView
 from app.ui.session import ProjectSession
-from app.ui.timeline import ClipTimeline
+from app.ui.timeline import ClipTimeline, TimelineBase
 from app.ui.video import FrameServer, PostFn, ProxyBuilder
 
 
@@ -147,6 +146,34 @@ class PlayerMixin:
         transport.mute.toggled.connect(lambda on: self.playback and self.playback.set_muted(on))
         return transport
 
+    def _make_preview_column(self, view: FrameView, timeline: TimelineBase) -> QWidget:
+        """``view`` over the transport over ``timeline`` (``view``, ``transport``, ``timeline``):
+        the filmstrip decodes from the frame server's proxies, a click on the timeline seeks."""
+        self.view, self.transport, self.timeline = view, self._make_transport(), timeline
+        timeline.strip.source_for = self.frames.source_for  # filmstrip from the proxy once built
+        timeline.seekRequested.connect(lambda t: (self.set_rate(0.0), self.seek(t)))
+        col = QWidget()
+        lay = QVBoxLayout(col)
+        lay.addWidget(view, 1)
+        lay.addWidget(self.transport)
+        lay.addWidget(timeline)
+        return col
+
+    # -- session
+    def set_session(self, session: ProjectSession) -> None:
+        if self.session is session:
+            return
+        if self.session is not None:
+            self.session.changed.disconnect(self.refresh)
+        self.set_rate(0.0)
+        self.session, self.t = session, 0.0
+        self._forget_selection()
+        session.changed.connect(self.refresh)
+        self.refresh()
+
+    def _forget_selection(self) -> None:
+        """What was selected in the last project (its clip, its region)."""
+
     # -- what an editor says about its media
     def media(self) -> tuple[str, float] | None:
         """(path, media time of playhead 0), or None when there is nothing to show."""
@@ -168,6 +195,34 @@ class PlayerMixin:
 
     def speed_at(self, _t: float) -> float:
         return 1.0
+
+    def _keys(self) -> list[dict]:
+        """The keyframes being edited (each with a ``time``)."""
+        return []
+
+    # -- time
+    def _move_playhead(self, t: float) -> None:
+        """``t`` (clamped to the media) on the timeline and the time readout."""
+        self.t = min(max(t, 0.0), self.duration())
+        self.timeline.set_playhead(self.t)
+        self.transport.time.setText(fmt_time(self.t, self.fps()))
+
+    def snapped(self, t: float | None = None) -> float:
+        """``t`` (else the playhead) on the nearest frame."""
+        fps = self.fps()
+        t = self.t if t is None else t
+        return min(max(round(t * fps) / fps, 0.0), self.duration())
+
+    def key_index_at(self, t: float) -> int:
+        """The keyframe on the frame at ``t``, or -1."""
+        half = 0.5 / self.fps()
+        return next((i for i, k in enumerate(self._keys()) if abs(k["time"] - t) < half), -1)
+
+    def _set_key(self, keys: list[dict], key: dict) -> list[dict]:
+        """``keys`` with ``key`` in time order, replacing one on the same frame."""
+        half = 0.5 / self.fps()
+        out = [k for k in keys if abs(k["time"] - key["time"]) >= half] + [key]
+        return sorted(out, key=lambda k: k["time"])
 
     # -- frames
     def seek(self, t: float) -> None:
@@ -231,6 +286,12 @@ class PlayerMixin:
     def key_j(self) -> None:
         self.set_rate(-1.0 if self.rate >= 0 else max(self.rate * 2, -4.0))
 
+    def key_k(self) -> None:
+        if self.rate:
+            self.set_rate(0.0)
+        else:
+            self.add_key()
+
     def key_l(self) -> None:
         self.set_rate(1.0 if self.rate <= 0 else min(self.rate * 2, 4.0))
 
@@ -263,7 +324,7 @@ class FramingEditor(QWidget, PlayerMixin):
         self.frames, self.proxies = frames, proxies
         self.session: ProjectSession | None = None
         self.clip_id: str | None = None
-        self.paths: dict[str, str] = {}
+        self._proxied: dict[str, str] | None = None  # the media paths whose proxies were looked for
         self._syncing = False
         self._init_player()
         self._build()
@@ -297,22 +358,12 @@ class FramingEditor(QWidget, PlayerMixin):
         split.addWidget(left)
 
         # preview + transport + timeline
-        mid = QWidget()
-        ml = QVBoxLayout(mid)
-        self.view = CropView()
+        split.addWidget(self._make_preview_column(CropView(), ClipTimeline()))
         self.view.boxEdited.connect(self.commit_box)
-        ml.addWidget(self.view, 1)
-        self.transport = self._make_transport()
-        ml.addWidget(self.transport)
-        self.timeline = ClipTimeline()
-        self.timeline.strip.source_for = self.frames.source_for  # filmstrip from the proxy once built
-        self.timeline.seekRequested.connect(lambda t: (self.set_rate(0.0), self.seek(t)))
         self.timeline.trimEdited.connect(self.set_trim)
         self.timeline.keyMoved.connect(self.move_key)
         self.timeline.keyDeleted.connect(self.delete_key_index)
         self.timeline.keyJump.connect(lambda i: self.seek(self._keys()[i]["time"]))
-        ml.addWidget(self.timeline)
-        split.addWidget(mid)
 
         # inspector
         right = QWidget()
@@ -374,23 +425,15 @@ class FramingEditor(QWidget, PlayerMixin):
         self._add_shortcuts(("S", self.split))
 
     # ------------------------------------------------------------------ session
-    def set_session(self, session: ProjectSession) -> None:
-        if self.session is session:
-            return
-        if self.session is not None:
-            self.session.changed.disconnect(self.refresh)
-        self.set_rate(0.0)
-        self.session = session
+    def _forget_selection(self) -> None:
         self.clip_id = None
-        self.t = 0.0
-        session.changed.connect(self.refresh)
-        self.refresh()
 
-    def _load_paths(self) -> None:
-        if self.session is None:
+    def _use_proxies(self, paths: dict[str, str]) -> None:
+        """Media paths read since the last call: decode from their proxies, built or to be built."""
+        if paths is self._proxied:
             return
-        self.paths = editing.media_paths(self.session.lib, self.session.project_id)
-        for p in set(self.paths.values()):
+        self._proxied = paths
+        for p in set(paths.values()):
             existing = self.proxies.existing(p)
             if existing:
                 self.frames.set_proxy(p, existing)
@@ -419,9 +462,7 @@ class FramingEditor(QWidget, PlayerMixin):
                     it = QListWidgetItem(icon("clip"), f"{i + 1}. {name}")
                     it.setData(Qt.ItemDataRole.UserRole, c["id"])
                     self.clips.addItem(it)
-                if set(ids) - set(self.paths):
-                    # a clip was added: its media path (a short read: only when the set changes)
-                    self._load_paths()
+            self._use_proxies(s.media_paths)
             if self.clip_id not in ids:
                 self.clip_id = ids[0] if ids else None
             for i in range(self.clips.count()):
@@ -452,7 +493,7 @@ class FramingEditor(QWidget, PlayerMixin):
             self.rotation_label.setText(f"{c['rotation']:.1f}°")
             self.timeline.set_clip(self.length(), (c["trim"]["start"], c["trim"]["end"]), c["segments"],
                                    [k["time"] for k in c["crop_keyframes"]], self.fps())
-            self.timeline.strip.set_source(self.paths.get(c["id"]), c["source_start"],
+            self.timeline.strip.set_source(s.media_paths.get(c["id"]), c["source_start"],
                                            m.get("width", 16) / max(m.get("height", 9), 1))
             seg = self.segment_index(self.t)
             self.speed.setValue(c["segments"][seg]["speed"] if c["segments"] else 1.0)
@@ -500,16 +541,9 @@ class FramingEditor(QWidget, PlayerMixin):
             return super().play_segments()
         return [Segment(s["start"], s["end"], s["speed"]) for s in c["segments"]]
 
-    def snapped(self, t: float | None = None) -> float:
-        fps = self.fps()
-        t = self.t if t is None else t
-        return min(max(round(t * fps) / fps, 0.0), self.length())
-
     def show_time(self, t: float) -> None:
         """The playhead at ``t``: timeline, readout, segment speed and the crop box (crop_at)."""
-        self.t = min(max(t, 0.0), self.length())
-        self.timeline.set_playhead(self.t)
-        self.transport.time.setText(fmt_time(self.t, self.fps()))
+        self._move_playhead(t)
         if not self._syncing and self.clip():
             seg = self.segment_index(self.t)
             self.speed.setValue(self.clip()["segments"][seg]["speed"])
@@ -517,9 +551,8 @@ class FramingEditor(QWidget, PlayerMixin):
 
     def media(self) -> tuple[str, float] | None:
         c = self.clip()
-        if c is None or c["id"] not in self.paths:
-            return None
-        return self.paths[c["id"]], c["source_start"]
+        path = self.session.media_paths.get(c["id"]) if c is not None else None
+        return None if path is None else (path, c["source_start"])
 
     def audio_path(self) -> str | None:
         c = self.clip()
@@ -534,10 +567,6 @@ class FramingEditor(QWidget, PlayerMixin):
         m = c.get("media") or {}
         keys = [CropKey(**k) for k in c["crop_keyframes"]]
         return crop_at(keys, self.t, m.get("width", 1920), m.get("height", 1080), self.view.ratio, c["rotation"])
-
-    def key_index_at(self, t: float) -> int:
-        half = 0.5 / self.fps()
-        return next((i for i, k in enumerate(self._keys()) if abs(k["time"] - t) < half), -1)
 
     def update_box(self) -> None:
         self.view.set_box(self.current_box(), self.key_index_at(self.t) >= 0)
@@ -572,11 +601,6 @@ class FramingEditor(QWidget, PlayerMixin):
         y = float(min(max(round(box.y), 0), fh - h))
         return {"time": round(t, 6), "x": x, "y": y, "width": w, "height": h}
 
-    def _set_key(self, keys: list[dict], key: dict) -> list[dict]:
-        half = 0.5 / self.fps()
-        out = [k for k in keys if abs(k["time"] - key["time"]) >= half] + [key]
-        return sorted(out, key=lambda k: k["time"])
-
     def commit_box(self, box: Box) -> None:
         """A crop drag ended: a keyframe at the playhead (replacing one on this frame)."""
         t = self.snapped()
@@ -587,12 +611,6 @@ class FramingEditor(QWidget, PlayerMixin):
         box = self.current_box()
         if box is not None:
             self.commit_box(box)
-
-    def key_k(self) -> None:
-        if self.rate:
-            self.set_rate(0.0)
-        else:
-            self.add_key()
 
     def delete_key(self) -> None:
         i = self.key_index_at(self.t)

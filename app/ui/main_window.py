@@ -41,7 +41,7 @@ from app.ui.framing_editor import FramingEditor
 from app.ui.icons import icon
 from app.ui.library_ops import LibraryOps
 from app.ui.overlay_editor import OverlayEditor
-from app.ui.project_grid import ProjectFilter, ProjectGridView, ProjectListModel
+from app.ui.project_grid import STATUS_COLORS, STATUS_LABELS, ProjectFilter, ProjectGridView, ProjectListModel
 from app.ui.session import ProjectSession
 from app.ui.sync_ui import SyncController
 from app.ui.video import FrameServer, ProxyBuilder
@@ -49,7 +49,8 @@ from app.ui.workers import Pools, settle_heap
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTS = {".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mts", ".m2ts", ".3gp", ".mpg", ".mpeg", ".ts"}
+VIDEO_EXTS = (".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mts", ".m2ts", ".3gp", ".mpg", ".mpeg", ".ts")
+VIDEO_FILTER = f"Videos ({' '.join('*' + e for e in VIDEO_EXTS)});;All files (*)"  # for the file dialogs
 
 SHORTCUTS = [
     ("Space", "Play / pause"),
@@ -387,10 +388,7 @@ class MainWindow(QMainWindow):
         self.pools.submit(work, done, failed, pool=self.pools.poll)
 
     def _on_export_progress(self, _job_id: str, _p: float) -> None:
-        live = {}
-        for info in self.exports.live.values():
-            live[info["project_id"]] = info["progress"]
-        self.model.set_live_progress(live)
+        self.model.set_live_progress({info["project_id"]: info["progress"] for info in self.exports.live.values()})
 
     def _on_export_finished(self, job: dict) -> None:
         self._on_export_progress("", 0)
@@ -428,8 +426,7 @@ class MainWindow(QMainWindow):
             self.create_project(d.name.text(), d.aspect.currentText())
 
     def import_dialog(self) -> None:
-        files, _ = QFileDialog.getOpenFileNames(self, "Import videos", "", "Videos (*.mp4 *.mov *.m4v *.mkv *.avi "
-                                                "*.webm *.mts *.m2ts *.3gp *.mpg *.mpeg *.ts);;All files (*)")
+        files, _ = QFileDialog.getOpenFileNames(self, "Import videos", "", VIDEO_FILTER)
         if files:
             self.create_project(Path(files[0]).stem, "9:16", files)
 
@@ -441,7 +438,7 @@ class MainWindow(QMainWindow):
         files = [str(f) for f in files or []]
 
         def work():
-            from app.pipeline.probe import ProbeError, probe
+            from app.pipeline.probe import probe
             from app.services.media import check_readable_file
 
             bad = []
@@ -449,7 +446,7 @@ class MainWindow(QMainWindow):
                 try:
                     check_readable_file(Path(f))
                     probe(f)
-                except (ProbeError, Exception) as exc:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - ProbeError or an unreadable file
                     bad.append(f"{Path(f).name}: {exc}")
             if files and len(bad) == len(files):
                 return None, bad
@@ -499,8 +496,7 @@ class MainWindow(QMainWindow):
         self.pools.submit(work, done, lambda e: self.error("Cannot add the clip", str(e)))
 
     def add_clips_dialog(self, project_id: str) -> None:
-        files, _ = QFileDialog.getOpenFileNames(self, "Add clips", "", "Videos (*.mp4 *.mov *.m4v *.mkv *.avi "
-                                                "*.webm *.mts *.m2ts *.3gp *.mpg *.mpeg *.ts);;All files (*)")
+        files, _ = QFileDialog.getOpenFileNames(self, "Add clips", "", VIDEO_FILTER)
         if files:
             self.add_clips(project_id, files)
 
@@ -613,8 +609,6 @@ class MainWindow(QMainWindow):
         name = (s.doc or {}).get("name") or (row or {}).get("name", "")
         self.editor_page.title.setText(f"<span style='font-size:14pt; font-weight:600'>{name}</span>")
         if row:
-            from app.ui.project_grid import STATUS_COLORS, STATUS_LABELS
-
             label = STATUS_LABELS.get(row["status"], row["status"])
             if row.get("progress") is not None:
                 label += f" {row['progress']:.0f}%"

@@ -22,14 +22,13 @@ from PySide6.QtWidgets import (
 
 from app.pipeline.keyframes import Ellipse, EllipseKey, ellipse_at
 from app.pipeline.plan import RegionPlan
-from app.ui.framing_editor import PlayerMixin, fmt_time, hint_label
+from app.services.document import MIN_REGION
+from app.ui.framing_editor import PlayerMixin, hint_label
 from app.ui.icons import icon
 from app.ui.preview import EllipseView
 from app.ui.session import ProjectSession
 from app.ui.timeline import RegionTimeline
 from app.ui.video import FrameServer
-
-MIN_REGION = 0.5
 
 
 def _spotlight_post(settings: dict, regions: list[dict], size: tuple[int, int]):
@@ -64,20 +63,10 @@ class OverlayEditor(QWidget, PlayerMixin):
 
     def _build(self) -> None:
         split = QSplitter(Qt.Orientation.Horizontal)
-        mid = QWidget()
-        ml = QVBoxLayout(mid)
-        self.view = EllipseView()
+        split.addWidget(self._make_preview_column(EllipseView(), RegionTimeline()))
         self.view.ellipseEdited.connect(self.commit_ellipse)
-        ml.addWidget(self.view, 1)
-        self.transport = self._make_transport()
-        ml.addWidget(self.transport)
-        self.timeline = RegionTimeline()
-        self.timeline.strip.source_for = self.frames.source_for
-        self.timeline.seekRequested.connect(lambda t: (self.set_rate(0.0), self.seek(t)))
         self.timeline.regionSelected.connect(self.select_region)
         self.timeline.regionEdited.connect(self.resize_region)
-        ml.addWidget(self.timeline)
-        split.addWidget(mid)
 
         right = QWidget()
         rl = QVBoxLayout(right)
@@ -132,15 +121,8 @@ class OverlayEditor(QWidget, PlayerMixin):
         self._add_shortcuts()
 
     # ------------------------------------------------------------------ session
-    def set_session(self, session: ProjectSession) -> None:
-        if self.session is session:
-            return
-        if self.session is not None:
-            self.session.changed.disconnect(self.refresh)
-        self.set_rate(0.0)
-        self.session, self.selected, self.t = session, -1, 0.0
-        session.changed.connect(self.refresh)
-        self.refresh()
+    def _forget_selection(self) -> None:
+        self.selected = -1
 
     def working(self) -> dict | None:
         doc = self.session.doc if self.session else None
@@ -212,9 +194,7 @@ class OverlayEditor(QWidget, PlayerMixin):
     # ------------------------------------------------------------------ frames
     def show_time(self, t: float) -> None:
         """The playhead at ``t``: timeline, readout, the region under it and its ellipse."""
-        self.t = min(max(t, 0.0), self.duration())
-        self.timeline.set_playhead(self.t)
-        self.transport.time.setText(fmt_time(self.t, self.fps()))
+        self._move_playhead(t)
         regions = self.regions()
         inside = next((i for i, r in enumerate(regions) if r["start"] <= self.t <= r["end"]), None)
         if inside is not None and inside != self.selected and not self.rate:
@@ -242,12 +222,10 @@ class OverlayEditor(QWidget, PlayerMixin):
         e = ellipse_at(keys, min(max(self.t, r["start"]), r["end"]))
         self.view.set_ellipse(e, self.key_index_at(self.t) >= 0)
 
-    def key_index_at(self, t: float) -> int:
+    def _keys(self) -> list[dict]:
+        """The selected region's keyframes."""
         regions = self.regions()
-        if not (0 <= self.selected < len(regions)):
-            return -1
-        half = 0.5 / self.fps()
-        return next((i for i, k in enumerate(regions[self.selected]["keyframes"]) if abs(k["time"] - t) < half), -1)
+        return regions[self.selected]["keyframes"] if 0 <= self.selected < len(regions) else []
 
     # ------------------------------------------------------------------ edits
     def _regions_edit(self, text: str, fn) -> None:
@@ -269,7 +247,7 @@ class OverlayEditor(QWidget, PlayerMixin):
         wv = self.working()
         if not wv:
             return
-        t = round(self.t * self.fps()) / self.fps()
+        t = self.snapped()
         regions = self.regions()
         nxt = min((r["start"] for r in regions if r["start"] >= t), default=self.duration())
         if any(r["start"] <= t < r["end"] for r in regions) or nxt - t < MIN_REGION:
@@ -302,25 +280,17 @@ class OverlayEditor(QWidget, PlayerMixin):
         if not (0 <= i < len(regions)):
             return
         r = regions[i]
-        t = min(max(round(self.t * self.fps()) / self.fps(), r["start"]), r["end"])
+        t = min(max(self.snapped(), r["start"]), r["end"])
         key = {"time": t, "x": round(e.x, 2), "y": round(e.y, 2), "rx": round(e.rx, 2), "ry": round(e.ry, 2)}
-        half = 0.5 / self.fps()
 
         def fn(regs):
-            keys = [k for k in regs[i]["keyframes"] if abs(k["time"] - t) >= half] + [key]
-            regs[i]["keyframes"] = sorted(keys, key=lambda k: k["time"])
+            regs[i]["keyframes"] = self._set_key(regs[i]["keyframes"], key)
 
         self._regions_edit("Move spotlight", fn)
 
     def add_key(self) -> None:
         if self.view.ellipse is not None:
             self.commit_ellipse(self.view.ellipse)
-
-    def key_k(self) -> None:
-        if self.rate:
-            self.set_rate(0.0)
-        else:
-            self.add_key()
 
     def delete_key(self) -> None:
         i, k = self.selected, self.key_index_at(self.t)

@@ -28,14 +28,16 @@ from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtGui import QImage
 
 from app.pipeline.audio import CHANNELS, SAMPLE_RATE, range_audio, to_s16
+from app.pipeline.decode import display_rotation_of, put_until_stopped
 from app.pipeline.timeline import Part, Segment, clip_time_at, kept_parts
-from app.ui.video import PREVIEW_MAX_W, PostFn, VideoReader, preview_image, rotation_of
+from app.ui.video import PREVIEW_MAX_W, PostFn, VideoReader, preview_image
 
 log = logging.getLogger(__name__)
 
 _END = object()
 PREROLL_MAX_S = 5.0  # the clock starts with the first frame decoded (a long GOP takes a while), or after this
 AUDIO_START_MAX_S = 3.0  # a sink not playing this long after its start is dropped (silent playback)
+STOP_POLL_S = 0.02  # a stopped decode or audio thread waiting on a full queue ends this soon
 
 
 @dataclass
@@ -47,16 +49,6 @@ class PlaybackStats:
     max_late_tick_ms: float = 0.0  # longest the GUI thread woke up late (a stall there, not in decoding)
     start_ms: float = 0.0  # play -> first frame presented
     clock: str = "monotonic"  # or "audio"
-
-
-def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=0.02)
-            return True
-        except queue.Full:
-            continue
-    return False
 
 
 def _take(q: queue.Queue):
@@ -102,11 +94,11 @@ class FramePump:
                     break
                 ft, frame = got
                 if ft != shown_ft:  # slow motion repeats a frame: convert it once
-                    rot = rotation_of(frame, 0) if auto_rotate else 0
+                    rot = display_rotation_of(frame, 0) if auto_rotate else 0
                     img = preview_image(frame, max_w, rot, post, offset + ct)
                     shown_ft, img = ft, img.convertToFormat(QImage.Format.Format_RGB32)  # paints 2x faster
                 cost = 0.8 * cost + 0.2 * (monotonic() - t0)
-                if not _put(self.frames, (k, ct, img), self._stop):
+                if not put_until_stopped(self.frames, (k, ct, img), self._stop, STOP_POLL_S):
                     return
                 k += 1
         except Exception as exc:  # noqa: BLE001 - playback stops, the editor shows the frame as before
@@ -115,7 +107,7 @@ class FramePump:
         finally:
             if reader is not None:
                 reader.close()
-        _put(self.frames, _END, self._stop)
+        put_until_stopped(self.frames, _END, self._stop, STOP_POLL_S)
 
     def stop(self) -> None:
         self._stop.set()  # the thread ends within one frame's decode; the GUI does not wait for it
@@ -157,7 +149,7 @@ class AudioOut:
     def _produce(self, path, offset, start, end, segments) -> None:
         try:
             for chunk in range_audio(path, offset, start, end, segments):
-                if not _put(self._pcm, to_s16(chunk), self._stop):
+                if not put_until_stopped(self._pcm, to_s16(chunk), self._stop, STOP_POLL_S):
                     return
         except Exception:  # noqa: BLE001 - the rest plays silent on the monotonic clock
             log.warning("playback audio failed", exc_info=True)

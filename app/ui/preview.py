@@ -88,6 +88,12 @@ class FrameView(QWidget):
         pass
 
     @staticmethod
+    def handle_at(handles: dict[str, QPointF], pos: QPointF) -> str | None:
+        """The name of the handle under ``pos``, if any."""
+        return next((name for name, c in handles.items()
+                     if abs(c.x() - pos.x()) <= HANDLE and abs(c.y() - pos.y()) <= HANDLE), None)
+
+    @staticmethod
     def draw_handle(p: QPainter, c: QPointF, active: bool = False) -> None:
         p.setPen(QPen(QColor("#101418"), 1.5))
         p.setBrush(QColor("#FFEB3B") if active else QColor("white"))
@@ -101,7 +107,6 @@ HANDLES = ("tl", "t", "tr", "r", "br", "b", "bl", "l")
 class CropView(FrameView):
     """The crop rectangle: 8 handles + drag to move, aspect-locked, the outside dimmed."""
 
-    boxDragged = Signal(object)  # noqa: N815 - Box while dragging
     boxEdited = Signal(object)  # noqa: N815 - Box on release (commit a keyframe)
 
     def __init__(self, parent=None):
@@ -129,9 +134,9 @@ class CropView(FrameView):
     def hit(self, pos: QPointF) -> str | None:
         if self.box is None:
             return None
-        for name, c in self.handle_points(self.box).items():
-            if abs(c.x() - pos.x()) <= HANDLE and abs(c.y() - pos.y()) <= HANDLE:
-                return name
+        handle = self.handle_at(self.handle_points(self.box), pos)
+        if handle is not None:
+            return handle
         fx, fy = self.to_frame(pos)
         b = self.box
         if b.x <= fx <= b.x + b.width and b.y <= fy <= b.y + b.height:
@@ -209,7 +214,6 @@ class CropView(FrameView):
         handle, (sx, sy), start = self._drag
         fx, fy = self.to_frame(ev.position())
         self.box = self.resized_box(handle, start, fx, fy, fx - sx, fy - sy)
-        self.boxDragged.emit(self.box)
         self.update()
 
     def mouseReleaseEvent(self, ev: QMouseEvent) -> None:  # noqa: N802
@@ -269,9 +273,9 @@ class EllipseView(FrameView):
     def hit(self, pos: QPointF) -> str | None:
         if self.ellipse is None:
             return None
-        for name, c in self._handles(self.ellipse).items():
-            if abs(c.x() - pos.x()) <= HANDLE and abs(c.y() - pos.y()) <= HANDLE:
-                return name
+        handle = self.handle_at(self._handles(self.ellipse), pos)
+        if handle is not None:
+            return handle
         fx, fy = self.to_frame(pos)
         e = self.ellipse
         if ((fx - e.x) / e.rx) ** 2 + ((fy - e.y) / e.ry) ** 2 <= 1:

@@ -5,13 +5,11 @@ from __future__ import annotations
 from PySide6.QtCore import (
     QAbstractListModel,
     QModelIndex,
-    QRect,
     QRectF,
     QSize,
     QSortFilterProxyModel,
     Qt,
     QTimer,
-    Signal,
 )
 from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QListView, QStyle, QStyledItemDelegate
@@ -51,9 +49,13 @@ def fmt_duration(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
-class ProjectListModel(QAbstractListModel):
-    postersPending = Signal(int)  # noqa: N815
+def load_poster(lib: Library, project_id: str) -> QImage | None:
+    """A project card's poster (a DB read and a decode: on a pool thread)."""
+    src = editing.poster_source(lib, project_id)
+    return poster_image(src[0], src[1], POSTER_W) if src else None
 
+
+class ProjectListModel(QAbstractListModel):
     def __init__(self, lib: Library, pools: Pools, parent=None):
         super().__init__(parent)
         self.lib, self.pools = lib, pools
@@ -112,9 +114,7 @@ class ProjectListModel(QAbstractListModel):
             return f"{row['name']}\n{STATUS_LABELS.get(row['status'], row['status'])}"
         if role == ROW_ROLE:
             live = self.live_progress.get(row["id"])
-            if live is not None and row["status"] not in ("exporting_framing", "exporting_overlay"):
-                return row
-            if live is not None:
+            if live is not None and row["status"] in ("exporting_framing", "exporting_overlay"):
                 return {**row, "progress": live}
             return row
         if role == POSTER_ROLE:
@@ -131,11 +131,7 @@ class ProjectListModel(QAbstractListModel):
             self._loading.add(project_id)
             lib = self.lib
 
-            def load():
-                src = editing.poster_source(lib, project_id)
-                return project_id, (poster_image(src[0], src[1], POSTER_W) if src else None)
-
-            self.pools.submit(load, self._poster_done, lambda _e, pid=project_id: self._poster_done((pid, None)))
+            self.pools.submit(lambda: (project_id, load_poster(lib, project_id)), self._poster_done, lambda _e, pid=project_id: self._poster_done((pid, None)))
         return None
 
     def request_posters(self, project_ids: list[str], chunks: int = 1) -> None:
@@ -149,8 +145,7 @@ class ProjectListModel(QAbstractListModel):
         def load(ids):
             for pid in ids:
                 try:
-                    src = editing.poster_source(lib, pid)
-                    img = poster_image(src[0], src[1], POSTER_W) if src else None
+                    img = load_poster(lib, pid)
                 except Exception:  # noqa: BLE001 - a card without a poster
                     img = None
                 deliver.emit(self._poster_done, (pid, img))
@@ -174,7 +169,6 @@ class ProjectListModel(QAbstractListModel):
         rows = [i for i, r in enumerate(self.rows) if r["id"] in fresh]
         if rows:
             self.dataChanged.emit(self.index(min(rows)), self.index(max(rows)), [POSTER_ROLE])
-        self.postersPending.emit(len(self._loading))
 
 
 class ProjectFilter(QSortFilterProxyModel):
@@ -318,8 +312,6 @@ class CardDelegate(QStyledItemDelegate):
 
 
 class ProjectGridView(QListView):
-    filesDropped = Signal(list)  # noqa: N815
-
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setViewMode(QListView.ViewMode.IconMode)
@@ -336,6 +328,3 @@ class ProjectGridView(QListView):
         self.setItemDelegate(CardDelegate(self))
         self.setAcceptDrops(True)
         self.setFrameShape(QListView.Shape.NoFrame)
-
-    def card_rect(self, row: int) -> QRect:
-        return self.visualRect(self.model().index(row, 0))

@@ -60,15 +60,14 @@ class ClipCommand(QUndoCommand):
 
 class ProjectSession(QObject):
     changed = Signal()  # the in-memory document changed (repaint)
-    loaded = Signal()
     error = Signal(str)
-    committed = Signal()
 
     def __init__(self, lib: Library, project_id: str, parent=None):
         super().__init__(parent)
         self.lib = lib
         self.project_id = project_id
         self.doc: dict | None = None
+        self.media_paths: dict[str, str] = {}  # clip id -> its media's local path (the preview opens these)
         self.undo_stack = QUndoStack(self)
         self.writer = SerialWriter(self)
         self.writer.written.connect(self._on_written)
@@ -81,32 +80,35 @@ class ProjectSession(QObject):
 
     def load_sync(self) -> None:
         self.doc = self.lib.document(self.project_id)
-        self.loaded.emit()
+        self.media_paths = editing.media_paths(self.lib, self.project_id)
         self.changed.emit()
 
     def submit(self, tag: str, fn: Callable[[], object]) -> None:
+        """``fn`` on the writer thread, then the document re-read (and the media paths, when it
+        names a clip whose path is not known yet)."""
         lib, pid = self.lib, self.project_id
 
         def job():
             out = fn()
-            return out, lib.document(pid)
+            doc = lib.document(pid)
+            known = self.media_paths
+            new_clip = any(c["id"] not in known for c in doc["clips"])
+            return out, doc, editing.media_paths(lib, pid) if new_clip else None
 
         self.writer.submit(tag, job)
 
     def _on_written(self, tag, result) -> None:
-        region_ids, fresh = result
+        region_ids, fresh, paths = result
+        if paths is not None:
+            self.media_paths = paths
         if self.writer.pending == 0:
-            first = self.doc is None
             self.doc = fresh  # the database's word (aspect refits, new region ids, other processes)
-            if first:
-                self.loaded.emit()
             self.changed.emit()
         elif tag == "edit" and isinstance(region_ids, list) and self.doc is not None:
             regions = self.doc.get("overlay", {}).get("regions", [])
             if len(regions) == len(region_ids):
                 for r, rid in zip(regions, region_ids, strict=True):
                     r["id"] = rid
-        self.committed.emit()
 
     def _on_failed(self, tag, exc) -> None:
         log.warning("edit failed: %s", exc)

@@ -380,25 +380,32 @@ class RemoteSettingsDialog(QDialog):
         self.pools.submit(work, done, failed)
 
     def save(self) -> None:
+        """The typed keys into the OS keyring (IPC that can block: on a worker, like the database
+        write), then the remote; nothing is saved when the keys cannot be stored."""
         cfg = self.checked_config()
         if cfg is None:
             return
-        typed = self.typed_credentials()
-        if typed is not None and self.keyring_ok:
-            try:
-                sync_config.store_credentials(typed.access_key_id, typed.secret_access_key)
-            except Exception as exc:  # noqa: BLE001 - the message never holds the secret
-                self.result.setText(f"The keys could not be stored in the OS keyring ({type(exc).__name__}); "
-                                    f"set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY instead.")
-                return
+        typed = self.typed_credentials() if self.keyring_ok else None
         db = self.db
 
-        def done(_r):
+        def work() -> str | None:
+            if typed is not None:
+                try:
+                    sync_config.store_credentials(typed.access_key_id, typed.secret_access_key)
+                except Exception as exc:  # noqa: BLE001 - the message never holds the secret
+                    return (f"The keys could not be stored in the OS keyring ({type(exc).__name__}); "
+                            f"set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY instead.")
+            sync_engine.set_remote(db, cfg)
+            return None
+
+        def done(problem: str | None) -> None:
+            if problem:
+                self.result.setText(problem)
+                return
             self.saved.emit()
             self.accept()
 
-        self.pools.submit(lambda: sync_engine.set_remote(db, cfg), done,
-                          lambda e: self.result.setText(f"Cannot save: {e}"))
+        self.pools.submit(work, done, lambda e: self.result.setText(f"Cannot save: {e}"))
 
 
 class SyncController(QObject):

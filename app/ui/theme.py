@@ -6,9 +6,18 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 
 
-def _dark() -> QPalette:
+def _palette(colors: dict[QPalette.ColorRole, str], disabled_text: str | None = None) -> QPalette:
     p = QPalette()
-    c = {
+    for role, col in colors.items():
+        p.setColor(role, QColor(col))
+    if disabled_text:
+        for role in (QPalette.ColorRole.Text, QPalette.ColorRole.WindowText, QPalette.ColorRole.ButtonText):
+            p.setColor(QPalette.ColorGroup.Disabled, role, QColor(disabled_text))
+    return p
+
+
+def _dark() -> QPalette:
+    return _palette({
         QPalette.ColorRole.Window: "#1f2328", QPalette.ColorRole.WindowText: "#e6e6e6",
         QPalette.ColorRole.Base: "#16191d", QPalette.ColorRole.AlternateBase: "#22262b",
         QPalette.ColorRole.ToolTipBase: "#2b3036", QPalette.ColorRole.ToolTipText: "#e6e6e6",
@@ -19,27 +28,18 @@ def _dark() -> QPalette:
         QPalette.ColorRole.Mid: "#3a4048", QPalette.ColorRole.Dark: "#101317",
         QPalette.ColorRole.Light: "#3d444d", QPalette.ColorRole.Midlight: "#30363d",
         QPalette.ColorRole.Shadow: "#000000",
-    }
-    for role, col in c.items():
-        p.setColor(role, QColor(col))
-    for role in (QPalette.ColorRole.Text, QPalette.ColorRole.WindowText, QPalette.ColorRole.ButtonText):
-        p.setColor(QPalette.ColorGroup.Disabled, role, QColor("#6e7681"))
-    return p
+    }, disabled_text="#6e7681")
 
 
 def _light() -> QPalette:
-    p = QPalette()
-    c = {
+    return _palette({
         QPalette.ColorRole.Window: "#f3f4f6", QPalette.ColorRole.WindowText: "#1f2328",
         QPalette.ColorRole.Base: "#ffffff", QPalette.ColorRole.AlternateBase: "#f6f8fa",
         QPalette.ColorRole.Text: "#1f2328", QPalette.ColorRole.Button: "#e9ecef",
         QPalette.ColorRole.ButtonText: "#1f2328", QPalette.ColorRole.Highlight: "#0969da",
         QPalette.ColorRole.HighlightedText: "#ffffff", QPalette.ColorRole.PlaceholderText: "#6e7781",
         QPalette.ColorRole.Mid: "#c9ced4", QPalette.ColorRole.Link: "#0969da",
-    }
-    for role, col in c.items():
-        p.setColor(role, QColor(col))
-    return p
+    })
 
 
 def is_dark(app: QGuiApplication) -> bool:

@@ -16,7 +16,8 @@ from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPainterPath, QPen, QPolygonF
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from app.ui.video import VideoReader, preview_image, rotation_of
+from app.services.document import MIN_REGION
+from app.ui.video import VideoReader
 from app.ui.workers import PyPool
 
 log = logging.getLogger(__name__)
@@ -160,16 +161,9 @@ class Filmstrip(QObject):
 
     def _decode(self, key: tuple) -> QImage | None:
         path, width, ms = key
-        src = self.source_for(path)
-        if self._reader is None or self._reader.path != src:
-            self._close()
-            self._reader = VideoReader(src)
-            if src != path:
-                self._reader.forward_limit = 0.3  # all-intra proxy: seeking is cheap
+        self._reader = VideoReader.reuse(self._reader, path, self.source_for(path))
         got = self._reader.frame_at(ms / 1000)
-        if got is None:
-            return None
-        return preview_image(got[1], width, 0 if src != path else rotation_of(got[1], 0), None, 0.0)
+        return None if got is None else self._reader.image(got[1], width)
 
     def _close(self) -> None:
         if self._reader is not None:
@@ -247,6 +241,18 @@ class TimelineBase(QWidget):
         p.setBrush(QColor("#E53935"))
         p.setPen(Qt.PenStyle.NoPen)
         p.drawPolygon(QPolygonF([QPointF(x - 6, 2), QPointF(x + 6, 2), QPointF(x, 10)]))
+
+    def paintEvent(self, _ev) -> None:  # noqa: N802
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        p.fillRect(self.rect(), self.palette().window().color().darker(108))
+        self.paint_ruler(p)
+        self.paint_track(p, self.track())
+        self.paint_playhead(p)
+        p.end()
+
+    def paint_track(self, p: QPainter, r: QRectF) -> None:
+        """What the timeline shows on its track ``r``, between the ruler and the playhead."""
 
     @staticmethod
     def diamond(p: QPainter, x: float, y: float, color: QColor, size: float = 6.0) -> None:
@@ -348,13 +354,7 @@ class ClipTimeline(TimelineBase):
             else:
                 self.keyJump.emit(idx)
 
-    def paintEvent(self, _ev) -> None:  # noqa: N802
-        p = QPainter(self)
-        p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        pal = self.palette()
-        p.fillRect(self.rect(), pal.window().color().darker(108))
-        self.paint_ruler(p)
-        r = self.track()
+    def paint_track(self, p: QPainter, r: QRectF) -> None:
         self.strip.paint(p, self.strip_band())
         colors = [QColor(46, 109, 164, 90), QColor(59, 130, 196, 60)]  # tints: the filmstrip shows through
         for i, s in enumerate(self.segments):
@@ -384,8 +384,6 @@ class ClipTimeline(TimelineBase):
         for k in self.keys:
             inside = t0 - 1e-6 <= k <= t1 + 1e-6
             self.diamond(p, self.x_of(k), self.key_y(), QColor("#FFEB3B") if inside else QColor("#9E9E9E"))
-        self.paint_playhead(p)
-        p.end()
 
 
 class RegionTimeline(TimelineBase):
@@ -394,9 +392,7 @@ class RegionTimeline(TimelineBase):
 
     regionSelected = Signal(int)  # noqa: N815
     regionEdited = Signal(int, float, float)  # noqa: N815
-    keyJump = Signal(float)  # noqa: N815
 
-    MIN_LEN = 0.5
     STRIP_TOP = 20.0
 
     def __init__(self, parent=None):
@@ -461,9 +457,9 @@ class RegionTimeline(TimelineBase):
         keys = [k["time"] for k in self.regions[i].get("keyframes", [])]
         reg = dict(self.regions[i])
         if kind == "start":
-            reg["start"] = min(max(t, lo), e0 - self.MIN_LEN, min(keys, default=e0))
+            reg["start"] = min(max(t, lo), e0 - MIN_REGION, min(keys, default=e0))
         else:
-            reg["end"] = max(min(t, hi), s0 + self.MIN_LEN, max(keys, default=s0))
+            reg["end"] = max(min(t, hi), s0 + MIN_REGION, max(keys, default=s0))
         self.regions = [*self.regions[:i], reg, *self.regions[i + 1:]]
         self.update()
 
@@ -477,13 +473,7 @@ class RegionTimeline(TimelineBase):
             if (reg["start"], reg["end"]) != (s0, e0):
                 self.regionEdited.emit(i, reg["start"], reg["end"])
 
-    def paintEvent(self, _ev) -> None:  # noqa: N802
-        p = QPainter(self)
-        p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        pal = self.palette()
-        p.fillRect(self.rect(), pal.window().color().darker(108))
-        self.paint_ruler(p)
-        r = self.track()
+    def paint_track(self, p: QPainter, r: QRectF) -> None:
         band = self.strip_band()
         p.fillRect(band, QColor(128, 128, 128, 40))
         self.strip.paint(p, band)
@@ -506,5 +496,3 @@ class RegionTimeline(TimelineBase):
             for k in reg.get("keyframes", []):
                 self.diamond(p, self.x_of(k["time"]), r.top() + 10,
                              QColor("#FFEB3B") if sel else QColor("#BDBDBD"), 5)
-        self.paint_playhead(p)
-        p.end()

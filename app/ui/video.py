@@ -23,26 +23,13 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
+from app.pipeline.decode import display_rotation_of, media_origin, quiet_ffmpeg
+
 log = logging.getLogger(__name__)
 
 PREVIEW_MAX_W = 960
 PROXY_MAX_W = 960
 PROXY_VERSION = "1"
-
-
-def _quiet() -> None:
-    """PyAV's default (level None) ignores FFmpeg's log without a Python callback. Setting a level
-    installs a callback that takes the GIL from FFmpeg's own decoder threads, which deadlocks
-    when several Python threads decode at once (posters + preview + export), so leave it."""
-
-
-def rotation_of(frame: av.VideoFrame, stream_rot: int) -> int:
-    try:
-        rot = int(frame.rotation or 0)
-    except Exception:
-        rot = 0
-    rot = rot or stream_rot
-    return round(rot / 90) * 90 % 360
 
 
 def frame_to_rgb(frame: av.VideoFrame, max_w: int, rot: int) -> np.ndarray:
@@ -87,7 +74,7 @@ def proxy_path(cache_dir: Path, media_path: str) -> Path:
 def make_proxy(media_path: str, dest: Path, cancel: threading.Event | None = None,
                max_w: int = PROXY_MAX_W) -> Path | None:
     """All-intra MJPEG proxy with the source's timestamps and display rotation baked in."""
-    _quiet()
+    quiet_ffmpeg()
     dest = Path(dest)
     if dest.exists():
         return dest
@@ -97,15 +84,13 @@ def make_proxy(media_path: str, dest: Path, cancel: threading.Event | None = Non
         with av.open(media_path) as src, av.open(str(tmp), "w", format="matroska") as out:
             vs = src.streams.video[0]
             vs.thread_type = "AUTO"
-            stream_rot = 0
             ostream = None
-            origin = (src.start_time or 0) / 1_000_000
+            origin = media_origin(src)
             last_ms = -1
             for frame in src.decode(vs):
                 if cancel is not None and cancel.is_set():
                     raise InterruptedError
-                rot = rotation_of(frame, stream_rot)
-                rgb = frame_to_rgb(frame, max_w, rot)
+                rgb = frame_to_rgb(frame, max_w, display_rotation_of(frame, 0))
                 if ostream is None:
                     ostream = out.add_stream("mjpeg", rate=30)
                     ostream.width, ostream.height = rgb.shape[1], rgb.shape[0]
@@ -192,22 +177,40 @@ class ProxyBuilder(QObject):
 
 
 class VideoReader:
-    """One file's video, decoded forward from the last seek: ``frame_at(t)`` for any t, sequential reads cheap."""
+    """One file's video, decoded forward from the last seek: ``frame_at(t)`` for any t, sequential reads cheap.
 
-    def __init__(self, path: str):
-        _quiet()
+    ``proxy``: the file is a preview proxy (all-intra, so seeking is cheap; display rotation baked in).
+    """
+
+    def __init__(self, path: str, proxy: bool = False):
+        quiet_ffmpeg()
         self.path = path
+        self.proxy = proxy
         self.container = av.open(path)
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
         self.tb = self.stream.time_base
-        self.origin = (self.container.start_time or 0) / 1_000_000
+        self.origin = media_origin(self.container)
         rate = self.stream.average_rate or self.stream.guessed_rate or 30
         self.interval = 1.0 / float(rate)
         self.iter = None
         self.last: tuple[float, av.VideoFrame] | None = None  # last decoded
         self.pending: tuple[float, av.VideoFrame] | None = None  # decoded, not yet shown
-        self.forward_limit = 2.0  # decode forward instead of seeking up to this far ahead
+        self.forward_limit = 0.3 if proxy else 2.0  # decode forward instead of seeking up to this far ahead
+
+    @classmethod
+    def reuse(cls, reader: VideoReader | None, path: str, src: str) -> VideoReader:
+        """``reader`` if it is open on ``src`` (the file frames of ``path`` are decoded from: the
+        media itself or its proxy), else ``src`` opened and ``reader`` closed."""
+        if reader is not None and reader.path == src:
+            return reader
+        if reader is not None:
+            reader.close()
+        return cls(src, proxy=src != path)
+
+    def image(self, frame: av.VideoFrame, max_w: int, post: PostFn | None = None, t: float = 0.0) -> QImage:
+        """A frame of this file as the preview shows it (display-oriented, at most ``max_w`` wide)."""
+        return preview_image(frame, max_w, 0 if self.proxy else display_rotation_of(frame, 0), post, t)
 
     def time_of(self, f: av.VideoFrame) -> float:
         return float(f.pts * self.tb) - self.origin if f.pts is not None else 0.0
@@ -261,7 +264,12 @@ class VideoReader:
 
 
 class FrameServer(QObject):
-    """Serves preview frames: ``request(path, t)`` -> ``frameReady(serial, t, QImage)``."""
+    """Serves preview frames: ``request(path, t)`` -> ``frameReady(serial, t, QImage)``.
+
+    ``_cond`` guards only the request slot and the proxies (the GUI thread takes it to post a
+    request, so it is never held while decoding); ``_decoding`` serialises decodes (the loop's
+    and ``decode_now``'s) over the open reader and the cache.
+    """
 
     frameReady = Signal(int, float, QImage)
     error = Signal(str)
@@ -272,6 +280,7 @@ class FrameServer(QObject):
         self._cache: OrderedDict[tuple, QImage] = OrderedDict()
         self._cache_frames = cache_frames
         self._cond = threading.Condition()
+        self._decoding = threading.Lock()
         self._req: tuple[int, str, float, PostFn | None, object] | None = None
         self._serial = 0
         self._stop = False
@@ -288,8 +297,8 @@ class FrameServer(QObject):
                 self._proxies.pop(media_path, None)
 
     def source_for(self, path: str) -> str:
-        """The file that frames of ``path`` are decoded from: its proxy once built, else itself.
-        (A plain dict read: the decoder thread holds the condition while it decodes.)"""
+        """The file that frames of ``path`` are decoded from: its proxy once built, else itself
+        (a plain dict read, from any thread)."""
         return self._proxies.get(path, path)
 
     def request(self, path: str, t: float, post: PostFn | None = None, post_key: object = None) -> int:
@@ -301,7 +310,7 @@ class FrameServer(QObject):
 
     def decode_now(self, path: str, t: float, post: PostFn | None = None) -> QImage | None:
         """Synchronous decode on the caller's thread (benchmarks and tests; never the GUI)."""
-        with self._cond:
+        with self._decoding:
             return self._produce(path, t, post, None)
 
     def stop(self) -> None:
@@ -311,13 +320,8 @@ class FrameServer(QObject):
         self._thread.join(timeout=2)
 
     def _produce(self, path: str, t: float, post: PostFn | None, post_key) -> QImage | None:
-        src = self._proxies.get(path, path)
-        if self._open is None or self._open.path != src:
-            if self._open is not None:
-                self._open.close()
-            self._open = VideoReader(src)
-            if src != path:
-                self._open.forward_limit = 0.3  # all-intra proxy: seeking is cheap
+        src = self.source_for(path)
+        self._open = VideoReader.reuse(self._open, path, src)
         got = self._open.frame_at(t)
         if got is None:
             return None
@@ -327,7 +331,7 @@ class FrameServer(QObject):
         if img is not None:
             self._cache.move_to_end(key)
             return img
-        img = preview_image(frame, self.max_w, 0 if src != path else rotation_of(frame, 0), post, t)
+        img = self._open.image(frame, self.max_w, post, t)
         self._cache[key] = img
         while len(self._cache) > self._cache_frames:
             self._cache.popitem(last=False)
@@ -337,12 +341,13 @@ class FrameServer(QObject):
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._req is not None or self._stop)
-                if self._stop:
+                stop, req, self._req = self._stop, self._req, None
+            with self._decoding:
+                if stop:
                     if self._open is not None:
                         self._open.close()
                     return
-                serial, path, t, post, post_key = self._req
-                self._req = None
+                serial, path, t, post, post_key = req
                 try:
                     img = self._produce(path, t, post, post_key)
                 except Exception as exc:  # noqa: BLE001 - shown in the preview
@@ -367,12 +372,12 @@ class FrameServer(QObject):
 
 def poster_image(path: str, t: float, width: int = 320) -> QImage | None:
     """One frame for a project card (runs on a pool thread)."""
-    _quiet()
+    quiet_ffmpeg()
     try:
         with av.open(path) as c:
             vs = c.streams.video[0]
             vs.thread_type = "AUTO"
-            origin = (c.start_time or 0) / 1_000_000
+            origin = media_origin(c)
             if t > 0:
                 c.seek(int((t + origin) / vs.time_base), backward=True, any_frame=False, stream=vs)
             frame = None
@@ -382,7 +387,7 @@ def poster_image(path: str, t: float, width: int = 320) -> QImage | None:
                     break
             if frame is None:
                 return None
-            return rgb_to_qimage(frame_to_rgb(frame, width, rotation_of(frame, 0)))
+            return rgb_to_qimage(frame_to_rgb(frame, width, display_rotation_of(frame, 0)))
     except Exception:  # noqa: BLE001 - a card without a poster
         log.debug("poster failed for %s", path, exc_info=True)
         return None
