@@ -20,6 +20,18 @@ def make_project(qtbot, window, lib, video):
     return pid, cid
 
 
+def export_overlay_with_a_region(qtbot, win, lib, s, t: float) -> None:
+    """Once the working video is in: open the overlay editor, add a region at ``t``, export."""
+    pid = s.project_id
+    qtbot.waitUntil(lambda: s.doc.get("working_video") is not None, timeout=3000)
+    win.open_project(pid, "overlay")
+    win.overlay.seek(t)
+    win.overlay.add_region()
+    s.flush()
+    qtbot.waitUntil(lambda: len(lib.document(pid)["overlay"]["regions"]) == 1, timeout=3000)
+    win.overlay.export_btn.click()
+
+
 def finished_jobs(window):
     out = []
     window.exports.signals.finished.connect(out.append)
@@ -97,13 +109,7 @@ def test_real_exports_through_the_ui_progress_complete_and_cancel(qtbot, real_wi
         v = c.streams.video[0]
         assert (v.codec_context.name, v.width, v.height) == ("h264", 180, 320)
         assert abs(float(c.duration / 1_000_000) - 2.0) < 0.1
-    qtbot.waitUntil(lambda: s.doc.get("working_video") is not None, timeout=3000)
-    win.open_project(pid, "overlay")
-    win.overlay.seek(0.5)
-    win.overlay.add_region()
-    s.flush()
-    qtbot.waitUntil(lambda: len(lib.document(pid)["overlay"]["regions"]) == 1, timeout=3000)
-    win.overlay.export_btn.click()
+    export_overlay_with_a_region(qtbot, win, lib, s, 0.5)
     qtbot.waitUntil(lambda: len(done) == 2, timeout=60000)
     assert done[1]["status"] == "complete", done[1]
     qtbot.waitUntil(lambda: row(win, pid)["status"] == "complete", timeout=3000)
@@ -145,13 +151,7 @@ def test_status_badge_walks_the_seed_table(qtbot, window, lib, tiny_video):
     window.framing.export_btn.click()
     qtbot.waitUntil(lambda: len(done) == 1, timeout=10000)
     qtbot.waitUntil(lambda: status() == "in_overlay", timeout=3000)  # framing export complete
-    qtbot.waitUntil(lambda: s.doc.get("working_video") is not None, timeout=3000)
-    window.open_project(pid, "overlay")
-    window.overlay.seek(0.0)
-    window.overlay.add_region()
-    s.flush()
-    qtbot.waitUntil(lambda: len(lib.document(pid)["overlay"]["regions"]) == 1, timeout=3000)
-    window.overlay.export_btn.click()
+    export_overlay_with_a_region(qtbot, window, lib, s, 0.0)
     qtbot.waitUntil(lambda: len(done) == 2, timeout=10000)
     qtbot.waitUntil(lambda: status() == "complete", timeout=3000)  # overlay export complete
     # re-overlay a complete project -> in overlay
