@@ -133,3 +133,14 @@ def test_two_processes_write_one_data_directory(data_dir):
     stamps = [r[0] for r in con.execute("SELECT hlc FROM projects")]
     con.close()
     assert len(set(stamps)) == 50
+
+
+def test_the_grid_signature_sees_every_synced_write(lib, sample_video):
+    from app.services import editing
+
+    pid = lib.create_project("Signed")
+    cid = lib.add_clip(pid, sample_video)
+    before = editing.change_signature(lib)
+    with lib.db.write() as s:  # a synced write that leaves the project's updated_at alone
+        s.get(Clip, cid).rotation = 5.0
+    assert editing.change_signature(lib) != before

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from app.pipeline.timeline import MAX_SPEED, MIN_SPEED
 from app.services.document import apply_document, region_doc
 from app.services.errors import NotFound, UserError
-from app.storage.models import Clip, ExportJob, FinalVideo, Media, Project, WorkingVideo
+from app.storage.models import Change, Clip, ExportJob, FinalVideo, Media, Project, WorkingVideo
 from app.storage.status import ACTIVE, job_alive
 
 if TYPE_CHECKING:
@@ -152,15 +152,18 @@ def restore_clip(lib: Library, clip_id: str) -> None:
 
 def change_signature(lib: Library) -> tuple:
     """A cheap fingerprint of everything the project grid shows (polled about once a second):
-    it changes when any project, clip, output or export job changes, in any process."""
+    it changes when any project, clip, output or export job changes, in any process. The last
+    outbox entry covers every local synced write, also those that leave ``updated_at`` alone (a
+    restored sync conflict, say)."""
     with lib.db.read() as s:
+        last_write = s.scalar(select(func.max(Change.seq)))
         row = s.execute(select(Project.updated_at).order_by(Project.updated_at.desc()).limit(1).execution_options(
             include_deleted=True)).first()
         n = s.scalar(select(func.count()).select_from(Project).where(Project.deleted.is_(False)))
         jobs = s.scalars(select(ExportJob).where(ExportJob.status.in_(ACTIVE))).all()
         last_done = s.scalar(select(ExportJob.finished_at).order_by(ExportJob.finished_at.desc()).limit(1))
         active = tuple(sorted((j.id, j.status, round(j.progress, 1), job_alive(j)) for j in jobs))
-        return (str(row[0]) if row else None, n, active, str(last_done))
+        return (str(row[0]) if row else None, n, active, str(last_done), last_write)
 
 
 def poster_source(lib: Library, project_id: str) -> tuple[str, float] | None:

@@ -255,7 +255,7 @@ class MainWindow(QMainWindow):
         self._restore_geometry()
 
         self._poll_sig = None
-        self._polling = False
+        self._polling = self._poll_again = False
         self.poll_timer = QTimer(self)
         self.poll_timer.setInterval(poll_ms)
         self.poll_timer.timeout.connect(self.poll)
@@ -355,9 +355,10 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ polling (off the GUI thread)
     def poll(self, force: bool = False) -> None:
-        if self._polling:
+        if self._polling:  # a forced poll asked for meanwhile runs when this one is done
+            self._poll_again = self._poll_again or force
             return
-        self._polling = True
+        self._polling, self._poll_again = True, False
         lib, svc, last = self.lib, self.svc, None if force else self._poll_sig
 
         def work():
@@ -370,6 +371,8 @@ class MainWindow(QMainWindow):
             self._polling = False
             sig, rows, jobs = result
             self._poll_sig = sig
+            if self._poll_again:
+                self.poll(force=True)
             if rows is None:
                 return
             self.names.clear()
@@ -384,6 +387,8 @@ class MainWindow(QMainWindow):
         def failed(exc):
             self._polling = False
             log.warning("status poll failed: %s", exc)
+            if self._poll_again:
+                self.poll(force=True)
 
         self.pools.submit(work, done, failed, pool=self.pools.poll)
 
