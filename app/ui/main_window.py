@@ -45,7 +45,7 @@ from app.ui.project_grid import STATUS_COLORS, STATUS_LABELS, ProjectFilter, Pro
 from app.ui.session import ProjectSession
 from app.ui.sync_ui import SyncController
 from app.ui.video import FrameServer, ProxyBuilder
-from app.ui.workers import Pools, settle_heap
+from app.ui.workers import Pools, collect_on_gui_thread, settle_heap
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +263,7 @@ class MainWindow(QMainWindow):
         self.poll(force=True)
         self.pools.submit(device_words, self._on_device)
         settle_heap()
+        self.collector = collect_on_gui_thread()
 
     # ------------------------------------------------------------------ setup
     def _build_menus(self) -> None:

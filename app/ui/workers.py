@@ -11,9 +11,58 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QCoreApplication, QObject, QRunnable, QThreadPool, QTimer, Signal
 
 log = logging.getLogger(__name__)
+
+
+class GuiThreadCollector(QObject):
+    """Cyclic garbage collection on the GUI thread only.
+
+    With automatic collection, whichever thread allocates past the threshold runs the collector,
+    and it frees every unreachable cycle it finds there. A cycle holding a Qt wrapper (a widget of
+    a closed editor, a timer, a signal connection's closure) then destroys its C++ object on a
+    worker thread in the middle of a database query, and Qt crashes the process (a segfault,
+    under "Garbage-collecting" in a pool thread). So automatic collection is switched off and this
+    timer runs the same generational schedule on the GUI thread, with the interpreter's own
+    thresholds. Objects without cycles are still freed at once by reference counting.
+    """
+
+    def __init__(self, app: QCoreApplication, interval_ms: int = 200):
+        super().__init__(app)
+        self.thresholds = gc.get_threshold()
+        self.slowest_ms = 0.0
+        gc.disable()
+        self.timer = QTimer(self)
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(self.tick)
+        self.timer.start()
+        app.aboutToQuit.connect(self.stop)
+
+    def tick(self) -> None:
+        counts, limits = gc.get_count(), self.thresholds
+        if counts[0] <= limits[0]:
+            return
+        generation = 0
+        while generation < 2 and counts[generation + 1] > limits[generation + 1]:
+            generation += 1
+        start = time.perf_counter()
+        gc.collect(generation)
+        ms = (time.perf_counter() - start) * 1000
+        self.slowest_ms = max(self.slowest_ms, ms)
+        if ms > 30:
+            log.debug("gc generation %d on the GUI thread: %.0f ms", generation, ms)
+
+    def stop(self) -> None:
+        self.timer.stop()
+        gc.enable()
+
+
+def collect_on_gui_thread() -> GuiThreadCollector:
+    """Install the collector once per application (idempotent); returns it."""
+    app = QCoreApplication.instance()
+    found = app.findChild(GuiThreadCollector)
+    return found if found is not None else GuiThreadCollector(app)
 
 
 def settle_heap(collect: bool = True) -> None:
