@@ -86,8 +86,7 @@ def _remote(lib, args) -> int:
         cleared = engine.clear_remote(lib.db)
         out_json({"cleared": cleared}) if args.json else print("sync remote cleared" if cleared else "no remote was set")
     else:
-        with lib.db.read() as s:
-            cfg = config.load(s)
+        cfg = engine.get_remote(lib.db)
         if args.json:
             out_json(cfg.as_dict() if cfg else None)
         else:

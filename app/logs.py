@@ -1,7 +1,7 @@
 """Logging to the platform's log directory, rotated. FFmpeg's own log is routed here too.
 
-Nothing secret is logged: credentials never pass through here (see the sync module's
-redaction filter), and paths are the user's own.
+Nothing secret is logged: every line, tracebacks included, goes through :func:`redact_text`,
+the one redaction that the sync module's error messages use too.
 """
 
 from __future__ import annotations
@@ -13,15 +13,37 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
 _configured = False
-SECRET = re.compile(r"(?i)(aws_secret_access_key|secret|password|token|authorization)([\"'=: ]+)([^\s\"',]+)")
+# a secret-looking name, a separator, then the value (up to a space, quote, comma or '&')
+_SECRET = re.compile(
+    r"(?i)(x-amz-signature|x-amz-credential|x-amz-security-token|signature|credential"
+    r"|aws_secret_access_key|secret_access_key|secret|password|token|authorization)"
+    r"([\"'=: ]+)([^\s\"'&,]+)")
+_USERINFO = re.compile(r"(?i)(https?://)[^/@\s]+@")  # https://user:password@host
 
 
-class RedactSecrets(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        msg = record.getMessage()
-        if SECRET.search(msg):
-            record.msg, record.args = SECRET.sub(r"\1\2***", msg), ()
-        return True
+_known: set[str] = set()
+
+
+def remember_secrets(values) -> None:
+    """Values (the remote's key and secret, once resolved) that :func:`redact_text` hides
+    wherever they appear, whatever surrounds them."""
+    _known.update(v for v in values if v and len(v) >= 4)
+
+
+def redact_text(text: str) -> str:
+    """``text`` with known secret values, secret-looking fields, signature fragments of URLs and
+    URL user-info replaced by ***."""
+    text = str(text)
+    for value in _known:
+        text = text.replace(value, "***")
+    return _SECRET.sub(r"\1\2***", _USERINFO.sub(r"\1***@", text))
+
+
+class RedactingFormatter(logging.Formatter):
+    """Redacts the whole formatted line: message, arguments and traceback alike."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))
 
 
 def log_dir() -> Path:
@@ -48,8 +70,7 @@ def setup_logging(gui: bool = False, level: int = logging.INFO) -> Path | None:
         handler: logging.Handler = RotatingFileHandler(path, maxBytes=2_000_000, backupCount=5, encoding="utf-8")
     except OSError:
         path, handler = None, logging.NullHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactSecrets())
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     for noisy in ("botocore", "boto3", "s3transfer", "urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -10,7 +10,8 @@ machine load:
   (b) ffmpeg -i src -vf crop=608:1080:656:0,scale=1080:1920:flags=lanczos -c:v libx264
       -crf 20 -preset P -an out.mp4
 
-for presets veryfast and ultrafast, plus ours with 5 keyframes (pan and zoom) vs static.
+for presets veryfast and ultrafast, plus ours with 5 keyframes vs static: keyframes that pan and
+zoom across the frame (KEYS), and keyframes that follow a player (FOLLOW: a pan, constant size).
 Ratios are ours / ffmpeg (median of the runs). Targets: <= 1.10 veryfast, <= 1.30 ultrafast,
 keyframed <= 1.05 x static. A panning, zooming picture is harder for x264 than a still crop
 (about 1.5x its CPU at veryfast on testsrc2), so the keyframed entry also gives the processing
@@ -44,6 +45,15 @@ KEYS = (
     (0.75, 300.0, 0.0, 608.0, 1080.0),
     (1.0, 1200.0, 200.0, 450.0, 800.0),
 )  # times as fractions of the source length
+# 5 keyframes that follow a player across the pitch: constant size, a pan of 700 px in the
+# source at an uneven speed (about 1 px per frame), as a highlight's crop mostly moves
+FOLLOW = (
+    (0.0, 300.0, 0.0, 608.0, 1080.0),
+    (0.25, 420.0, 0.0, 608.0, 1080.0),
+    (0.5, 650.0, 0.0, 608.0, 1080.0),
+    (0.75, 820.0, 0.0, 608.0, 1080.0),
+    (1.0, 1000.0, 0.0, 608.0, 1080.0),
+)
 
 
 def make_source(path: Path, seconds: float, use_ffmpeg: bool = True) -> Path:
@@ -85,13 +95,15 @@ def make_source(path: Path, seconds: float, use_ffmpeg: bool = True) -> Path:
     return path
 
 
-def make_plan(src: str, seconds: float, preset: str, keyframed: bool):
+def make_plan(src: str, seconds: float, preset: str, keyframed: bool | tuple):
+    """``keyframed``: False (the static crop), True (KEYS: pan and zoom) or a table like KEYS."""
     from app.pipeline.keyframes import CropKey
     from app.pipeline.plan import ClipPlan, FramingPlan
     from app.pipeline.timeline import Segment
 
     if keyframed:
-        keys = tuple(CropKey(t * seconds, x, y, w, h) for t, x, y, w, h in KEYS)
+        table = KEYS if keyframed is True else keyframed
+        keys = tuple(CropKey(t * seconds, x, y, w, h) for t, x, y, w, h in table)
     else:
         keys = (CropKey(0.0, *STATIC),)
     clip = ClipPlan(
@@ -104,7 +116,7 @@ def make_plan(src: str, seconds: float, preset: str, keyframed: bool):
     )
 
 
-def time_ours(src: str, seconds: float, out: str, preset: str, keyframed: bool = False) -> float:
+def time_ours(src: str, seconds: float, out: str, preset: str, keyframed: bool | tuple = False) -> float:
     from app.pipeline.framing import render_framing
 
     plan = make_plan(src, seconds, preset, keyframed)
@@ -200,14 +212,18 @@ def run(quick: bool = False) -> dict:
                 entry["ratio"] = entry["ours_s"] / entry["ffmpeg_s"]
             result[preset] = entry
         static_out, keyed_out = str(Path(tmp) / "static.mp4"), str(Path(tmp) / "keyed.mp4")
+        follow_out = str(Path(tmp) / "follow.mp4")
         static, keyed, p_static, p_keyed, e_static, e_keyed = [], [], [], [], [], []
+        follow, e_follow = [], []
         for _ in range(reps):
             static.append(time_ours(src, seconds, static_out, "veryfast", keyframed=False))
             keyed.append(time_ours(src, seconds, keyed_out, "veryfast", keyframed=True))
+            follow.append(time_ours(src, seconds, follow_out, "veryfast", keyframed=FOLLOW))
             p_static.append(time_processing(src, seconds, keyframed=False))
             p_keyed.append(time_processing(src, seconds, keyframed=True))
             e_static.append(time_encode_only(static_out))
             e_keyed.append(time_encode_only(keyed_out))
+            e_follow.append(time_encode_only(follow_out))
         med = statistics.median
         extra_encode = med(e_keyed) - med(e_static)
         result["keyframed"] = {
@@ -225,6 +241,11 @@ def run(quick: bool = False) -> dict:
             "encode_only_keyframed_s": med(e_keyed),
             "encode_content_ratio": med(e_keyed) / med(e_static),
             "ratio_without_encoder_content": (med(keyed) - extra_encode) / med(static),
+            # the same measure with keyframes that follow a player (pan only)
+            "follow_s": med(follow),
+            "follow_runs": follow,
+            "follow_ratio": med(follow) / med(static),
+            "encode_follow_content_ratio": med(e_follow) / med(e_static),
         }
         if ffmpeg:
             for preset in ("veryfast", "ultrafast"):
@@ -263,6 +284,10 @@ def report(result: dict) -> str:
     lines.append(
         f"    x264 alone on the two outputs: ratio {k['encode_content_ratio']:.3f}; keyframed ratio without"
         f" that content cost {k['ratio_without_encoder_content']:.3f}"
+    )
+    lines.append(
+        f"  keyframed, following a player (pan only) {k['follow_s']:.2f}s vs static {k['static_s']:.2f}s"
+        f"  ratio {k['follow_ratio']:.3f} (target <= 1.05); x264 alone: ratio {k['encode_follow_content_ratio']:.3f}"
     )
     for preset, target in (("veryfast", 1.10), ("ultrafast", 1.30)):
         w = result.get(f"whole_process_{preset}")

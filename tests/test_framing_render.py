@@ -506,7 +506,7 @@ def test_device_choice_is_truthful():
     assert devices.describe("cpu") == "CPU"
     got = devices.pick_device("cuda")
     assert got == "cpu" or devices.describe(got).startswith("CUDA: ")
-    with pytest.raises(ValueError):
+    with pytest.raises(RenderError, match="unknown device preference 'tpu'"):
         devices.pick_device("tpu")
 
 
@@ -573,3 +573,14 @@ def test_gpu_code_path_runs_end_to_end_on_the_cpu(coords: Path, tmp_path: Path, 
     img = frames[0][1].astype(float)
     right, wrong = (_rotation_model_error(img, src, box, d) for d in (10.0, -10.0))
     assert right < 1.5 and right < 0.5 * wrong, (right, wrong)
+
+
+def test_names_with_a_colon_are_files_not_protocols(media: Path, tmp_path: Path, monkeypatch):
+    # "clip:12.mp4" given relative would be read by FFmpeg as protocol "clip"
+    src = make_video(tmp_path / "clip:12.mp4", width=320, height=180, duration=0.5)
+    monkeypatch.chdir(tmp_path)
+    plan = FramingPlan((clip_of(Path("clip:12.mp4"), 320, 180, 0.5),), ratio=9 / 16, width=90, height=160, fps=FPS)
+    result = render(plan, Path("reel:final.mp4"))
+    assert src.exists() and (tmp_path / "reel:final.mp4").exists()
+    assert (result.width, result.height) == (90, 160)
+    assert stream_info(tmp_path / "reel:final.mp4")["frames"] == 15

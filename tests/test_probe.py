@@ -239,3 +239,9 @@ def test_sha256_file_empty_and_cancel(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         sha256_file(q, chunk=1000, progress=cancel)
+
+
+def test_relative_name_with_colon_is_not_a_protocol(good, tmp_path, monkeypatch):
+    (tmp_path / "match:final.mp4").write_bytes(good["plain"].read_bytes())
+    monkeypatch.chdir(tmp_path)
+    assert probe("match:final.mp4").frame_count == 60

@@ -18,6 +18,13 @@ from app.pipeline.plan import RenderError
 
 log = logging.getLogger(__name__)
 
+
+def local_file(path: str | os.PathLike) -> str:
+    """The name to give FFmpeg for a file on disk: ``file:`` + the absolute path, so that a name
+    with a colon in it ("a:b.mp4", "clip 12:30.mp4") is never taken for a protocol."""
+    return "file:" + os.path.abspath(path)
+
+
 def quiet_ffmpeg() -> None:
     """Keep FFmpeg's log off stderr: PyAV's no-op log callback (level None).
 
@@ -42,7 +49,7 @@ def open_media(path: str) -> av.container.InputContainer:
     if os.path.getsize(path) == 0:
         raise RenderError(f"Media file is empty (0 bytes): {name}")
     try:
-        return av.open(path, metadata_errors="ignore")
+        return av.open(local_file(path), metadata_errors="ignore")
     except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise RenderError(f"Cannot read media file {name}: {exc}") from exc
 

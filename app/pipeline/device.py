@@ -12,6 +12,8 @@ import os
 import platform
 import sys
 
+from app.pipeline.plan import RenderError
+
 log = logging.getLogger(__name__)
 
 PREFERENCES = ("auto", "cpu", "cuda", "mps")
@@ -72,7 +74,7 @@ def pick_device(pref: str = "auto") -> str:
         log.warning("MPS was asked for but is not available; rendering on the CPU")
         return "cpu"
     if pref != "auto":
-        raise ValueError(f"unknown device preference {pref!r} (expected one of {', '.join(PREFERENCES)})")
+        raise RenderError(f"unknown device preference {pref!r} (expected one of {', '.join(PREFERENCES)})")
     if _cuda_may_exist() and _torch_cuda():
         return "cuda"
     if _mps_may_exist() and _torch_mps():

@@ -9,7 +9,7 @@ from fractions import Fraction
 import av
 
 from app.pipeline.audio import CHANNELS, LAYOUT, SAMPLE_RATE
-from app.pipeline.decode import quiet_ffmpeg
+from app.pipeline.decode import local_file, quiet_ffmpeg
 from app.pipeline.plan import RenderError
 
 _NTSC = (Fraction(24000, 1001), Fraction(30000, 1001), Fraction(60000, 1001), Fraction(120000, 1001))
@@ -45,7 +45,7 @@ class Output:
         self.time_base = 1 / rate
         try:
             # format given: the job layer may write to a temporary name without .mp4
-            self.container = av.open(path, "w", format="mp4", options={"movflags": "+faststart"})
+            self.container = av.open(local_file(path), "w", format="mp4", options={"movflags": "+faststart"})
         except (av.FFmpegError, OSError) as exc:
             raise RenderError(f"Cannot write {path}: {exc}") from exc
         try:

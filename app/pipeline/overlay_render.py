@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from av.video.frame import PictureType
 
-from app.pipeline.decode import put_until_stopped, quiet_ffmpeg
+from app.pipeline.decode import local_file, put_until_stopped, quiet_ffmpeg
 from app.pipeline.device import describe, pick_device
 from app.pipeline.frames import plane_view
 from app.pipeline.plan import OverlayPlan, RenderError, RenderResult, Reporter
@@ -47,10 +47,7 @@ _threads_lock = threading.Lock()
 
 def _device(preference: str) -> tuple[torch.device, str]:
     """The torch device that will really draw (app.pipeline.device rules) and its truthful label."""
-    try:
-        dev = pick_device(preference)
-    except ValueError as exc:
-        raise RenderError(str(exc)) from exc
+    dev = pick_device(preference)
     return torch.device(dev), describe(dev)
 
 
@@ -87,7 +84,7 @@ def _open_input(path: str) -> Any:
         raise RenderError(f"working video not found: {path}")
     quiet_ffmpeg()  # decodes on FFmpeg's threads: no Python log callback (see decode.quiet_ffmpeg)
     try:
-        return av.open(path, "r")
+        return av.open(local_file(path), "r")
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise RenderError(f"cannot read the working video {path}: {exc}") from exc
 
@@ -97,7 +94,7 @@ def _open_output(path: str) -> Any:
     if not os.path.isdir(parent):
         raise RenderError(f"output folder does not exist: {parent}")
     try:
-        return av.open(path, "w", format="mp4", options={"movflags": "+faststart"})
+        return av.open(local_file(path), "w", format="mp4", options={"movflags": "+faststart"})
     except (av.FFmpegError, OSError) as exc:
         raise RenderError(f"cannot write {path}: {exc}") from exc
 

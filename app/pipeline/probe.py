@@ -26,6 +26,7 @@ import av.logging
 import numpy as np
 from av.stream import Discard, Disposition
 
+from app.pipeline.decode import local_file
 from app.pipeline.hashing import sha256_file
 
 __all__ = ["MAX_DIMENSION", "MediaInfo", "ProbeError", "probe", "sha256_file"]
@@ -106,8 +107,7 @@ def probe(path: str | os.PathLike) -> MediaInfo:
     name = f"'{p.name or p}'"
     head = _check_file(p, name)
     try:
-        # "file:" so that a name with a colon is never taken for a protocol ("a:b.mp4", "C:\\...")
-        container = av.open("file:" + os.path.abspath(p), metadata_errors="ignore")
+        container = av.open(local_file(p), metadata_errors="ignore")
     except av.error.InvalidDataError:
         raise _unopenable(p, name, head) from None
     except (PermissionError, av.error.PermissionError):

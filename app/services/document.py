@@ -29,6 +29,7 @@ from app.storage.models import (
     iso,
 )
 from app.storage.status import project_status
+from app.storage.tombstones import set_deleted
 
 if TYPE_CHECKING:
     from app.services.library import Library
@@ -406,7 +407,7 @@ def apply_document(lib: Library, s: Session, project_id: str, raw) -> None:
         keep = {r.id for r in new_regions if r.id}
         for rid, row in region_rows.items():
             if rid not in keep:
-                row.deleted = True
+                set_deleted(s, row, True)
                 changed = True
         for r in new_regions:
             keys = [k.model_dump() for k in sorted(r.keyframes, key=lambda k: k.time)]

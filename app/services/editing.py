@@ -23,6 +23,7 @@ from app.services.document import apply_document, region_doc
 from app.services.errors import NotFound, UserError
 from app.storage.models import Change, Clip, ExportJob, FinalVideo, Media, Project, WorkingVideo
 from app.storage.status import ACTIVE, job_alive
+from app.storage.tombstones import set_deleted
 
 if TYPE_CHECKING:
     from app.services.library import Library
@@ -146,7 +147,7 @@ def restore_clip(lib: Library, clip_id: str) -> None:
         p = s.get(Project, clip.project_id)
         if p is None or p.deleted:
             raise NotFound(f"the project of clip {clip_id!r} was deleted")
-        clip.deleted = False
+        set_deleted(s, clip, False)
         lib.touch(p)
 
 
@@ -191,6 +192,15 @@ def poster_source(lib: Library, project_id: str) -> tuple[str, float] | None:
         if not path.is_file():
             return None
         return str(path), c.source_start + c.trim_start + min(1.0, (c.trim_end - c.trim_start) / 3)
+
+
+def live_media_paths(lib: Library) -> list[str]:
+    """Local paths of the media that some clip of a live project uses (a project's delete takes
+    its clips along, so a live clip means a live project)."""
+    with lib.db.read() as s:
+        used = select(Clip.media_sha256).where(Clip.deleted.is_(False))
+        rows = s.execute(select(Media.sha256, Media.ext).where(Media.sha256.in_(used))).all()
+    return [str(lib.media.path_for(sha, ext)) for sha, ext in rows]
 
 
 def media_paths(lib: Library, project_id: str) -> dict[str, str]:

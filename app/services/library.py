@@ -218,7 +218,7 @@ class Library:
     def remove_clip(self, clip_id: str) -> None:
         with self.db.write() as s:
             clip = self.get_clip(s, clip_id)
-            clip.deleted = True
+            set_deleted(s, clip, True)
             p = s.get(Project, clip.project_id)
             if p is not None:
                 self.touch(p)

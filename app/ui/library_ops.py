@@ -86,6 +86,12 @@ class LibraryOps(QObject):
                    lambda: sync_engine.restore_conflict(db, cid), lambda: sync_engine.undo_restore(db, cid),
                    kind="conflict")
 
+    def dismiss_conflict(self, conflict: dict) -> OpCommand:
+        db, cid = self.lib.db, conflict["id"]
+        return self._push(f"Dismiss the conflict on {conflict['field']}",
+                          lambda: sync_engine.dismiss_conflict(db, cid), lambda: sync_engine.undo_dismiss(db, cid),
+                          kind="conflict")
+
     def flush(self, timeout: float = 10.0) -> bool:
         return self.writer.flush(timeout)
 

@@ -44,7 +44,7 @@ from app.ui.overlay_editor import OverlayEditor
 from app.ui.project_grid import STATUS_COLORS, STATUS_LABELS, ProjectFilter, ProjectGridView, ProjectListModel
 from app.ui.session import ProjectSession
 from app.ui.sync_ui import SyncController
-from app.ui.video import FrameServer, ProxyBuilder
+from app.ui.video import FrameServer, ProxyBuilder, prune_proxies
 from app.ui.workers import Pools, collect_on_gui_thread, settle_heap
 
 log = logging.getLogger(__name__)
@@ -262,6 +262,7 @@ class MainWindow(QMainWindow):
         self.poll_timer.start()
         self.poll(force=True)
         self.pools.submit(device_words, self._on_device)
+        self.pools.submit(lambda: prune_proxies(cache, editing.live_media_paths(lib)))
         settle_heap()
         self.collector = collect_on_gui_thread()
 

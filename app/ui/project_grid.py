@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from PySide6.QtCore import (
     QAbstractListModel,
     QModelIndex,
@@ -11,7 +13,7 @@ from PySide6.QtCore import (
     Qt,
     QTimer,
 )
-from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPainterPath, QPen
+from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPainterPath, QPen, QPixmap
 from PySide6.QtWidgets import QListView, QStyle, QStyledItemDelegate
 
 from app.services import editing
@@ -209,6 +211,16 @@ class ProjectFilter(QSortFilterProxyModel):
 
 
 class CardDelegate(QStyledItemDelegate):
+    """Paints a card once into a pixmap and then blits it: a repaint of the grid (a scroll, a
+    progress tick on one card, a poster arriving) is one drawPixmap per card, which stays fast
+    while export and poster threads compete for the interpreter."""
+
+    CACHE_BYTES = 48 * 1024 * 1024
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._cards: OrderedDict[tuple, QPixmap] = OrderedDict()
+
     def sizeHint(self, option, index):  # noqa: N802
         return CARD
 
@@ -217,12 +229,40 @@ class CardDelegate(QStyledItemDelegate):
         if row is None:
             return
         poster = index.data(POSTER_ROLE)
+        poster = poster if isinstance(poster, QImage) and not poster.isNull() else None
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        hover = bool(option.state & QStyle.StateFlag.State_MouseOver)
+        w, h = option.rect.width(), option.rect.height()
+        dpr = p.device().devicePixelRatioF() if p.device() is not None else 1.0
+        progress = row.get("progress")
+        key = (row["id"], row["name"], row["status"], None if progress is None else round(progress, 1),
+               row["clip_count"], row.get("duration"), row["aspect_ratio"],
+               poster.cacheKey() if poster is not None else None, selected, hover, w, h, dpr,
+               option.palette.cacheKey(), option.font.key())
+        card = self._cards.get(key)
+        if card is None:
+            card = QPixmap(max(1, round(w * dpr)), max(1, round(h * dpr)))
+            card.setDevicePixelRatio(dpr)
+            card.fill(Qt.GlobalColor.transparent)
+            painter = QPainter(card)
+            try:
+                self._draw(painter, QRectF(0, 0, w, h), option, row, poster, selected, hover)
+            finally:
+                painter.end()
+            self._cards[key] = card
+            limit = max(32, self.CACHE_BYTES // max(1, card.width() * card.height() * 4))
+            while len(self._cards) > limit:
+                self._cards.popitem(last=False)
+        else:
+            self._cards.move_to_end(key)
+        p.drawPixmap(option.rect.topLeft(), card)
+
+    def _draw(self, p: QPainter, rect: QRectF, option, row: dict, poster: QImage | None,
+              selected: bool, hover: bool) -> None:
         pal = option.palette
         p.save()
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        r = QRectF(option.rect).adjusted(6, 6, -6, -6)
-        selected = bool(option.state & QStyle.StateFlag.State_Selected)
-        hover = bool(option.state & QStyle.StateFlag.State_MouseOver)
+        r = rect.adjusted(6, 6, -6, -6)
         base = pal.base().color()
         path = QPainterPath()
         path.addRoundedRect(r, 10, 10)
@@ -237,7 +277,7 @@ class CardDelegate(QStyledItemDelegate):
         clip = QPainterPath()
         clip.addRoundedRect(pr, 6, 6)
         p.fillPath(clip, QColor("#111418"))
-        if isinstance(poster, QImage) and not poster.isNull():
+        if poster is not None:
             s = min(pr.width() / poster.width(), pr.height() / poster.height())
             w, h = poster.width() * s, poster.height() * s
             target = QRectF(pr.center().x() - w / 2, pr.center().y() - h / 2, w, h)

@@ -129,8 +129,9 @@ class SyncBadge(QWidget):
 
 
 class ConflictsDialog(QDialog):
-    """The open conflicts. "Restore loser" makes the losing value the newest edit (it syncs); it
-    is an undoable edit on the library's undo stack ("Undo" here, or Edit → Undo in the grid)."""
+    """The open conflicts. "Restore loser" makes the losing value the newest edit (it syncs);
+    "Dismiss" closes the conflict and keeps the winner. Both are undoable edits on the library's
+    undo stack ("Undo" here, or Edit → Undo in the grid)."""
 
     changed = Signal()  # a conflict was restored, un-restored or dismissed
 
@@ -167,7 +168,7 @@ class ConflictsDialog(QDialog):
         lay.addWidget(bb)
         self.conflicts: list[dict] = []
         self.busy = False
-        self._restored: list[tuple[object, str]] = []  # (undo command, field) of this dialog's restores
+        self._mine: list[tuple[object, str]] = []  # (undo command, what it did) of this dialog's edits
         ops.changed.connect(self._on_op)  # after every library edit, its undo and redo
         self._update_undo()
         self.refresh()
@@ -213,40 +214,36 @@ class ConflictsDialog(QDialog):
         if c is None:
             return
         self.busy = True
-        self._restored.append((self.ops.restore_conflict(c), c["field"]))
+        self._mine.append((self.ops.restore_conflict(c), f"The restore of {c['field']}"))
         self._update_undo()
         self.message.setText(f"Restored the losing value of {c['field']}; it syncs like any edit. "
                              "“Undo” takes it back.")
 
-    def _top_restore(self) -> tuple[object, str] | None:
+    def _top_edit(self) -> tuple[object, str] | None:
+        """This dialog's edit on top of the undo stack, if the top one is."""
         st = self.ops.stack
         top = st.command(st.index() - 1) if st.index() > 0 else None
-        return next((r for r in self._restored if r[0] is top), None)
+        return next((r for r in self._mine if r[0] is top), None)
 
     def _update_undo(self, *_a) -> None:
-        self.undo_btn.setEnabled(self._top_restore() is not None)
+        self.undo_btn.setEnabled(self._top_edit() is not None)
 
     def undo(self) -> None:
-        top = self._top_restore()
+        top = self._top_edit()
         if top is not None:
             self.busy = True
             self.ops.stack.undo()
             self._update_undo()
-            self.message.setText(f"The restore of {top[1]} was undone; the conflict is open again.")
+            self.message.setText(f"{top[1]} was undone; the conflict is open again.")
 
     def dismiss(self) -> None:
         c = self.selected()
         if c is None:
             return
-        db, cid = self.db, c["id"]
         self.busy = True
-
-        def done(_r):
-            self.message.setText("Conflict dismissed.")
-            self.changed.emit()
-            self.refresh()
-
-        self.pools.submit(lambda: sync_engine.dismiss_conflict(db, cid), done, self._failed)
+        self._mine.append((self.ops.dismiss_conflict(c), f"The dismissal of the conflict on {c['field']}"))
+        self._update_undo()
+        self.message.setText("Conflict dismissed: the newest value stays. “Undo” brings the conflict back.")
 
     def _on_op(self, kind: str) -> None:
         self._update_undo()
@@ -303,15 +300,8 @@ class RemoteSettingsDialog(QDialog):
         self.key_id = QLineEdit()
         self.secret = QLineEdit()
         self.secret.setEchoMode(QLineEdit.EchoMode.Password)
-        ok, backend = keyring_works()
-        self.keyring_ok = ok
-        where = (f"Keys are kept in the OS keyring ({backend}), never in the library database."
-                 if ok else f"No OS keyring is available here ({backend}): keys typed here are used for "
-                 f"“Test connection” only and not kept. Set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY "
-                 f"(or ~/.aws/credentials) for syncing; they would otherwise go to the OS keyring, "
-                 f"service “{sync_config.KEYRING_SERVICE}”.")
         self.key_id.setPlaceholderText("leave empty to use the keyring or the AWS environment")
-        self.where = QLabel(where)
+        self.where = QLabel("Looking for the OS keyring…")
         self.where.setWordWrap(True)
         for label, w in (("Endpoint", self.endpoint), ("Bucket", self.bucket), ("Prefix", self.prefix),
                          ("Region", self.region), ("Access key id", self.key_id), ("Secret", self.secret)):
@@ -328,13 +318,23 @@ class RemoteSettingsDialog(QDialog):
         bb.rejected.connect(self.reject)
         form.addRow(bb)
         self.testing = False
+        self.keyring_ok: bool | None = None  # None until the worker has looked
         self.pools.submit(self._load, self._loaded)
 
     def _load(self):
-        with self.db.read() as s:
-            return sync_config.load(s)
+        """On a worker: the stored remote, and whether the OS keyring works (finding its backend
+        can take a D-Bus round trip)."""
+        return sync_engine.get_remote(self.db), keyring_works()
 
-    def _loaded(self, cfg) -> None:
+    def _loaded(self, result) -> None:
+        cfg, (ok, backend) = result
+        self.keyring_ok = ok
+        self.where.setText(
+            f"Keys are kept in the OS keyring ({backend}), never in the library database."
+            if ok else f"No OS keyring is available here ({backend}): keys typed here are used for "
+            f"“Test connection” only and not kept. Set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY "
+            f"(or ~/.aws/credentials) for syncing; they would otherwise go to the OS keyring, "
+            f"service “{sync_config.KEYRING_SERVICE}”.")
         if cfg is not None and not self.endpoint.text():
             self.endpoint.setText(cfg.endpoint)
             self.bucket.setText(cfg.bucket)
@@ -385,11 +385,11 @@ class RemoteSettingsDialog(QDialog):
         cfg = self.checked_config()
         if cfg is None:
             return
-        typed = self.typed_credentials() if self.keyring_ok else None
+        typed = self.typed_credentials()
         db = self.db
 
         def work() -> str | None:
-            if typed is not None:
+            if typed is not None and keyring_works()[0]:  # without a keyring they are not kept
                 try:
                     sync_config.store_credentials(typed.access_key_id, typed.secret_access_key)
                 except Exception as exc:  # noqa: BLE001 - the message never holds the secret

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from fractions import Fraction
@@ -23,13 +24,16 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
-from app.pipeline.decode import display_rotation_of, media_origin, quiet_ffmpeg
+from app.pipeline.decode import display_rotation_of, local_file, media_origin, quiet_ffmpeg
 
 log = logging.getLogger(__name__)
 
 PREVIEW_MAX_W = 960
 PROXY_MAX_W = 960
 PROXY_VERSION = "1"
+PROXY_CACHE_MAX_BYTES = 20 * 1024**3  # about 2 h of 1080p footage as proxies
+PROXY_GRACE_S = 7 * 86400  # a proxy no live clip needs is kept this long (an undone delete finds it)
+PART_GRACE_S = 3600  # an unfinished proxy not written to for this long was left by a crash
 
 
 def frame_to_rgb(frame: av.VideoFrame, max_w: int, rot: int) -> np.ndarray:
@@ -71,6 +75,60 @@ def proxy_path(cache_dir: Path, media_path: str) -> Path:
     return Path(cache_dir) / f"{key.hexdigest()[:24]}.mkv"
 
 
+def prune_proxies(cache_dir: Path, wanted: list[str], max_bytes: int = PROXY_CACHE_MAX_BYTES,
+                  grace_s: float = PROXY_GRACE_S, now: float | None = None) -> tuple[int, int]:
+    """Keep the proxy cache from growing without end: delete the leftovers of interrupted builds,
+    the proxies that no media in ``wanted`` needs once unused for ``grace_s``, then the least
+    recently used ones until the cache fits in ``max_bytes``. Returns (files removed, bytes freed).
+    On a worker thread: it stats every file of the cache."""
+    now = time.time() if now is None else now
+    keep = set()
+    for media in wanted:
+        try:
+            keep.add(proxy_path(cache_dir, media).name)
+        except OSError:  # the media file is gone: its proxy is not wanted
+            pass
+    removed = freed = 0
+    lru: list[tuple[float, int, Path]] = []
+    try:
+        files = list(Path(cache_dir).iterdir())
+    except OSError:
+        return 0, 0
+    def remove(path: Path, size: int) -> bool:
+        nonlocal removed, freed
+        try:
+            path.unlink()
+        except OSError:
+            return False
+        removed, freed = removed + 1, freed + size
+        return True
+
+    for f in files:
+        if f.suffix != ".mkv":
+            continue
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        age = now - st.st_mtime
+        if f.name.endswith(".part.mkv"):
+            if age > PART_GRACE_S:
+                remove(f, st.st_size)
+        elif f.name not in keep and age > grace_s:
+            remove(f, st.st_size)
+        else:
+            lru.append((st.st_mtime, st.st_size, f))
+    total = sum(size for _, size, _ in lru)
+    for _, size, path in sorted(lru, key=lambda e: e[0]):  # least recently used first
+        if total <= max_bytes:
+            break
+        if remove(path, size):
+            total -= size
+    if removed:
+        log.info("proxy cache: removed %d files, %.1f MB", removed, freed / 1e6)
+    return removed, freed
+
+
 def make_proxy(media_path: str, dest: Path, cancel: threading.Event | None = None,
                max_w: int = PROXY_MAX_W) -> Path | None:
     """All-intra MJPEG proxy with the source's timestamps and display rotation baked in."""
@@ -81,7 +139,7 @@ def make_proxy(media_path: str, dest: Path, cancel: threading.Event | None = Non
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(".part.mkv")
     try:
-        with av.open(media_path) as src, av.open(str(tmp), "w", format="matroska") as out:
+        with av.open(local_file(media_path)) as src, av.open(local_file(tmp), "w", format="matroska") as out:
             vs = src.streams.video[0]
             vs.thread_type = "AUTO"
             ostream = None
@@ -135,11 +193,14 @@ class ProxyBuilder(QObject):
         self._thread: threading.Thread | None = None
 
     def existing(self, media_path: str) -> str | None:
+        """The proxy of ``media_path`` if it is built; using it marks it recently used (the
+        cache drops the least recently used first)."""
         try:
             p = proxy_path(self.cache_dir, media_path)
-        except OSError:
+            os.utime(p)
+        except OSError:  # no proxy yet, or the media is gone
             return None
-        return str(p) if p.exists() else None
+        return str(p)
 
     def request(self, media_path: str) -> None:
         if self.existing(media_path):
@@ -186,7 +247,7 @@ class VideoReader:
         quiet_ffmpeg()
         self.path = path
         self.proxy = proxy
-        self.container = av.open(path)
+        self.container = av.open(local_file(path))
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
         self.tb = self.stream.time_base
@@ -374,7 +435,7 @@ def poster_image(path: str, t: float, width: int = 320) -> QImage | None:
     """One frame for a project card (runs on a pool thread)."""
     quiet_ffmpeg()
     try:
-        with av.open(path) as c:
+        with av.open(local_file(path)) as c:
             vs = c.streams.video[0]
             vs.thread_type = "AUTO"
             origin = media_origin(c)

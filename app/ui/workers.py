@@ -28,7 +28,7 @@ class GuiThreadCollector(QObject):
     thresholds. Objects without cycles are still freed at once by reference counting.
     """
 
-    def __init__(self, app: QCoreApplication, interval_ms: int = 200):
+    def __init__(self, app: QCoreApplication, interval_ms: int = 100):
         super().__init__(app)
         self.thresholds = gc.get_threshold()
         self.slowest_ms = 0.0

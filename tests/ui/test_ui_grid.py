@@ -86,3 +86,26 @@ def test_badge_follows_changes_from_another_process_within_a_second(qtbot, windo
     assert row(window, pid)["status"] == "not_started"
     editing.set_rotation(lib, cid, 3.0)  # as the CLI would
     qtbot.waitUntil(lambda: row(window, pid)["status"] == "in_framing", timeout=1000)
+
+
+def test_cards_repaint_from_cache_and_redraw_when_their_project_changes(qtbot, window, lib):
+    pid = lib.create_project("Cup final")
+    wait_rows(qtbot, window, 1)
+    view = window.grid_page.view
+    delegate = view.itemDelegate()
+    drawn: list[str] = []
+    real_draw = delegate._draw
+    delegate._draw = lambda p, rect, option, r, *a: (drawn.append(r["name"]), real_draw(p, rect, option, r, *a))
+
+    def card_image() -> QImage:
+        rect = view.visualRect(window.grid_page.proxy.index(0, 0))
+        return view.viewport().grab(rect).toImage()
+
+    before = card_image()
+    drawn.clear()
+    view.viewport().repaint()
+    assert card_image() == before and drawn == []  # nothing changed: blitted from the cache
+    lib.rename_project(pid, "Cup final, second half")
+    qtbot.waitUntil(lambda: window.model.rows[0]["name"] == "Cup final, second half", timeout=3000)
+    after = card_image()
+    assert "Cup final, second half" in drawn and after != before

@@ -112,7 +112,8 @@ def test_settings_badge_pull_and_conflict_restore(fast, s3, tmp_path):
         assert ui.badge.text == "Sync off" and ui.scheduler is None
         # the settings dialog: test the connection off the GUI thread, then save
         dlg = ui.show_settings()
-        assert "keyring" in dlg.where.text()  # says where the secret goes (or would go)
+        await until(lambda: dlg.keyring_ok is not None, what="keyring looked up off the GUI thread")
+        assert "OS keyring" in dlg.where.text()  # says where the secret goes (or would go)
         dlg.endpoint.setText(s3.url)
         dlg.bucket.setText(BUCKET)
         dlg.prefix.setText(prefix)
@@ -156,6 +157,14 @@ def test_settings_badge_pull_and_conflict_restore(fast, s3, tmp_path):
             cells = [cd.table.item(0, j).text() for j in range(5)]
             assert cells[1] == "name" and cells[2] == "A's name" and cells[3] == "B's name", cells
             assert cells[4] == "this device"
+            assert not cd.undo_btn.isEnabled()
+            # dismissing is undoable: the conflict comes back
+            cd.dismiss_btn.click()
+            await until(lambda: not cd.busy and cd.table.rowCount() == 0, what="dismissed")
+            assert "Dismiss" in win.act_undo.text() and cd.undo_btn.isEnabled()
+            cd.undo_btn.click()
+            await until(lambda: not cd.busy and cd.table.rowCount() == 1, what="dismissal undone")
+            assert lib.document(pid)["name"] == "A's name"
             assert not cd.undo_btn.isEnabled()
             cd.restore_btn.click()
             await until(lambda: not cd.busy and cd.table.rowCount() == 0, what="restored")

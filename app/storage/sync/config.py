@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
+from app.logs import redact_text, remember_secrets
 from app.storage.models import SyncRemote, utcnow
 
 log = logging.getLogger(__name__)
@@ -185,25 +186,26 @@ def _from_default_chain() -> Credentials | None:
 
 
 def resolve_credentials() -> Credentials | None:
+    """The credentials to sign with; their values are also handed to the log's redaction."""
     if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
-        return Credentials(os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"],
-                           os.environ.get("AWS_SESSION_TOKEN") or None, source="environment")
-    return _from_keyring() or _from_default_chain()
+        creds: Credentials | None = Credentials(
+            os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"],
+            os.environ.get("AWS_SESSION_TOKEN") or None, source="environment")
+    else:
+        creds = _from_keyring() or _from_default_chain()
+    if creds is not None:
+        remember_secrets(creds.secrets())
+    return creds
 
 
 # --------------------------------------------------------------------------- redaction
 
-_SIG = re.compile(r"(?i)(signature|credential|x-amz-security-token|x-amz-signature|x-amz-credential"
-                  r"|aws_secret_access_key|secret_access_key|authorization)([\"'=: ]+)([^\s\"'&,]+)")
-_USERINFO = re.compile(r"(?i)(https?://)[^/@\s]+@")
-
-
 def redact(text: str, creds: Credentials | None = None) -> str:
-    """``text`` with secrets, signature fragments and URL user-info replaced by ***."""
+    """``text`` with these credentials' values, then whatever :func:`app.logs.redact_text`
+    recognises (secret fields, signature fragments, URL user-info), replaced by ***."""
     text = str(text)
     if creds is not None:
         for s in creds.secrets():
             if len(s) >= 4:
                 text = text.replace(s, "***")
-    text = _USERINFO.sub(r"\1***@", text)
-    return _SIG.sub(r"\1\2***", text)
+    return redact_text(text)

@@ -1280,6 +1280,12 @@ def _requeue_everything(s: Session) -> None:
                                              for st, t, rid, f in out])
 
 
+def get_remote(db) -> RemoteConfig | None:
+    """The remote this data directory syncs with, or None."""
+    with db.read() as s:
+        return sync_config.load(s)
+
+
 def clear_remote(db) -> bool:
     with db.write(remote=True) as s:
         return sync_config.clear(s)
@@ -1347,6 +1353,16 @@ def dismiss_conflict(db, conflict_id: str) -> dict:
     with db.write(remote=True) as s:
         c = _open_conflict(s, conflict_id)
         c.status = "dismissed"
+        return conflict_dict(c)
+
+
+def undo_dismiss(db, conflict_id: str) -> dict:
+    """Undo of :func:`dismiss_conflict`: the conflict is open again."""
+    with db.write(remote=True) as s:
+        c = s.get(SyncConflict, conflict_id) if isinstance(conflict_id, str) else None
+        if c is None or c.status != "dismissed":
+            raise SyncUserError(f"no dismissed conflict with id {conflict_id!r}")
+        c.status = "open"
         return conflict_dict(c)
 
 

@@ -1,0 +1,64 @@
+"""The preview proxy cache does not grow without end."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from app.services import editing
+from app.ui.video import PART_GRACE_S, PROXY_GRACE_S, ProxyBuilder, proxy_path, prune_proxies
+
+DAY = 86400
+
+
+def _file(path: Path, size: int, age_s: float) -> Path:
+    path.write_bytes(b"\0" * size)
+    t = time.time() - age_s
+    os.utime(path, (t, t))
+    return path
+
+
+def test_prune_keeps_what_is_wanted_or_recent_and_drops_the_rest(tmp_path, tiny_video):
+    cache = tmp_path / "proxies"
+    cache.mkdir()
+    wanted = _file(proxy_path(cache, str(tiny_video)), 1000, 30 * DAY)  # old, but a live clip needs it
+    orphan_old = _file(cache / "aaaaaaaaaaaaaaaaaaaaaaaa.mkv", 1000, PROXY_GRACE_S + DAY)
+    orphan_new = _file(cache / "bbbbbbbbbbbbbbbbbbbbbbbb.mkv", 1000, DAY)  # an undone delete still finds it
+    crashed = _file(cache / "cccccccccccccccccccccccc.part.mkv", 500, PART_GRACE_S + 60)
+    building = _file(cache / "dddddddddddddddddddddddd.part.mkv", 500, 5)
+    other = _file(cache / "notes.txt", 10, 365 * DAY)  # not ours: left alone
+
+    assert prune_proxies(cache, [str(tiny_video), str(tmp_path / "vanished.mp4")]) == (2, 1500)
+    assert {p.name for p in cache.iterdir()} == {wanted.name, orphan_new.name, building.name, other.name}
+    assert not orphan_old.exists() and not crashed.exists()
+
+
+def test_over_the_size_cap_the_least_recently_used_go_first(tmp_path, tiny_video):
+    cache = tmp_path / "proxies"
+    cache.mkdir()
+    files = [_file(cache / f"{i:024d}.mkv", 1000, age) for i, age in enumerate((5 * DAY, 1 * DAY, 3 * DAY))]
+    builder = ProxyBuilder(cache)
+    wanted = _file(proxy_path(cache, str(tiny_video)), 1000, 10 * DAY)
+    assert builder.existing(str(tiny_video)) == str(wanted)  # opening it in an editor marks it used
+    assert prune_proxies(cache, [str(tiny_video)], max_bytes=2500) == (2, 2000)
+    assert {p.name for p in cache.iterdir()} == {files[1].name, wanted.name}
+
+
+def test_the_window_prunes_the_cache_at_start(qtbot, lib, tiny_video):
+    from tests.ui.conftest import _window
+
+    pid = lib.create_project("Cup final")
+    lib.add_clip(pid, tiny_video)
+    cache = Path(lib.data_dir) / "cache" / "proxies"
+    cache.mkdir(parents=True)
+    (live,) = editing.live_media_paths(lib)
+    needed = _file(proxy_path(cache, live), 100, 30 * DAY)
+    stale = _file(cache / "eeeeeeeeeeeeeeeeeeeeeeee.mkv", 100, 30 * DAY)
+    gen = _window(qtbot, lib, None)
+    next(gen)
+    try:
+        qtbot.waitUntil(lambda: not stale.exists(), timeout=5000)
+        assert needed.exists()
+    finally:
+        next(gen, None)
