@@ -170,6 +170,27 @@ def check_export_settings(raw: dict, aspect: str) -> dict:
 # --------------------------------------------------------------------------- show
 
 
+def refit_keyframe_dicts(keys: list[dict], width: int, height: int, ratio: float) -> list[dict]:
+    """Crop keyframes (as stored) refitted to another aspect ratio, centres kept."""
+    return [{"time": k.time, "x": k.x, "y": k.y, "width": k.width, "height": k.height}
+            for k in refit_keyframes([CropKey(**k) for k in keys], width, height, ratio)]
+
+
+def with_aspect(doc: dict, aspect: str, media: dict[str, dict] | None = None) -> None:
+    """A project document (the dict ``project show`` gives, or its editable part) changed in
+    place to ``aspect``, the way ``project apply`` changes it: every clip's keyframes refitted
+    around their centres, and the export size set to the aspect's default. ``media``: clip id ->
+    its media (width, height) when the clips of ``doc`` do not carry it."""
+    ratio = parse_ratio(aspect)
+    doc["aspect_ratio"] = aspect
+    if doc.get("export_settings"):
+        doc["export_settings"].update(zip(("width", "height"), DEFAULT_SIZES[aspect], strict=True))
+    for c in doc["clips"]:
+        m = (media or {}).get(c["id"]) or c.get("media") or {}
+        if c.get("crop_keyframes") and m:
+            c["crop_keyframes"] = refit_keyframe_dicts(c["crop_keyframes"], m["width"], m["height"], ratio)
+
+
 def _output(lib: Library, video, current: bool | None) -> dict | None:
     if video is None:
         return None
@@ -368,11 +389,7 @@ def apply_document(lib: Library, s: Session, project_id: str, raw) -> None:
         for c in clips:
             if c.crop_keyframes and "crop_keyframes" not in clip_updates.get(c.id, {}):
                 m = medias[c.media_sha256]
-                keys = [CropKey(**k) for k in c.crop_keyframes]
-                c.crop_keyframes = [
-                    {"time": k.time, "x": k.x, "y": k.y, "width": k.width, "height": k.height}
-                    for k in refit_keyframes(keys, m.width, m.height, ratio)
-                ]
+                c.crop_keyframes = refit_keyframe_dicts(c.crop_keyframes, m.width, m.height, ratio)
         if doc.export_settings is None or (doc.export_settings.width is None and doc.export_settings.height is None):
             ex.width, ex.height = DEFAULT_SIZES[new_aspect]
     for cid, upd in clip_updates.items():

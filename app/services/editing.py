@@ -98,17 +98,22 @@ def set_segments(lib: Library, clip_id: str, segments: list[dict]) -> None:
     _clip_edit(lib, clip_id, segments=segments)
 
 
-def split_segment(lib: Library, clip_id: str, at: float) -> list[dict]:
-    c = _clip_row(lib, clip_id)
-    segs = [dict(x) for x in c.segments]
+def split_segments(segments: list[dict], at: float) -> list[dict]:
+    """``segments`` with the one that contains ``at`` cut in two there (both keep its speed);
+    UserError when ``at`` is not inside a segment (or within 1 ms of an edge)."""
     out: list[dict] = []
-    for x in segs:
+    for x in segments:
         if x["start"] + 1e-3 < at < x["end"] - 1e-3:
             out += [{**x, "end": at}, {**x, "start": at}]
         else:
-            out.append(x)
-    if len(out) == len(segs):
+            out.append(dict(x))
+    if len(out) == len(segments):
         raise UserError(f"cannot split at {at:g} s: not inside a segment (or too close to an edge)")
+    return out
+
+
+def split_segment(lib: Library, clip_id: str, at: float) -> list[dict]:
+    out = split_segments(_clip_row(lib, clip_id).segments, at)
     set_segments(lib, clip_id, out)
     return out
 

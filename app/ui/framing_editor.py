@@ -25,9 +25,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.pipeline.keyframes import ASPECTS, Box, CropKey, crop_at, parse_ratio, refit_keyframes
+from app.pipeline.keyframes import ASPECTS, Box, CropKey, crop_at, parse_ratio
 from app.pipeline.timeline import MAX_SPEED, MIN_SPEED, Segment
-from app.services.library import DEFAULT_SIZES
+from app.services.document import with_aspect
+from app.services.editing import split_segments
+from app.services.errors import UserError
 from app.ui.export_settings import settings_button
 from app.ui.icons import icon
 from app.ui.playback import Playback, PlaybackStats
@@ -642,17 +644,12 @@ class FramingEditor(QWidget, PlayerMixin):
         c = self.clip()
         if c is None:
             return
-        i = self.segment_index(t)
-        seg = c["segments"][i]
-        if not (seg["start"] + 1e-3 < t < seg["end"] - 1e-3):
+        try:
+            split_segments(c["segments"], t)
+        except UserError:
             self.message.emit("Move the playhead inside a segment to split it")
             return
-
-        def fn(cc):
-            s = cc["segments"][i]
-            cc["segments"][i:i + 1] = [{**s, "end": t}, {**s, "start": t}]
-
-        self._clip_edit("Split", fn)
+        self._clip_edit("Split", lambda cc: cc.__setitem__("segments", split_segments(cc["segments"], t)))
 
     def set_speed(self, speed: float) -> None:
         c = self.clip()
@@ -677,21 +674,8 @@ class FramingEditor(QWidget, PlayerMixin):
     def set_aspect(self, aspect: str) -> None:
         if self.session is None or self.session.doc is None or self.session.doc["aspect_ratio"] == aspect:
             return
-        ratio = parse_ratio(aspect)
         media = {c["id"]: c.get("media") or {} for c in self.session.doc["clips"]}
-
-        def mutate(d):
-            d["aspect_ratio"] = aspect
-            if d.get("export_settings"):  # the output size follows the ratio (as `project apply` does)
-                d["export_settings"].update(zip(("width", "height"), DEFAULT_SIZES[aspect], strict=True))
-            for c in d["clips"]:
-                m = media.get(c["id"], {})
-                if c.get("crop_keyframes") and m:
-                    keys = refit_keyframes([CropKey(**k) for k in c["crop_keyframes"]], m["width"], m["height"], ratio)
-                    c["crop_keyframes"] = [{"time": k.time, "x": k.x, "y": k.y, "width": k.width,
-                                            "height": k.height} for k in keys]
-
-        self.session.edit(f"Aspect {aspect}", mutate)
+        self.session.edit(f"Aspect {aspect}", lambda d: with_aspect(d, aspect, media))
 
     def set_transition(self) -> None:
         if self.session is None or self._syncing:
