@@ -64,7 +64,7 @@ class Transport(QWidget):
         self.mute.setCheckable(True)
         self.mute.setIcon(icon("volume"))
         self.mute.toggled.connect(lambda on: self.mute.setIcon(icon("mute" if on else "volume")))
-        self.mute.setToolTip("Mute the preview. Sound plays at normal speed (1×, speed segments "
+        self.mute.setToolTip("Mute the preview (M). Sound plays at normal speed (1×, speed segments "
                              "time-stretched like the export); 2×, 4× and reverse (J/L) are silent.")
         self.time = QLabel("0:00.000")
         self.time.setMinimumWidth(170)
@@ -107,10 +107,10 @@ class PlayerMixin:
         self.frames.frameReady.connect(self._on_frame)
 
     def _add_shortcuts(self, *extra: tuple[str, Callable[[], object]]) -> None:
-        """The player's keys (space, arrows, J/K/L, Delete) and ``extra``, inside this editor."""
+        """The player's keys (space, arrows, J/K/L, M, Delete) and ``extra``, inside this editor."""
         for keys, fn in ((" ", self.toggle_play), ("Left", lambda: self.step(-1)), ("Right", lambda: self.step(1)),
                          ("J", self.key_j), ("K", self.key_k), ("L", self.key_l), ("Delete", self.delete_key),
-                         *extra):
+                         ("M", lambda: self.transport.mute.toggle()), *extra):
             sc = QShortcut(QKeySequence(keys), self)
             sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             sc.activated.connect(fn)

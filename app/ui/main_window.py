@@ -58,6 +58,7 @@ SHORTCUTS = [
     ("← / →", "Previous / next frame"),
     ("K", "Add a keyframe at the playhead (when paused)"),
     ("S", "Split the segment at the playhead (framing)"),
+    ("M", "Mute / unmute the preview's sound"),
     ("Delete", "Delete the keyframe on this frame"),
     ("Ctrl+Z", "Undo"),
     ("Ctrl+Shift+Z / Ctrl+Y", "Redo"),

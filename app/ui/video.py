@@ -25,6 +25,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
 from app.pipeline.decode import display_rotation_of, local_file, media_origin, quiet_ffmpeg
+from app.ui.workers import lower_this_thread
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ def prune_proxies(cache_dir: Path, wanted: list[str], max_bytes: int = PROXY_CAC
         files = list(Path(cache_dir).iterdir())
     except OSError:
         return 0, 0
+
     def remove(path: Path, size: int) -> bool:
         nonlocal removed, freed
         try:
@@ -213,6 +215,7 @@ class ProxyBuilder(QObject):
                 self._thread.start()
 
     def _loop(self) -> None:
+        lower_this_thread()  # a background build: the preview and the GUI come first
         while not self._cancel.is_set():
             with self._lock:
                 if not self._queue:

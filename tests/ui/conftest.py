@@ -3,6 +3,8 @@ export renderers that are fast and controllable (the real pipeline has its own t
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -16,11 +18,14 @@ class FakeRenderer:
     def __init__(self, steps: int = 10, delay: float = 0.05, work: bool = False):
         self.steps, self.delay, self.work = steps, delay, work
         self.started = threading.Event()
+        self.nice: int | None = None  # the OS priority (nice) the export thread ran at, on Linux
 
     def __call__(self, plan, out_path, progress, should_cancel):
         from app.pipeline.plan import Cancelled, RenderResult
         from tests.media import make_video
 
+        if sys.platform.startswith("linux"):
+            self.nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
         self.started.set()
         for i in range(self.steps):
             if should_cancel():

@@ -142,3 +142,18 @@ def test_rotation_aspect_transition_reorder(qtbot, window, lib, tiny_video, samp
     qtbot.waitUntil(lambda: lib.document(pid)["aspect_ratio"] == "9:16", timeout=3000)
     doc = lib.document(pid)
     assert [c["id"] for c in doc["clips"]] == [cid, cid2] and doc["transition"]["type"] == "cut"
+
+
+def test_m_mutes_and_unmutes_the_preview(qtbot, window, lib, tiny_video):
+    from PySide6.QtCore import Qt
+
+    open_editor(qtbot, window, lib, tiny_video)
+    ed = window.framing
+    window.activateWindow()
+    ed.view.setFocus()
+    qtbot.waitUntil(lambda: ed.view.hasFocus(), timeout=3000)
+    assert not ed.transport.mute.isChecked()
+    qtbot.keyClick(ed.view, Qt.Key.Key_M)
+    assert ed.transport.mute.isChecked()
+    qtbot.keyClick(ed.view, Qt.Key.Key_M)
+    assert not ed.transport.mute.isChecked()
