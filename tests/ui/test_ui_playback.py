@@ -27,7 +27,9 @@ def qimage_rgb(img) -> np.ndarray:
 
     img = img.convertToFormat(QImage.Format.Format_RGB888)
     buf = np.frombuffer(img.constBits(), np.uint8).reshape(img.height(), img.bytesPerLine())
-    return buf[:, : img.width() * 3].reshape(img.height(), img.width(), 3)
+    # copied while the converted image is alive: the view does not keep it alive, and reading it
+    # after the return read freed memory (a frame index of garbage, once in a full run)
+    return buf[:, : img.width() * 3].reshape(img.height(), img.width(), 3).copy()
 
 
 def record_shown(ed) -> list[tuple[float, int]]:
