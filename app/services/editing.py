@@ -204,8 +204,7 @@ def live_media_paths(lib: Library) -> list[str]:
     its clips along, so a live clip means a live project)."""
     with lib.db.read() as s:
         used = select(Clip.media_sha256).where(Clip.deleted.is_(False))
-        rows = s.execute(select(Media.sha256, Media.ext).where(Media.sha256.in_(used))).all()
-    return [str(lib.media.path_for(sha, ext)) for sha, ext in rows]
+        return [str(lib.media_path(m)) for m in s.scalars(select(Media).where(Media.sha256.in_(used)))]
 
 
 def media_paths(lib: Library, project_id: str) -> dict[str, str]:

@@ -81,16 +81,16 @@ class LibraryOps(QObject):
 
     # ------------------------------------------------------------------ sync conflicts
     def restore_conflict(self, conflict: dict) -> OpCommand:
-        db, cid = self.lib.db, conflict["id"]
-        return self._push(f"Restore the other value of {conflict['field']}",
-                   lambda: sync_engine.restore_conflict(db, cid), lambda: sync_engine.undo_restore(db, cid),
-                   kind="conflict")
+        return self._conflict_op(f"Restore the other value of {conflict['field']}", conflict,
+                                 sync_engine.restore_conflict, sync_engine.undo_restore)
 
     def dismiss_conflict(self, conflict: dict) -> OpCommand:
+        return self._conflict_op(f"Dismiss the conflict on {conflict['field']}", conflict,
+                                 sync_engine.dismiss_conflict, sync_engine.undo_dismiss)
+
+    def _conflict_op(self, text: str, conflict: dict, do, undo) -> OpCommand:
         db, cid = self.lib.db, conflict["id"]
-        return self._push(f"Dismiss the conflict on {conflict['field']}",
-                          lambda: sync_engine.dismiss_conflict(db, cid), lambda: sync_engine.undo_dismiss(db, cid),
-                          kind="conflict")
+        return self._push(text, lambda: do(db, cid), lambda: undo(db, cid), kind="conflict")
 
     def flush(self, timeout: float = 10.0) -> bool:
         return self.writer.flush(timeout)

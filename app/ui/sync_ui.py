@@ -210,14 +210,22 @@ class ConflictsDialog(QDialog):
         return self.conflicts[rows[0].row()] if rows and rows[0].row() < len(self.conflicts) else None
 
     def restore(self) -> None:
+        self._edit(self.ops.restore_conflict, "The restore of {field}",
+                   "Restored the losing value of {field}; it syncs like any edit. “Undo” takes it back.")
+
+    def dismiss(self) -> None:
+        self._edit(self.ops.dismiss_conflict, "The dismissal of the conflict on {field}",
+                   "Conflict dismissed: the newest value stays. “Undo” brings the conflict back.")
+
+    def _edit(self, op, undo_words: str, done_words: str) -> None:
+        """``op`` (a LibraryOps conflict edit) on the selected conflict, remembered for "Undo"."""
         c = self.selected()
         if c is None:
             return
         self.busy = True
-        self._mine.append((self.ops.restore_conflict(c), f"The restore of {c['field']}"))
+        self._mine.append((op(c), undo_words.format(field=c["field"])))
         self._update_undo()
-        self.message.setText(f"Restored the losing value of {c['field']}; it syncs like any edit. "
-                             "“Undo” takes it back.")
+        self.message.setText(done_words.format(field=c["field"]))
 
     def _top_edit(self) -> tuple[object, str] | None:
         """This dialog's edit on top of the undo stack, if the top one is."""
@@ -236,14 +244,6 @@ class ConflictsDialog(QDialog):
             self._update_undo()
             self.message.setText(f"{top[1]} was undone; the conflict is open again.")
 
-    def dismiss(self) -> None:
-        c = self.selected()
-        if c is None:
-            return
-        self.busy = True
-        self._mine.append((self.ops.dismiss_conflict(c), f"The dismissal of the conflict on {c['field']}"))
-        self._update_undo()
-        self.message.setText("Conflict dismissed: the newest value stays. “Undo” brings the conflict back.")
 
     def _on_op(self, kind: str) -> None:
         self._update_undo()

@@ -81,6 +81,29 @@ def tiny_video(media_dir):
     return make_video(media_dir / "tiny.mp4", width=320, height=180, fps=30, duration=2.0)
 
 
+def qimage_rgb(img):
+    """A QImage's pixels as an (h, w, 3) uint8 array, copied while the converted image is alive
+    (PySide's bits view does not keep it alive: reading after the return read freed memory)."""
+    import numpy as np
+    from PySide6.QtGui import QImage
+
+    img = img.convertToFormat(QImage.Format.Format_RGB888)
+    buf = np.frombuffer(img.constBits(), np.uint8).reshape(img.height(), img.bytesPerLine())
+    return buf[:, : img.width() * 3].reshape(img.height(), img.width(), 3).copy()
+
+
+def overlay_with_working_video(qtbot, window, lib, video, name: str):
+    """A project open in the overlay editor once its framing export has made the working video:
+    (project id, session)."""
+    pid = lib.create_project(name)
+    lib.add_clip(pid, video)
+    s = window.open_project(pid, "overlay")
+    qtbot.waitUntil(lambda: s.doc is not None, timeout=5000)
+    window.start_export(pid, "framing")
+    qtbot.waitUntil(lambda: bool((s.doc.get("working_video") or {}).get("local")), timeout=20000)
+    return pid, s
+
+
 def wait_rows(qtbot, win, n: int, timeout: int = 5000):
     qtbot.waitUntil(lambda: len(win.model.rows) == n, timeout=timeout)
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PySide6.QtGui import QImage
 
+from tests.ui.conftest import overlay_with_working_video, qimage_rgb
+
 
 def pixels(img: QImage) -> np.ndarray:
-    img = img.convertToFormat(QImage.Format.Format_RGB888)
-    a = np.frombuffer(img.constBits(), np.uint8, img.sizeInBytes()).reshape(img.height(), img.bytesPerLine())
-    return a[:, :img.width() * 3].reshape(img.height(), img.width(), 3).astype(int)
+    return qimage_rgb(img).astype(int)
 
 
 @pytest.fixture
@@ -124,12 +124,7 @@ def test_changing_clip_drops_stale_requests(qtbot, window, lib, media_dir, gate)
 
 
 def test_overlay_timeline_shows_the_working_video(qtbot, window, lib, tiny_video):
-    pid = lib.create_project("Overlay strip")
-    lib.add_clip(pid, tiny_video)
-    s = window.open_project(pid, "overlay")
-    qtbot.waitUntil(lambda: s.doc is not None, timeout=5000)
-    window.start_export(pid, "framing")
-    qtbot.waitUntil(lambda: bool((s.doc.get("working_video") or {}).get("local")), timeout=20000)
+    _pid, s = overlay_with_working_video(qtbot, window, lib, tiny_video, "Overlay strip")
     tl = window.overlay.timeline
     qtbot.waitUntil(lambda: tl.strip.path == s.doc["working_video"]["path"], timeout=5000)
     tl.grab()

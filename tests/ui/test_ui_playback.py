@@ -10,6 +10,7 @@ import pytest
 from app.pipeline.audio import SAMPLE_RATE, range_audio, to_s16
 from app.pipeline.timeline import Segment
 from tests.media import frame_index, make_video
+from tests.ui.conftest import overlay_with_working_video, qimage_rgb
 from tests.ui.test_ui_framing import db_clip, open_editor
 
 FPS = 30
@@ -20,16 +21,6 @@ def counter_video(media_dir):
     """3 s whose frames show their own index in binary stripes, with a 440 Hz tone."""
     return make_video(media_dir / "counter.mp4", width=320, height=180, fps=FPS, duration=3.0,
                       pattern="binary", audio=True)
-
-
-def qimage_rgb(img) -> np.ndarray:
-    from PySide6.QtGui import QImage
-
-    img = img.convertToFormat(QImage.Format.Format_RGB888)
-    buf = np.frombuffer(img.constBits(), np.uint8).reshape(img.height(), img.bytesPerLine())
-    # copied while the converted image is alive: the view does not keep it alive, and reading it
-    # after the return read freed memory (a frame index of garbage, once in a full run)
-    return buf[:, : img.width() * 3].reshape(img.height(), img.width(), 3).copy()
 
 
 def record_shown(ed) -> list[tuple[float, int]]:
@@ -181,12 +172,7 @@ def test_playback_with_an_audio_device_follows_the_audio_clock(qtbot, window, li
 
 
 def test_overlay_editor_plays_with_the_spotlight(qtbot, window, lib, tiny_video):
-    pid = lib.create_project("Overlay playback")
-    lib.add_clip(pid, tiny_video)
-    s = window.open_project(pid, "overlay")
-    qtbot.waitUntil(lambda: s.doc is not None, timeout=5000)
-    window.start_export(pid, "framing")
-    qtbot.waitUntil(lambda: bool((s.doc.get("working_video") or {}).get("local")), timeout=20000)
+    pid, s = overlay_with_working_video(qtbot, window, lib, tiny_video, "Overlay playback")
     ed = window.overlay
     ed.seek(0.0)
     ed.add_region()
@@ -200,7 +186,7 @@ def test_overlay_editor_plays_with_the_spotlight(qtbot, window, lib, tiny_video)
     qtbot.waitUntil(lambda: ed.rate == 0.0, timeout=10000)
     assert ed.last_playback.due == round(ed.duration() * ed.fps()) and abs(ed.t - ed.duration()) < 1e-9
     t, img = images[len(images) // 2]
-    plain = qimage_rgb(window.frames.decode_now(s.doc["working_video"]["path"], t)).copy()
+    plain = qimage_rgb(window.frames.decode_now(s.doc["working_video"]["path"], t))
     drawn = ed.frame_post()[0](plain.copy(), t).astype(int)  # the export's spotlight function
     played = qimage_rgb(img).astype(int)
     assert np.abs(played - drawn).mean() < 0.5 < np.abs(played - plain.astype(int)).mean()

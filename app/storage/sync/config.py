@@ -201,11 +201,8 @@ def resolve_credentials() -> Credentials | None:
 # --------------------------------------------------------------------------- redaction
 
 def redact(text: str, creds: Credentials | None = None) -> str:
-    """``text`` with these credentials' values, then whatever :func:`app.logs.redact_text`
-    recognises (secret fields, signature fragments, URL user-info), replaced by ***."""
-    text = str(text)
+    """``text`` as :func:`app.logs.redact_text` leaves it, these credentials' values included
+    (they are remembered for the log too: keys typed for a connection test are secrets as well)."""
     if creds is not None:
-        for s in creds.secrets():
-            if len(s) >= 4:
-                text = text.replace(s, "***")
+        remember_secrets(creds.secrets())
     return redact_text(text)

@@ -1342,11 +1342,16 @@ def conflict_dict(c: SyncConflict) -> dict:
     }
 
 
-def _open_conflict(s: Session, conflict_id: str) -> SyncConflict:
+def _conflict_in(s: Session, conflict_id: str, statuses: tuple[str, ...], words: str) -> SyncConflict:
+    """The conflict ``conflict_id`` if its status is one of ``statuses``, else SyncUserError."""
     c = s.get(SyncConflict, conflict_id) if isinstance(conflict_id, str) else None
-    if c is None or c.status != "open":
-        raise SyncUserError(f"no open conflict with id {conflict_id!r}")
+    if c is None or c.status not in statuses:
+        raise SyncUserError(f"no {words} conflict with id {conflict_id!r}")
     return c
+
+
+def _open_conflict(s: Session, conflict_id: str) -> SyncConflict:
+    return _conflict_in(s, conflict_id, ("open",), "open")
 
 
 def dismiss_conflict(db, conflict_id: str) -> dict:
@@ -1359,9 +1364,7 @@ def dismiss_conflict(db, conflict_id: str) -> dict:
 def undo_dismiss(db, conflict_id: str) -> dict:
     """Undo of :func:`dismiss_conflict`: the conflict is open again."""
     with db.write(remote=True) as s:
-        c = s.get(SyncConflict, conflict_id) if isinstance(conflict_id, str) else None
-        if c is None or c.status != "dismissed":
-            raise SyncUserError(f"no dismissed conflict with id {conflict_id!r}")
+        c = _conflict_in(s, conflict_id, ("dismissed",), "dismissed")
         c.status = "open"
         return conflict_dict(c)
 
@@ -1389,9 +1392,7 @@ def undo_restore(db, conflict_id: str) -> dict:
     """Undo of :func:`restore_conflict`: the winning value becomes the newest edit again (it
     syncs), a row the restore brought back is deleted again, and the conflict is open again."""
     with db.write() as s:
-        c = s.get(SyncConflict, conflict_id) if isinstance(conflict_id, str) else None
-        if c is None or c.status not in ("restored", "revived"):
-            raise SyncUserError(f"no restored conflict with id {conflict_id!r}")
+        c = _conflict_in(s, conflict_id, ("restored", "revived"), "restored")
         row = _conflict_row(s, c)
         value = c.remote_value if c.winner == "remote" else c.local_value
         if c.field == "deleted":
