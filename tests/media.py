@@ -272,3 +272,18 @@ def trim_edit_list(src: Path | str, dst: Path | str, start: float, length: float
     data[i + 16:i + 20] = round(start * media_scale).to_bytes(4, "big")
     Path(dst).write_bytes(bytes(data))
     return Path(dst)
+
+
+def slices_per_picture(path: Path) -> set[int]:
+    """How many slice NAL units (types 1 and 5) each H.264 packet of an MP4 holds (AVCC framing)."""
+    counts = set()
+    with av.open(str(path)) as c:
+        for pkt in c.demux(video=0):
+            data, i, n = bytes(pkt), 0, 0
+            while i + 5 <= len(data):
+                size = int.from_bytes(data[i:i + 4], "big")
+                n += (data[i + 4] & 0x1F) in (1, 5)
+                i += 4 + size
+            if pkt.size:
+                counts.add(n)
+    return counts

@@ -19,7 +19,7 @@ from app.pipeline.framing import AI_WEIGHTS_MESSAGE, plan_layout, render_framing
 from app.pipeline.keyframes import CropKey, crop_at
 from app.pipeline.plan import Cancelled, ClipPlan, FramingPlan, RenderError
 from app.pipeline.timeline import Segment, output_duration
-from tests.media import make_audio_only, make_video, truncate
+from tests.media import make_audio_only, make_video, slices_per_picture, truncate
 
 FPS = 30
 
@@ -415,21 +415,6 @@ def test_output_is_h264_aac_faststart_at_the_exact_path(media: Path, coords: Pat
     assert info["format"].startswith("mov") and info["codec"] == "h264" and info["pix_fmt"] == "yuv420p"
 
 
-def _slices_per_picture(path: Path) -> set[int]:
-    """How many slice NAL units (types 1 and 5) each H.264 packet of an MP4 holds (AVCC framing)."""
-    counts = set()
-    with av.open(str(path)) as c:
-        for pkt in c.demux(video=0):
-            data, i, n = bytes(pkt), 0, 0
-            while i + 4 <= len(data):
-                size = int.from_bytes(data[i:i + 4], "big")
-                n += (data[i + 4] & 0x1F) in (1, 5)
-                i += 4 + size
-            if pkt.size:
-                counts.add(n)
-    return counts
-
-
 def test_encoder_uses_frame_threads_like_the_ffmpeg_cli(coords: Path, tmp_path: Path):
     """PyAV's default thread type (SLICE) makes libx264 cut every picture into one slice per
     thread and leaves cores idle (a 20 s 1080x1920 export took 10.8 s instead of 9.1 s on 2
@@ -437,7 +422,7 @@ def test_encoder_uses_frame_threads_like_the_ffmpeg_cli(coords: Path, tmp_path: 
     out = tmp_path / "threads.mp4"
     plan = FramingPlan((clip_of(coords, 640, 360, 2.0, trim=(0.0, 1.0)),), ratio=9 / 16, width=360, height=640, fps=FPS)
     render(plan, out)
-    assert _slices_per_picture(out) == {1}
+    assert slices_per_picture(out) == {1}
 
 
 def test_missing_unreadable_and_audio_only_media_raise_render_error(media: Path, coords: Path, tmp_path: Path):

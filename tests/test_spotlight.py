@@ -23,7 +23,7 @@ from app.pipeline.spotlight import (
     spotlight_rgb,
     yuv709_to_rgb,
 )
-from tests.media import make_video
+from tests.media import make_video, slices_per_picture
 
 W, H = 320, 180
 GREY_Y = 16 + 219 * 128 / 255  # RGB 128 grey in limited-range BT.709 (125.9)
@@ -275,6 +275,8 @@ def test_export_draws_inside_regions(grey_video, tmp_path):
     # faststart: the index comes before the media data
     head = out.read_bytes()[:4096]
     assert head.find(b"moov") != -1 and (head.find(b"mdat") == -1 or head.find(b"moov") < head.find(b"mdat"))
+    # x264 frame threads, as the ffmpeg CLI runs it (sliced threads leave cores idle)
+    assert slices_per_picture(out) == {1}
 
 
 def test_frames_outside_regions_pass_through(bars_video, tmp_path):
