@@ -31,6 +31,7 @@ from av.video.frame import PictureType
 
 from app.pipeline.decode import local_file, put_until_stopped, quiet_ffmpeg
 from app.pipeline.device import describe, pick_device
+from app.pipeline.encode import add_x264, open_mp4
 from app.pipeline.frames import plane_view
 from app.pipeline.plan import OverlayPlan, RenderError, RenderResult, Reporter
 from app.pipeline.spotlight import SpotlightStyle, draw_spotlight, spotlight_at
@@ -93,10 +94,7 @@ def _open_output(path: str) -> Any:
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise RenderError(f"output folder does not exist: {parent}")
-    try:
-        return av.open(local_file(path), "w", format="mp4", options={"movflags": "+faststart"})
-    except (av.FFmpegError, OSError) as exc:
-        raise RenderError(f"cannot write {path}: {exc}") from exc
+    return open_mp4(path)
 
 
 def _remove(path: str) -> None:
@@ -245,20 +243,14 @@ def _reencode(
     dec = threading.Thread(target=_decoder, args=(inp, vin, ain, q, stop), name="overlay-decode", daemon=True)
     frames = drawn = 0
     try:
-        vout = out.add_stream("libx264", rate=rate)
-        vout.width, vout.height = width, height
-        vout.pix_fmt = "yuv420p"
+        vout = add_x264(out, rate, width, height, plan.crf, plan.preset, tb)
         vout.time_base = tb
         enc = vout.codec_context
-        enc.time_base = tb
-        enc.thread_count = 0  # x264 picks (frame threads, like the ffmpeg CLI)
-        enc.thread_type = "AUTO"
         for attr in ("color_range", "colorspace", "color_primaries", "color_trc"):
             with contextlib.suppress(AttributeError, ValueError, TypeError):
                 val = getattr(cc_in, attr)
                 if val:
                     setattr(enc, attr, val)
-        vout.options = {"crf": str(plan.crf), "preset": plan.preset}
         aout = out.add_stream_from_template(ain) if ain is not None else None
 
         def mux_video(frame: Any) -> None:
