@@ -6,9 +6,10 @@ caller's one transaction, so an invalid document changes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 from sqlalchemy.orm import Session
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 from app.pipeline.keyframes import CropKey, box_has_ratio, parse_ratio, refit_keyframes
 from app.pipeline.timeline import MAX_SPEED, MIN_SPEED, Segment, validate_segments
 from app.services.errors import UserError
-from app.services.library import ASPECTS, DEFAULT_SIZES
+from app.services.library import ASPECTS, DEFAULT_SIZES, Library
 from app.storage.models import (
     Clip,
     ExportSettings,
@@ -30,9 +31,6 @@ from app.storage.models import (
 )
 from app.storage.status import project_status
 from app.storage.tombstones import set_deleted
-
-if TYPE_CHECKING:
-    from app.services.library import Library
 
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 MAX_ROTATION = 20.0
@@ -172,8 +170,7 @@ def check_export_settings(raw: dict, aspect: str) -> dict:
 
 def refit_keyframe_dicts(keys: list[dict], width: int, height: int, ratio: float) -> list[dict]:
     """Crop keyframes (as stored) refitted to another aspect ratio, centres kept."""
-    return [{"time": k.time, "x": k.x, "y": k.y, "width": k.width, "height": k.height}
-            for k in refit_keyframes([CropKey(**k) for k in keys], width, height, ratio)]
+    return [dataclasses.asdict(k) for k in refit_keyframes([CropKey(**k) for k in keys], width, height, ratio)]
 
 
 def with_aspect(doc: dict, aspect: str, media: dict[str, dict] | None = None) -> None:

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.jobs.service import Settings
+from app.pipeline.plan import WEIGHTS_NAME
 from app.services.document import PRESETS, check_export_settings
 from app.services.errors import UserError
 from app.services.library import DEFAULT_SIZES
@@ -35,7 +36,6 @@ from app.ui.session import ProjectSession
 
 WEIGHTS_KEY = "export/ai_weights"
 WEIGHTS_DIR_KEY = "export/ai_weights_dir"
-WEIGHTS_NAME = "realesr-general-x4v3.pth"  # as app.pipeline.upscaler says (not imported: it loads torch)
 NO_WEIGHTS = (f"The AI upscaler needs a weights file ({WEIGHTS_NAME}) on this computer: choose it below, "
               "or use Lanczos.")
 SIZES = ((2 / 3, "720p"), (1.0, "1080p"), (4 / 3, "1440p"), (2.0, "4K"))

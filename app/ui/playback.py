@@ -296,7 +296,8 @@ class Playback(QObject):
             self._t0 = now
         if self.audio is not None:
             self.audio.feed()
-        slot = min(int(self._clock(now) * self.fps + 1e-6), self.n_slots)
+        self._clock(now)
+        slot = min(self._slot(), self.n_slots)
         self.pump.due = slot
         while (item := self._next()) is not None and item is not _END and item[0] <= slot:
             self._head = None
