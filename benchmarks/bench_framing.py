@@ -38,6 +38,7 @@ from pathlib import Path
 SRC_W, SRC_H, FPS = 1920, 1080, 30
 OUT_W, OUT_H = 1080, 1920
 STATIC = (656.0, 0.0, 608.0, 1080.0)
+STATIC_KEYS = ((0.0, *STATIC),)  # the static crop as a keyframe table
 KEYS = (
     (0.0, 656.0, 0.0, 608.0, 1080.0),
     (0.25, 200.0, 100.0, 500.0, 889.0),
@@ -95,43 +96,39 @@ def make_source(path: Path, seconds: float, use_ffmpeg: bool = True) -> Path:
     return path
 
 
-def make_plan(src: str, seconds: float, preset: str, keyframed: bool | tuple):
-    """``keyframed``: False (the static crop), True (KEYS: pan and zoom) or a table like KEYS."""
+def make_plan(src: str, seconds: float, preset: str, keys: tuple = STATIC_KEYS):
+    """``keys``: a keyframe table like KEYS (STATIC_KEYS: the static crop)."""
     from app.pipeline.keyframes import CropKey
     from app.pipeline.plan import ClipPlan, FramingPlan
     from app.pipeline.timeline import Segment
 
-    if keyframed:
-        table = KEYS if keyframed is True else keyframed
-        keys = tuple(CropKey(t * seconds, x, y, w, h) for t, x, y, w, h in table)
-    else:
-        keys = (CropKey(0.0, *STATIC),)
     clip = ClipPlan(
         media_path=src, width=SRC_W, height=SRC_H, fps=FPS, has_audio=False,
         source_start=0.0, source_end=seconds, trim_start=0.0, trim_end=seconds,
-        segments=(Segment(0.0, seconds, 1.0),), crop_keyframes=keys,
+        segments=(Segment(0.0, seconds, 1.0),),
+        crop_keyframes=tuple(CropKey(t * seconds, x, y, w, h) for t, x, y, w, h in keys),
     )
     return FramingPlan(
         clips=(clip,), ratio=9 / 16, width=OUT_W, height=OUT_H, fps=FPS, crf=20, preset=preset, device="cpu"
     )
 
 
-def time_ours(src: str, seconds: float, out: str, preset: str, keyframed: bool | tuple = False) -> float:
+def time_ours(src: str, seconds: float, out: str, preset: str, keys: tuple = STATIC_KEYS) -> float:
     from app.pipeline.framing import render_framing
 
-    plan = make_plan(src, seconds, preset, keyframed)
+    plan = make_plan(src, seconds, preset, keys)
     t = time.perf_counter()
     render_framing(plan, out, lambda f: None, lambda: False)
     return time.perf_counter() - t
 
 
-def time_processing(src: str, seconds: float, keyframed: bool) -> float:
+def time_processing(src: str, seconds: float, keys: tuple) -> float:
     """Decode, pick frames, crop and resize every output frame, without encoding."""
     import threading
 
     from app.pipeline.framing import _Renderer, plan_layout
 
-    plan = make_plan(src, seconds, "veryfast", keyframed)
+    plan = make_plan(src, seconds, "veryfast", keys)
     renderer = _Renderer(plan, plan_layout(plan), "cpu", OUT_W, OUT_H, None)
     t = time.perf_counter()
     for _ in renderer.video(threading.Event()):
@@ -216,11 +213,11 @@ def run(quick: bool = False) -> dict:
         static, keyed, p_static, p_keyed, e_static, e_keyed = [], [], [], [], [], []
         follow, e_follow = [], []
         for _ in range(reps):
-            static.append(time_ours(src, seconds, static_out, "veryfast", keyframed=False))
-            keyed.append(time_ours(src, seconds, keyed_out, "veryfast", keyframed=True))
-            follow.append(time_ours(src, seconds, follow_out, "veryfast", keyframed=FOLLOW))
-            p_static.append(time_processing(src, seconds, keyframed=False))
-            p_keyed.append(time_processing(src, seconds, keyframed=True))
+            static.append(time_ours(src, seconds, static_out, "veryfast", keys=STATIC_KEYS))
+            keyed.append(time_ours(src, seconds, keyed_out, "veryfast", keys=KEYS))
+            follow.append(time_ours(src, seconds, follow_out, "veryfast", keys=FOLLOW))
+            p_static.append(time_processing(src, seconds, keys=STATIC_KEYS))
+            p_keyed.append(time_processing(src, seconds, keys=KEYS))
             e_static.append(time_encode_only(static_out))
             e_keyed.append(time_encode_only(keyed_out))
             e_follow.append(time_encode_only(follow_out))

@@ -58,7 +58,7 @@ def _editor(lib, data: Path, src: Path, seconds: float, build_proxies: bool):
     return ed, frames, proxies, session
 
 
-def _run_loop(app, done, timeout: float) -> bool:
+def _run_loop(done, timeout: float) -> bool:
     from PySide6.QtCore import QEventLoop, QTimer
 
     loop = QEventLoop()
@@ -71,12 +71,12 @@ def _run_loop(app, done, timeout: float) -> bool:
     return done()
 
 
-def play_once(app, ed, seconds: float) -> dict:
+def play_once(ed, seconds: float) -> dict:
     ed.seek(0.0)
-    _run_loop(app, lambda: ed.view.image is not None, 30)
+    _run_loop(lambda: ed.view.image is not None, 30)
     cpu0, t0 = time.process_time(), time.perf_counter()
     ed.toggle_play()
-    if not _run_loop(app, lambda: ed.rate == 0.0, seconds + 30):
+    if not _run_loop(lambda: ed.rate == 0.0, seconds + 30):
         ed.set_rate(0.0)
     wall = time.perf_counter() - t0
     s = ed.last_playback
@@ -108,13 +108,12 @@ def run(quick: bool = False) -> dict:
         ed, frames, proxies, session = _editor(lib, data, src, seconds,
                                              build_proxies=case == "source_while_proxy_builds")
         media = ed.media()[0]
-        if case == "proxy":
-            proxies.stop()
+        if case == "proxy":  # the builder was stopped in _editor: the proxy is made here, timed
             t0 = time.perf_counter()
             proxy = make_proxy(media, proxy_path(data / "cache" / "proxies", media))
             res["proxy_build_s"] = round(time.perf_counter() - t0, 2)
             frames.set_proxy(media, str(proxy))
-        out = play_once(app, ed, seconds)
+        out = play_once(ed, seconds)
         res[case] = out
         print(f"{case:>26}: {out}", flush=True)
         proxies.stop()

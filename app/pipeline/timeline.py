@@ -68,11 +68,12 @@ def default_segments(length: float) -> list[Segment]:
     return [Segment(0.0, float(length), 1.0)]
 
 
-def split_segments(segments: Sequence[Segment], at: float) -> list[Segment]:
-    """Split the segment containing ``at`` in two of the same speed."""
+def split_segments(segments: Sequence[Segment], at: float, *, margin: float = 0.0) -> list[Segment]:
+    """Split the segment containing ``at`` in two of the same speed; ``at`` within ``margin`` of
+    a segment's edge splits nothing. Segments not split are returned as they are."""
     out: list[Segment] = []
     for s in segments:
-        if s.start < at < s.end:
+        if s.start + margin < at < s.end - margin:
             out += [Segment(s.start, at, s.speed), Segment(at, s.end, s.speed)]
         else:
             out.append(s)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
+from app.pipeline import timeline
 from app.pipeline.timeline import MAX_SPEED, MIN_SPEED
 from app.services.document import apply_document, region_doc
 from app.services.errors import NotFound, UserError
@@ -103,10 +104,9 @@ def split_segments(segments: list[dict], at: float) -> list[dict]:
     UserError when ``at`` is not inside a segment (or within 1 ms of an edge)."""
     out: list[dict] = []
     for x in segments:
-        if x["start"] + 1e-3 < at < x["end"] - 1e-3:
-            out += [{**x, "end": at}, {**x, "start": at}]
-        else:
-            out.append(dict(x))
+        # each dict is cut on its own so that its pieces keep every key it has (speed included)
+        pieces = timeline.split_segments([timeline.Segment(x["start"], x["end"], x.get("speed", 1.0))], at, margin=1e-3)
+        out += [{**x, "start": p.start, "end": p.end} for p in pieces]
     if len(out) == len(segments):
         raise UserError(f"cannot split at {at:g} s: not inside a segment (or too close to an edge)")
     return out

@@ -185,9 +185,13 @@ class PlayerMixin:
         """What is drawn on each decoded frame (and its cache key)."""
         return None, None
 
+    def plays_audio(self) -> bool:
+        """Whether the preview plays the media's sound."""
+        return True
+
     def audio_path(self) -> str | None:
         src = self.media()
-        return src[0] if src else None
+        return src[0] if src and self.plays_audio() else None
 
     def play_range(self) -> tuple[float, float]:
         return 0.0, self.duration()
@@ -271,7 +275,7 @@ class PlayerMixin:
         post, _key = self.frame_post()
         pb = Playback(self.frames.source_for(path), path, offset, self.t, self.play_range()[1],
                       self.play_segments(), self.fps(), self._on_played, self._on_play_end, post,
-                      self.audio_path(), self.transport.mute.isChecked(), parent=self)
+                      path if self.plays_audio() else None, self.transport.mute.isChecked(), parent=self)
         self._shown = self._serial  # a frame asked for before play never replaces a played one
         self.playback = pb
         return True
@@ -556,11 +560,10 @@ class FramingEditor(QWidget, PlayerMixin):
         path = self.session.media_paths.get(c["id"]) if c is not None else None
         return None if path is None else (path, c["source_start"])
 
-    def audio_path(self) -> str | None:
+    def plays_audio(self) -> bool:
         c = self.clip()
         # the preview plays what the export renders: nothing when the clip's audio is off
-        keep = c is not None and c.get("audio", True) and (c.get("media") or {}).get("has_audio", True)
-        return super().audio_path() if keep else None
+        return bool(c is not None and c.get("audio", True) and (c.get("media") or {}).get("has_audio", True))
 
     def current_box(self) -> Box | None:
         c = self.clip()

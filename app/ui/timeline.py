@@ -355,11 +355,12 @@ class ClipTimeline(TimelineBase):
                 self.keyJump.emit(idx)
 
     def paint_track(self, p: QPainter, r: QRectF) -> None:
-        self.strip.paint(p, self.strip_band())
+        band = self.strip_band()
+        self.strip.paint(p, band)
         colors = [QColor(46, 109, 164, 90), QColor(59, 130, 196, 60)]  # tints: the filmstrip shows through
         for i, s in enumerate(self.segments):
             x0, x1 = self.x_of(s["start"]), self.x_of(s["end"])
-            seg = QRectF(x0, r.top() + 24, x1 - x0, r.height() - 24)
+            seg = QRectF(x0, band.top(), x1 - x0, band.height())
             p.fillRect(seg.adjusted(0.5, 0, -0.5, 0), colors[i % 2])
             if abs(s["speed"] - 1.0) > 1e-6 or len(self.segments) > 1:
                 label = f"{s['speed']:g}×"
@@ -479,7 +480,7 @@ class RegionTimeline(TimelineBase):
         self.strip.paint(p, band)
         for i, reg in enumerate(self.regions):
             x0, x1 = self.x_of(reg["start"]), self.x_of(reg["end"])
-            box = QRectF(x0, r.top() + 20, x1 - x0, r.height() - 20)
+            box = QRectF(x0, band.top(), x1 - x0, band.height())
             path = QPainterPath()
             path.addRoundedRect(box, 4, 4)
             sel = i == self.selected
