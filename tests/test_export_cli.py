@@ -54,6 +54,27 @@ def test_export_framing_then_overlay(cli, project):
     assert rows[0]["status"] == "complete" and rows[0]["has_final_video"] is True
 
 
+def test_cpu_overlay_export_draws_without_importing_torch(cli, project):
+    """On a machine without a GPU the spotlight is drawn with numpy: `export overlay` does not
+    pay torch's import (about 1.5 s), the same way `export framing` does not."""
+    from app.pipeline.device import _cuda_may_exist, _mps_may_exist
+
+    ok(cli("export", "framing", project))
+    regions = [{"start": 0.2, "end": 1.3, "keyframes": [{"time": 0.2, "x": 540, "y": 900, "rx": 80, "ry": 160},
+                                                       {"time": 1.2, "x": 600, "y": 1000, "rx": 80, "ry": 160}]}]
+    ok(cli("project", "apply", project, "-", stdin=json.dumps({"overlay": {"regions": regions}})))
+    r = ok(cli("export", "overlay", project, "--json", env={"PYTHONPROFILEIMPORTTIME": "1"}))
+    job = json.loads(r.stdout)
+    assert job["status"] == "complete"
+    with av.open(job["output"]) as c:  # really re-encoded: the spotlight was drawn
+        frame = next(c.decode(video=0))
+        assert (frame.width, frame.height) == (1080, 1920)
+    imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
+    assert "app.pipeline.spotlight" in imported and "av" in imported  # the import log is there
+    if not (_cuda_may_exist() or _mps_may_exist()):
+        assert "torch" not in imported
+
+
 def test_export_errors(cli, project, data_dir):
     r = cli("export", "overlay", project)
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: ")

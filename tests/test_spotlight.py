@@ -192,7 +192,8 @@ def test_dim_is_exact_and_the_gpu_arithmetic_matches(monkeypatch):
         spotlight._dim_torch(src, b, keep_q, round(black * (256 - keep_q)) + 128)
         expect = np.floor(black + (src.numpy() - black) * keep_q / 256 + 0.5)
         assert np.array_equal(a.numpy(), expect) and torch.equal(a, b)
-    # the whole draw through the torch-only arithmetic (as on a GPU) equals the CPU one
+    # the whole draw through torch tensors and the torch-only arithmetic (as on a GPU) equals
+    # the CPU one (numpy arrays)
     plan = _plan()
     cpu = _grey_i420(110)
     cpu[5:40, 5:60] = 200
@@ -206,7 +207,7 @@ def test_dim_is_exact_and_the_gpu_arithmetic_matches(monkeypatch):
             spotlight._dim_torch(src, dst, keep_q, round(black * (256 - keep_q)) + 128)
 
     monkeypatch.setattr(spotlight, "dim_plane", torch_dim)
-    draw_spotlight(gpu_like, 1.0, plan, plan.regions)
+    draw_spotlight(torch.from_numpy(gpu_like), 1.0, plan, plan.regions)
     assert np.array_equal(cpu, gpu_like)
 
 

@@ -1,8 +1,8 @@
-"""Overlay export: working video + spotlight regions -> final video (PyAV + torch, no ffmpeg CLI).
+"""Overlay export: working video + spotlight regions -> final video (PyAV, no ffmpeg CLI).
 
 - Frames inside a region are drawn with :func:`app.pipeline.spotlight.draw_spotlight` on their
-  YUV 4:2:0 planes (GPU when there is one and the plan allows it); frames outside all regions
-  go to the encoder untouched (no tensor work).
+  YUV 4:2:0 planes: numpy on the CPU (torch is not even imported), torch tensors on a GPU when
+  there is one and the plan allows it; frames outside all regions go to the encoder untouched.
 - Video is encoded with libx264 (crf/preset from the plan, yuv420p), audio packets are copied
   unchanged, the MP4 is written with faststart.
 - A plan with nothing to draw (no regions, or none that meets the video) is a pure remux: the
@@ -20,13 +20,12 @@ import contextlib
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
 import av
 import numpy as np
-import torch
 from av.video.frame import PictureType
 
 from app.pipeline.decode import local_file, put_until_stopped, quiet_ffmpeg
@@ -40,41 +39,13 @@ PROGRESS_EVERY = 0.25  # s
 CANCEL_POLL = 0.5  # s
 QUEUE_FRAMES = 8  # decoded frames buffered ahead of the drawing/encoding loop
 
-_threads_lock = threading.Lock()
-
-
 # --------------------------------------------------------------------------- devices
 
 
-def _device(preference: str) -> tuple[torch.device, str]:
-    """The torch device that will really draw (app.pipeline.device rules) and its truthful label."""
+def _device(preference: str) -> tuple[str, str]:
+    """The device that will really draw (app.pipeline.device rules) and its truthful label."""
     dev = pick_device(preference)
-    return torch.device(dev), describe(dev)
-
-
-_threads_state = {"users": 0, "before": 0}
-
-
-@contextlib.contextmanager
-def _single_torch_thread(device: torch.device) -> Iterator[None]:
-    """On CPU, draw with one torch thread: the encoder's threads already fill every core, and
-    OpenMP workers spinning against them cost more than they gain. The setting is per OS
-    thread for threads that already ran torch ops; each render thread goes back to the value
-    the process had before the first of the overlapping renders started."""
-    if device.type != "cpu":
-        yield
-        return
-    with _threads_lock:
-        if _threads_state["users"] == 0:
-            _threads_state["before"] = torch.get_num_threads()
-        _threads_state["users"] += 1
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        with _threads_lock:
-            _threads_state["users"] -= 1
-            torch.set_num_threads(_threads_state["before"])  # this thread, and the default
+    return dev, describe(dev)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -260,43 +231,42 @@ def _reencode(
             except av.FFmpegError as exc:
                 raise RenderError(f"encoding the final video failed: {exc}") from exc
 
-        with _single_torch_thread(device):
-            dec.start()
-            next_pts = 0
-            while True:
-                try:
-                    kind, item = q.get(timeout=CANCEL_POLL / 2)
-                except queue.Empty:
-                    rep.tick()
-                    continue
-                if kind == "end":
-                    break
-                if kind == "err":
-                    if isinstance(item, av.FFmpegError):
-                        raise RenderError(f"decoding the working video failed: {item}") from item
-                    raise item
-                if kind == "a":
-                    item.stream = aout
-                    out.mux(item)
-                    continue
-                frame = item
-                pts = frame.pts if frame.pts is not None else next_pts
-                next_pts = pts + step
-                t = float(pts * tb) - t0
-                shape = spotlight_at(style, plan.regions, t, height)
-                if shape is not None:
-                    frame = _draw(frame, t, style, plan, shape, device)
-                    drawn += 1
-                frame.pts = pts
-                frame.time_base = tb
-                frame.pict_type = PictureType.NONE
-                mux_video(frame)
-                frames += 1
-                rep.tick(0.97 * frames / total)
-            for i, p in enumerate(vout.encode(None)):
-                out.mux(p)
-                if i % 4 == 0:
-                    rep.tick()
+        dec.start()
+        next_pts = 0
+        while True:
+            try:
+                kind, item = q.get(timeout=CANCEL_POLL / 2)
+            except queue.Empty:
+                rep.tick()
+                continue
+            if kind == "end":
+                break
+            if kind == "err":
+                if isinstance(item, av.FFmpegError):
+                    raise RenderError(f"decoding the working video failed: {item}") from item
+                raise item
+            if kind == "a":
+                item.stream = aout
+                out.mux(item)
+                continue
+            frame = item
+            pts = frame.pts if frame.pts is not None else next_pts
+            next_pts = pts + step
+            t = float(pts * tb) - t0
+            shape = spotlight_at(style, plan.regions, t, height)
+            if shape is not None:
+                frame = _draw(frame, t, style, plan, shape, device)
+                drawn += 1
+            frame.pts = pts
+            frame.time_base = tb
+            frame.pict_type = PictureType.NONE
+            mux_video(frame)
+            frames += 1
+            rep.tick(0.97 * frames / total)
+        for i, p in enumerate(vout.encode(None)):
+            out.mux(p)
+            if i % 4 == 0:
+                rep.tick()
     except av.FFmpegError as exc:
         raise RenderError(f"writing the final video failed: {exc}") from exc
     finally:
@@ -319,7 +289,7 @@ def _planes(frame: av.VideoFrame) -> list[np.ndarray]:
     return [plane_view(frame, i) for i in range(3)]
 
 
-def _draw(frame: Any, t: float, style: SpotlightStyle, plan: OverlayPlan, shape: Any, device: torch.device) -> Any:
+def _draw(frame: Any, t: float, style: SpotlightStyle, plan: OverlayPlan, shape: Any, device: str) -> Any:
     """Decoded frame -> a new yuv420p frame with the spotlight drawn.
 
     The decoder's buffer is only read (it may still be a reference picture). On CPU the
@@ -328,10 +298,12 @@ def _draw(frame: Any, t: float, style: SpotlightStyle, plan: OverlayPlan, shape:
     """
     if frame.format.name != "yuv420p":
         frame = frame.reformat(format="yuv420p")
-    if device.type == "cpu":
+    if device == "cpu":
         new = av.VideoFrame(frame.width, frame.height, "yuv420p")
         draw_spotlight(_planes(frame), t, style, plan.regions, shape=shape, out=_planes(new))
         return new
+    import torch  # a GPU is there: torch is already loaded (app.pipeline.device)
+
     ten = torch.from_numpy(frame.to_ndarray()).to(device, non_blocking=True)
     draw_spotlight(ten, t, style, plan.regions, shape=shape)
     return av.VideoFrame.from_ndarray(np.ascontiguousarray(ten.cpu().numpy()), format="yuv420p")

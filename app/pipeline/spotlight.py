@@ -30,13 +30,13 @@ Working-video time ``t`` is the frame's presentation time minus the video stream
 from __future__ import annotations
 
 import math
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from app.pipeline.keyframes import ellipse_at, ground_ring, region_fade, stroke_thickness
 
@@ -192,21 +192,49 @@ def spotlight_at(
 
 
 # --------------------------------------------------------------------------- drawing primitives
+#
+# The compositing is written once against the operations numpy and torch share (operators,
+# ``sqrt``/``abs``/``clip`` with ``out=``): numpy arrays on the CPU (no torch import, and less
+# overhead per operation than torch on the small bounding-box arrays), torch tensors on a GPU.
+
+
+def is_tensor(a: Any) -> bool:
+    """A torch tensor (without importing torch)."""
+    return type(a).__module__.startswith("torch")
+
+
+def _xp(a: Any) -> Any:
+    """The array namespace of ``a``: torch for tensors, else numpy."""
+    return sys.modules["torch"] if is_tensor(a) else np
+
+
+def _as_numpy(a: Any) -> np.ndarray:
+    """A CPU tensor or ndarray as an ndarray sharing its memory."""
+    return a.numpy() if is_tensor(a) else a
+
+
+def _as_float(a: Any) -> Any:
+    return a.to(sys.modules["torch"].float32) if is_tensor(a) else a.astype(np.float32)
+
+
+def _as_u8(a: Any) -> Any:
+    return a.to(sys.modules["torch"].uint8) if is_tensor(a) else a.astype(np.uint8)
+
+
+def _is_u8(a: Any) -> bool:
+    return str(a.dtype) in ("uint8", "torch.uint8")
+
 
 _scratch = threading.local()
 
 
-def _scratch_buf(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """A reusable contiguous buffer shaped like ``t`` (per thread, device and dtype)."""
-    cache: dict | None = getattr(_scratch, "cache", None)
-    if cache is None:
-        cache = _scratch.cache = {}
-    key = (t.device.type, t.device.index, dtype)
-    buf = cache.get(key)
-    if buf is None or buf.numel() < t.numel():
-        buf = torch.empty(t.numel(), dtype=dtype, device=t.device)
-        cache[key] = buf
-    return buf[: t.numel()].view(t.shape)
+def _scratch_u16(shape: tuple[int, ...]) -> np.ndarray:
+    """A reusable uint16 buffer of ``shape`` for the CPU dim pass (per thread)."""
+    buf: np.ndarray | None = getattr(_scratch, "u16", None)
+    n = math.prod(shape)
+    if buf is None or buf.size < n:
+        buf = _scratch.u16 = np.empty(n, np.uint16)
+    return buf[:n].reshape(shape)
 
 
 def quantize_keep(keep: float) -> int:
@@ -214,48 +242,44 @@ def quantize_keep(keep: float) -> int:
     return min(max(round(keep * 256), 0), 256)
 
 
-def dim_plane(src: torch.Tensor, dst: torch.Tensor, keep_q: int, black: float) -> None:
+def dim_plane(src: Any, dst: Any, keep_q: int, black: float) -> None:
     """dst = round(black + (src - black) * keep_q / 256) for uint8 planes (dst may be src).
 
-    On CPU this is numpy in uint16 (one thread, three passes over L2-sized bands of rows, no
-    allocation): it runs beside the encoder's threads, where OpenMP workers would only fight
-    them and where main memory is the scarce thing. Elsewhere it is torch int32.
+    On CPU (ndarrays or CPU tensors) this is numpy in uint16: one thread, three passes over
+    L2-sized bands of rows, no allocation. It runs beside the encoder's threads, where more
+    threads would only fight them and where main memory is the scarce thing. On a GPU it is
+    torch int32.
     """
     if keep_q >= 256:
-        if dst.data_ptr() != src.data_ptr():
-            dst.copy_(src)
+        if dst is not src:
+            dst[...] = src
         return
     c = int(round(black * (256 - keep_q))) + 128  # black offset and the rounding half
-    if src.device.type == "cpu":
-        s, d = src.numpy(), dst.numpy()
-        rows = max(1, DIM_BAND // max(1, s[0].size))
-        buf = _scratch_buf(src[:rows], torch.int16).numpy().view(np.uint16)
-        k, cc = np.uint16(keep_q), np.uint16(c)
-        for r in range(0, s.shape[0], rows):
-            bb = buf[: min(rows, s.shape[0] - r)]
-            # max value: 255 * k + black * (256 - k) + 128 <= 65408, fits in uint16
-            np.multiply(s[r:r + rows], k, out=bb, dtype=np.uint16)
-            np.add(bb, cc, out=bb)
-            np.right_shift(bb, 8, out=d[r:r + rows], casting="unsafe")
+    if is_tensor(src) and src.device.type != "cpu":
+        _dim_torch(src, dst, keep_q, c)
         return
-    _dim_torch(src, dst, keep_q, c)
+    s, d = _as_numpy(src), _as_numpy(dst)
+    rows = max(1, DIM_BAND // max(1, s[0].size))
+    buf = _scratch_u16((min(rows, s.shape[0]), *s.shape[1:]))
+    k, cc = np.uint16(keep_q), np.uint16(c)
+    for r in range(0, s.shape[0], rows):
+        bb = buf[: min(rows, s.shape[0] - r)]
+        # max value: 255 * k + black * (256 - k) + 128 <= 65408, fits in uint16
+        np.multiply(s[r:r + rows], k, out=bb, dtype=np.uint16)
+        np.add(bb, cc, out=bb)
+        np.right_shift(bb, 8, out=d[r:r + rows], casting="unsafe")
 
 
-def _dim_torch(src: torch.Tensor, dst: torch.Tensor, keep_q: int, c: int) -> None:
+def _dim_torch(src: Any, dst: Any, keep_q: int, c: int) -> None:
     """The GPU form of :func:`dim_plane`: same fixed-point arithmetic in int32."""
-    buf = _scratch_buf(src, torch.int32)
-    buf.copy_(src)
+    torch = sys.modules["torch"]
+    buf = src.to(torch.int32)
     buf.mul_(keep_q).add_(c)
     buf.bitwise_right_shift_(8)
     dst.copy_(buf)
 
 
-def _coverage(
-    shape: SpotlightShape,
-    xs: torch.Tensor,
-    ys: torch.Tensor,
-    px: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _coverage(shape: SpotlightShape, xs: Any, ys: Any, px: float) -> tuple[Any, Any, Any]:
     """(inside, outline, stroke) coverages 0..1 at sample centres ``xs`` (1, w) x ``ys`` (h, 1).
 
     ``px`` is the sample spacing in frame pixels (1 for luma/RGB, 2 for 4:2:0 chroma): the soft
@@ -263,6 +287,7 @@ def _coverage(
     (k - 1) * k / |grad k| with k = |((x - cx)/rx, (y - cy)/ry)| (exact for circles); a tiny
     bias makes it -r (deep inside) at the very centre instead of 0/0.
     """
+    xp = _xp(xs)
     rx, ry = shape.rx, shape.ry
     eps = 1e-10
     nx = (xs - shape.x) / rx
@@ -270,50 +295,61 @@ def _coverage(
     gx = nx * (px / rx)  # grad k * k, in samples
     gy = ny * (px / ry)
     r2 = min(rx, ry) ** 2 / (px * px)
-    k2 = torch.add(nx * nx, ny * ny + eps * r2)  # (h, w): k^2 (+ a negligible bias)
-    g2 = torch.add(gx * gx, gy * gy + eps)
-    k = k2.sqrt()
-    s = k.sub_(1.0).mul_(k2.div_(g2).sqrt_())  # signed distance in samples, < 0 inside
-    inside = torch.rsub(s, 0.5).clamp_(0.0, 1.0)
-    a = s.abs_()
+    k2 = nx * nx + (ny * ny + eps * r2)  # (h, w): k^2 (+ a negligible bias)
+    g2 = gx * gx + (gy * gy + eps)
+    k = xp.sqrt(k2)
+    k -= 1.0
+    k2 /= g2
+    k *= xp.sqrt(k2, out=k2)
+    s = k  # signed distance in samples, < 0 inside
+    inside = xp.clip(0.5 - s, 0.0, 1.0)
+    a = xp.abs(s, out=s)
     half = shape.thickness / 2 / px
-    stroke = torch.rsub(a, half + 0.5).clamp_(0.0, 1.0)
-    outline = torch.rsub(a, half + shape.pad / px + 0.5).clamp_(0.0, 1.0)
-    return inside, outline, stroke
+    stroke = (half + 0.5) - a
+    outline = (half + shape.pad / px + 0.5) - a
+    return inside, xp.clip(outline, 0.0, 1.0, out=outline), xp.clip(stroke, 0.0, 1.0, out=stroke)
 
 
-def _weights(
-    cov: tuple[torch.Tensor, torch.Tensor, torch.Tensor], dim: float, fill: float, alpha: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _weights(cov: tuple[Any, Any, Any], dim: float, fill: float, alpha: float) -> tuple[Any, Any, Any, Any]:
     """The four steps folded into one blend per sample: out = v*P + black*Wb + colour*Wc + dark*Wo.
 
     dim outside: v -> v + (black - v)*(1 - in)*dim; fill: v -> v + (colour - v)*in*fill;
     outline: v -> v + (dark - v)*outline*alpha; stroke: v -> v + (colour - v)*stroke*alpha.
     The weights are shared by every plane on the same sample grid (U and V; R, G and B).
     """
-    inside, outline, stroke = cov
+    inside, ao, as_ = cov
     fi = inside * fill
-    dd = torch.mul(inside, -dim).add_(dim)  # (1 - in) * dim
-    ao = outline.mul_(alpha) if alpha != 1.0 else outline
-    as_ = stroke.mul_(alpha) if alpha != 1.0 else stroke
-    keep_s = torch.rsub(as_, 1.0)
-    t1 = torch.rsub(ao, 1.0).mul_(keep_s)  # (1 - ao)(1 - as)
-    t2 = torch.rsub(fi, 1.0).mul_(t1)  # (1 - fi) t1
+    dd = inside * -dim
+    dd += dim  # (1 - in) * dim
+    if alpha != 1.0:
+        ao *= alpha
+        as_ *= alpha
+    keep_s = 1.0 - as_
+    t1 = 1.0 - ao
+    t1 *= keep_s  # (1 - ao)(1 - as)
+    t2 = 1.0 - fi
+    t2 *= t1  # (1 - fi) t1
     wb = dd * t2
-    p = t2.sub_(wb)  # (1 - dd) t2
-    wc = as_.addcmul_(fi, t1)  # fi t1 + as
-    wo = ao.mul_(keep_s)  # ao (1 - as)
+    p = t2
+    p -= wb  # (1 - dd) t2
+    fi *= t1
+    wc = as_
+    wc += fi  # fi t1 + as
+    wo = ao
+    wo *= keep_s  # ao (1 - as)
     return p, wb, wc, wo
 
 
-def _blend(v: torch.Tensor, w: tuple[torch.Tensor, ...], black: Any, color: Any, dark: Any) -> torch.Tensor:
+def _blend(v: Any, w: tuple[Any, ...], black: Any, color: Any, dark: Any) -> Any:
     """v (float, in place) -> v*P + black*Wb + colour*Wc + dark*Wo + 0.5 (ready to truncate)."""
     p, wb, wc, wo = w
-    if isinstance(color, torch.Tensor):  # per-channel (RGB)
-        q = wc * color + wb * black + wo * dark
-    else:
-        q = torch.mul(wc, color).add_(wb, alpha=black).add_(wo, alpha=dark)
-    return v.mul_(p).add_(q).add_(0.5)
+    q = wc * color
+    q += wb * black
+    q += wo * dark
+    v *= p
+    v += q
+    v += 0.5
+    return v
 
 
 def _bbox(shape: SpotlightShape, px: float, off_x: float, off_y: float, w: int, h: int) -> tuple[int, int, int, int]:
@@ -326,9 +362,17 @@ def _bbox(shape: SpotlightShape, px: float, off_x: float, off_y: float, w: int, 
     return x0, x1, y0, y1
 
 
+def _centres(like: Any, i0: int, i1: int, px: float, off: float) -> Any:
+    """Sample centres i * px + off for i in [i0, i1), float32, on ``like``'s device."""
+    if is_tensor(like):
+        torch = sys.modules["torch"]
+        return torch.arange(i0, i1, device=like.device, dtype=torch.float32) * px + off
+    return np.arange(i0, i1, dtype=np.float32) * np.float32(px) + np.float32(off)
+
+
 def _draw_planes(
-    src: Sequence[torch.Tensor],
-    dst: Sequence[torch.Tensor],
+    src: Sequence[Any],
+    dst: Sequence[Any],
     shape: SpotlightShape,
     px: float,
     off: tuple[float, float],
@@ -339,52 +383,63 @@ def _draw_planes(
 ) -> None:
     """Draw ``src`` planes into ``dst`` planes (may be the same) that share one sample grid.
 
-    Planes are 2-D (Y; U and V) or 3-D channel-last (RGB, with per-channel colours). The dim
-    is one fixed-point pass over the whole plane; everything else is computed in float inside
-    the shape's bounding box only, from the source values saved before the dim.
+    Planes are 2-D (Y; U and V) or 3-D channel-last (RGB, with per-channel colours), all
+    ndarrays or all tensors. The dim is one fixed-point pass over the whole plane; everything
+    else is computed in float inside the shape's bounding box only, from the source values
+    saved before the dim.
     """
     h, w = src[0].shape[:2]
     keep_q = quantize_keep(1.0 - style.dim * shape.fade)
     dim = 1.0 - keep_q / 256
     x0, x1, y0, y1 = _bbox(shape, px, off[0], off[1], w, h)
     has_box = x1 > x0 and y1 > y0
-    saved = [p[y0:y1, x0:x1].to(torch.float32) for p in src] if has_box else []
+    saved = [_as_float(p[y0:y1, x0:x1]) for p in src] if has_box else []
     for s, d, b in zip(src, dst, blacks, strict=True):
         dim_plane(s, d, keep_q, float(b))
     if not has_box:
         return
-    dev = src[0].device
-    xs = (torch.arange(x0, x1, device=dev, dtype=torch.float32) * px + off[0]).unsqueeze(0)
-    ys = (torch.arange(y0, y1, device=dev, dtype=torch.float32) * px + off[1]).unsqueeze(1)
+    xs = _centres(src[0], x0, x1, px, off[0])[None, :]
+    ys = _centres(src[0], y0, y1, px, off[1])[:, None]
     wts = _weights(_coverage(shape, xs, ys, px), dim, style.fill_opacity * shape.fade, shape.fade)
-    if src[0].dim() == 3:
-        wts = tuple(t.unsqueeze(-1) for t in wts)  # type: ignore[assignment]
+    if src[0].ndim == 3:
+        wts = tuple(t[..., None] for t in wts)  # type: ignore[assignment]
     for d, v, b, c, k in zip(dst, saved, blacks, colors, darks, strict=True):
         # a convex blend of values in 0..255, plus 0.5: truncation rounds, nothing to clamp
-        d[y0:y1, x0:x1] = _blend(v, wts, b, c, k).to(torch.uint8)
+        d[y0:y1, x0:x1] = _as_u8(_blend(v, wts, b, c, k))
 
 
 # --------------------------------------------------------------------------- public drawing API
 
 
-def split_i420(frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Views (Y, U, V) of a packed I420 tensor shaped (H * 3 / 2, W), as PyAV's to_ndarray gives."""
+def split_i420(frame: Any) -> tuple[Any, Any, Any]:
+    """Views (Y, U, V) of a packed I420 array or tensor shaped (H * 3 / 2, W), as PyAV's
+    to_ndarray gives."""
     rows, w = frame.shape
     h = rows * 2 // 3
-    if frame.dtype != torch.uint8 or rows * 2 % 3 or h % 2 or w % 2:
+    if not _is_u8(frame) or rows * 2 % 3 or h % 2 or w % 2:
         raise ValueError(f"not a packed 8-bit I420 frame: shape {tuple(frame.shape)}, {frame.dtype}")
     flat = frame.reshape(-1)
     n, q = h * w, (h // 2) * (w // 2)
-    return flat[:n].view(h, w), flat[n:n + q].view(h // 2, w // 2), flat[n + q:n + 2 * q].view(h // 2, w // 2)
+    return flat[:n].reshape(h, w), flat[n:n + q].reshape(h // 2, w // 2), flat[n + q:n + 2 * q].reshape(h // 2, w // 2)
 
 
-def _planes(frame: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _planes(frame: Any, like: Any = None) -> tuple[Any, Any, Any]:
+    """(Y, U, V) of a packed frame or a plane triple; CPU tensors and ndarrays are turned into
+    the kind of ``like`` (sharing memory), so that every plane of a draw is of one kind."""
     if isinstance(frame, (tuple, list)):
-        y, u, v = (torch.from_numpy(p) if isinstance(p, np.ndarray) else p for p in frame)
-        if y.dtype != torch.uint8 or u.shape != v.shape or tuple(u.shape) != (y.shape[0] // 2, y.shape[1] // 2):
+        y, u, v = frame
+        if not _is_u8(y) or tuple(u.shape) != tuple(v.shape) or tuple(u.shape) != (y.shape[0] // 2, y.shape[1] // 2):
             raise ValueError("expected 8-bit 4:2:0 planes (Y, U, V) with U and V at half size")
-        return y, u, v
-    return split_i420(torch.from_numpy(frame) if isinstance(frame, np.ndarray) else frame)
+        planes = (y, u, v)
+    else:
+        planes = split_i420(frame)
+    want_tensor = is_tensor(planes[0] if like is None else like)
+    if all(is_tensor(p) == want_tensor for p in planes):
+        return planes  # type: ignore[return-value]
+    if want_tensor:
+        torch = sys.modules["torch"]
+        return tuple(p if is_tensor(p) else torch.from_numpy(p) for p in planes)  # type: ignore[return-value]
+    return tuple(_as_numpy(p) for p in planes)  # type: ignore[return-value]
 
 
 def draw_spotlight(
@@ -414,7 +469,7 @@ def draw_spotlight(
         shape = spotlight_at(style, regions, t, y.shape[0])
     if shape is None or shape.fade <= 0:
         return False
-    y2, u2, v2 = (y, u, v) if out is None else _planes(out)
+    y2, u2, v2 = (y, u, v) if out is None else _planes(out, like=y)
     if y2.shape != y.shape or u2.shape != u.shape:
         raise ValueError("out must have the same size as frame")
     cy, cu, cv = style.color_yuv
@@ -448,8 +503,7 @@ def spotlight_rgb(
     shape = spotlight_at(style, regions, t, src_h, scale=w / src_w if src_w else 1.0)
     if shape is None or shape.fade <= 0:
         return out
-    tt = torch.from_numpy(out)
-    color = torch.tensor(style.color, dtype=torch.float32)
-    dark = torch.tensor(style.outline_rgb, dtype=torch.float32)
-    _draw_planes([tt], [tt], shape, 1.0, (0.5, 0.5), [0.0], [color], [dark], style)  # black = RGB 0
+    color = np.array(style.color, dtype=np.float32)
+    dark = np.array(style.outline_rgb, dtype=np.float32)
+    _draw_planes([out], [out], shape, 1.0, (0.5, 0.5), [0.0], [color], [dark], style)  # black = RGB 0
     return out

@@ -36,7 +36,7 @@ def _spotlight_post(settings: dict, regions: list[dict], size: tuple[int, int]):
                   for r in regions if r.get("keyframes"))
 
     def post(rgb, t):
-        from app.pipeline.spotlight import spotlight_rgb  # torch: imported on the decoder thread
+        from app.pipeline.spotlight import spotlight_rgb  # numpy only: no torch in the preview
 
         return spotlight_rgb(rgb, t, settings, plans, source_size=size)
 
