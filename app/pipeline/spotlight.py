@@ -2,9 +2,9 @@
 
 The geometry comes from :mod:`app.pipeline.keyframes` only (``ellipse_at``, ``ground_ring``,
 ``region_fade``, ``stroke_thickness``): :func:`spotlight_at` turns a region list and a time
-into a :class:`SpotlightShape`, and both :func:`draw_spotlight` (the overlay export, torch
-tensors on CPU or CUDA, no RGB round trip) and :func:`spotlight_rgb` (the overlay editor's
-preview) draw that shape with the same compositing function.
+into a :class:`SpotlightShape`, and both :func:`draw_spotlight` (the overlay export: numpy
+arrays on the CPU, torch tensors on a GPU, no RGB round trip) and :func:`spotlight_rgb` (the
+overlay editor's preview) draw that shape with the same compositing function.
 
 Per frame inside a region, in this order (PRODUCT.md, "Overlay: the math"):
 
@@ -194,8 +194,8 @@ def spotlight_at(
 # --------------------------------------------------------------------------- drawing primitives
 #
 # The compositing is written once against the operations numpy and torch share (operators,
-# ``sqrt``/``abs``/``clip`` with ``out=``): numpy arrays on the CPU (no torch import, and less
-# overhead per operation than torch on the small bounding-box arrays), torch tensors on a GPU.
+# ``sqrt``/``abs``/``clip`` with ``out=``): numpy arrays on the CPU, so that a CPU export or
+# preview never imports torch, and torch tensors on a GPU.
 
 
 def is_tensor(a: Any) -> bool:
