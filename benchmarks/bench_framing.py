@@ -167,11 +167,11 @@ def cli_project(src: str, data_dir: str, preset: str) -> tuple[list[str], str]:
     return base, pid
 
 
-def time_ours_process(base: list[str], pid: str) -> float:
-    """Whole process: `reelforge export framing PID` (start-up, imports, job, render, commit)."""
+def time_ours_process(base: list[str], pid: str, kind: str = "framing") -> float:
+    """Whole process: `reelforge export KIND PID` (start-up, imports, job, render, commit)."""
     root = str(Path(__file__).resolve().parent.parent)
     t = time.perf_counter()
-    subprocess.run([*base, "export", "framing", pid], check=True, cwd=root, capture_output=True)
+    subprocess.run([*base, "export", kind, pid], check=True, cwd=root, capture_output=True)
     return time.perf_counter() - t
 
 

@@ -34,6 +34,8 @@ if __package__ in (None, ""):
 from app.pipeline.keyframes import EllipseKey  # noqa: E402
 from app.pipeline.overlay_render import render_overlay  # noqa: E402
 from app.pipeline.plan import OverlayPlan, RegionPlan  # noqa: E402
+from benchmarks.bench_framing import cli_project as framing_project  # noqa: E402
+from benchmarks.bench_framing import time_ours_process  # noqa: E402
 
 W, H, FPS = 1080, 1920, 30
 TARGET = 1.15
@@ -123,34 +125,23 @@ def _ffmpeg(src: Path, dst: Path) -> tuple[float, float]:
 
 def cli_project(src: Path, data_dir: Path, seconds: float) -> tuple[list[str], str, str]:
     """A data directory with one project made from ``src`` (whole frame, 1080x1920, crf 20,
-    veryfast), framing exported once (not timed) and the benchmark's region applied. Returns the
-    command prefix, the project id and its working video's path."""
+    veryfast: bench_framing's project), framing exported once (not timed) and the benchmark's
+    region applied. Returns the command prefix, the project id and its working video's path."""
     root = str(Path(__file__).resolve().parent.parent)
-    base = [sys.executable, "-m", "app", "--data-dir", str(data_dir)]
+    base, pid = framing_project(str(src), str(data_dir), "veryfast")
 
     def cli(*args: str, stdin: str | None = None) -> str:
         return subprocess.run([*base, *args], input=stdin, capture_output=True, text=True, check=True,
                               cwd=root).stdout
 
-    pid = cli("project", "create", "Bench").strip()
-    cli("clip", "add", pid, str(src))
+    cli("export", "framing", pid)
     region = overlay_plan(src, seconds).regions[0]
     keys = [{"time": float(k.time), "x": float(k.x), "y": float(k.y), "rx": float(k.rx), "ry": float(k.ry)}
             for k in region.keyframes if region.start <= k.time <= region.end]  # the document's rule
-    doc = {"export_settings": {"width": W, "height": H, "fps": FPS, "crf": 20, "preset": "veryfast"}}
-    cli("project", "apply", pid, "-", stdin=json.dumps(doc))
-    cli("export", "framing", pid)
     doc = {"overlay": {"regions": [{"start": region.start, "end": region.end, "keyframes": keys}]}}
     cli("project", "apply", pid, "-", stdin=json.dumps(doc))
     working = json.loads(cli("project", "show", pid, "--json"))["working_video"]["path"]
     return base, pid, working
-
-
-def _ours_process(base: list[str], pid: str) -> float:
-    root = str(Path(__file__).resolve().parent.parent)
-    t = time.perf_counter()
-    subprocess.run([*base, "export", "overlay", pid], check=True, cwd=root, capture_output=True)
-    return time.perf_counter() - t
 
 
 def _ours(plan: OverlayPlan, dst: Path) -> tuple[float, float, str]:
@@ -180,7 +171,7 @@ def run(quick: bool = False) -> dict:
                 dt, cpu = _ffmpeg(src, Path(d) / "ffmpeg.mp4")
                 theirs.append(dt)
                 theirs_cpu.append(cpu)
-            process.append(_ours_process(base, pid))
+            process.append(time_ours_process(base, pid, "overlay"))
             if have_ffmpeg:
                 theirs_process.append(_ffmpeg(Path(working), Path(d) / "ffmpeg_working.mp4")[0])
         size_ours = os.path.getsize(Path(d) / "ours.mp4")
