@@ -34,7 +34,7 @@ def redact_text(text: str) -> str:
     """``text`` with known secret values, secret-looking fields, signature fragments of URLs and
     URL user-info replaced by ***."""
     text = str(text)
-    for value in _known:
+    for value in tuple(_known):  # a copy: another thread may remember a secret meanwhile
         text = text.replace(value, "***")
     return _SECRET.sub(r"\1\2***", _USERINFO.sub(r"\1***@", text))
 

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 
 from app.pipeline.keyframes import Ellipse, EllipseKey, ellipse_at
 from app.pipeline.plan import RegionPlan
+from app.pipeline.spotlight import spotlight_rgb  # numpy only: no torch in the preview
 from app.services.document import MIN_REGION
 from app.ui.framing_editor import PlayerMixin, hint_label
 from app.ui.icons import icon
@@ -36,8 +37,6 @@ def _spotlight_post(settings: dict, regions: list[dict], size: tuple[int, int]):
                   for r in regions if r.get("keyframes"))
 
     def post(rgb, t):
-        from app.pipeline.spotlight import spotlight_rgb  # numpy only: no torch in the preview
-
         return spotlight_rgb(rgb, t, settings, plans, source_size=size)
 
     return post
