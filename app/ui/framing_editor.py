@@ -104,6 +104,8 @@ class PlayerMixin:
         self.timer.setInterval(33)
         self.timer.timeout.connect(self._tick)
         self._last_tick = None
+        self._play_sig: tuple = ()  # what the running playback was made from (_play_signature)
+        self._post_key: object = None  # and what it draws on its frames (frame_post's key)
         self.frames.frameReady.connect(self._on_frame)
 
     def _add_shortcuts(self, *extra: tuple[str, Callable[[], object]]) -> None:
@@ -167,10 +169,12 @@ class PlayerMixin:
             return
         if self.session is not None:
             self.session.changed.disconnect(self.refresh)
+            self.session.changed.disconnect(self._follow_edit)
         self.set_rate(0.0)
         self.session, self.t = session, 0.0
         self._forget_selection()
         session.changed.connect(self.refresh)
+        session.changed.connect(self._follow_edit)  # after refresh: the editor shows the new state
         self.refresh()
 
     def _forget_selection(self) -> None:
@@ -188,10 +192,6 @@ class PlayerMixin:
     def plays_audio(self) -> bool:
         """Whether the preview plays the media's sound."""
         return True
-
-    def audio_path(self) -> str | None:
-        src = self.media()
-        return src[0] if src and self.plays_audio() else None
 
     def play_range(self) -> tuple[float, float]:
         return 0.0, self.duration()
@@ -267,12 +267,40 @@ class PlayerMixin:
                 self.timer.start()
         self.transport.set_playing(bool(rate))
 
+    def _play_signature(self) -> tuple:
+        """What a playback is made from, apart from what is drawn on its frames."""
+        return self.media(), self.play_range(), tuple(self.play_segments()), self.plays_audio(), self.fps()
+
+    def _follow_edit(self) -> None:
+        """An edit made during play (or its undo, or a change that sync brought) applies at once.
+
+        A change of what plays (trim, speed, split, media, sound on or off) restarts play at the
+        playhead, or stops it there when the new range ends before it; a change of what is drawn
+        (the spotlight) goes to every frame decoded from now on, without a restart.
+        """
+        pb = self.playback
+        if pb is None:
+            return
+        if self._play_signature() != self._play_sig:
+            end = self.play_range()[1]
+            if self.media() is None or self.t >= end - 1e-3:
+                self.set_rate(0.0)
+                self.seek(min(self.t, end))
+            else:
+                self.set_rate(1.0)  # from the playhead (from the range's start when it is before it)
+            return
+        post, key = self.frame_post()
+        if key != self._post_key:
+            self._post_key = key
+            pb.set_post(post)
+
     def _play(self) -> bool:
         src = self.media()
         if src is None:
             return False
         path, offset = src
-        post, _key = self.frame_post()
+        post, self._post_key = self.frame_post()
+        self._play_sig = self._play_signature()
         pb = Playback(self.frames.source_for(path), path, offset, self.t, self.play_range()[1],
                       self.play_segments(), self.fps(), self._on_played, self._on_play_end, post,
                       path if self.plays_audio() else None, self.transport.mute.isChecked(), parent=self)

@@ -72,16 +72,17 @@ class FramePump:
         self.frames: queue.Queue = queue.Queue(depth)
         self.error: str | None = None
         self.due = 0
+        self.post = post  # what is drawn on each frame; the GUI may replace it during play
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="reelforge-playback",
-                                        args=(src, auto_rotate, offset, parts, fps, post, max_w))
+                                        args=(src, auto_rotate, offset, parts, fps, max_w))
         self._thread.start()
 
-    def _run(self, src, auto_rotate, offset, parts, fps, post, max_w) -> None:
+    def _run(self, src, auto_rotate, offset, parts, fps, max_w) -> None:
         reader = None
         try:
             reader = VideoReader(src)
-            total, shown_ft, img = parts[-1].out_end, None, None
+            total, shown, img = parts[-1].out_end, None, None
             k, cost = 0, 0.0  # seconds per delivered frame (moving average)
             while not self._stop.is_set() and k / fps < total - 1e-9:
                 if k < self.due:
@@ -93,10 +94,11 @@ class FramePump:
                 if got is None:
                     break
                 ft, frame = got
-                if ft != shown_ft:  # slow motion repeats a frame: convert it once
+                post = self.post
+                if (ft, post) != shown:  # slow motion repeats a frame: convert it once
                     rot = display_rotation_of(frame, 0) if auto_rotate else 0
                     img = preview_image(frame, max_w, rot, post, offset + ct)
-                    shown_ft, img = ft, img.convertToFormat(QImage.Format.Format_RGB32)  # paints 2x faster
+                    shown, img = (ft, post), img.convertToFormat(QImage.Format.Format_RGB32)  # paints 2x faster
                 cost = 0.8 * cost + 0.2 * (monotonic() - t0)
                 if not put_until_stopped(self.frames, (k, ct, img), self._stop, STOP_POLL_S):
                     return
@@ -234,6 +236,11 @@ class Playback(QObject):
     def set_muted(self, muted: bool) -> None:
         if self.audio is not None:
             self.audio.set_muted(muted)
+
+    def set_post(self, post: PostFn | None) -> None:
+        """Draw ``post`` on the frames decoded from now on (those already queued, at most
+        ``FramePump``'s depth, keep the old drawing)."""
+        self.pump.post = post
 
     # ------------------------------------------------------------------ clock
     def _drop_audio(self, why: str) -> None:
