@@ -263,3 +263,26 @@ def test_edit_during_export_makes_the_new_output_stale(lib, clip_src):
     assert out["result"]["status"] == "complete"
     assert status(lib, pid) == "in_framing"  # rendered from older edits than the project holds
     assert lib.document(pid)["working_video"]["current"] is False
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a device whose every write fails: disk full)")
+@pytest.mark.parametrize("kind", ["framing", "overlay"])
+def test_a_full_disk_fails_the_reexport_with_the_reason_and_keeps_the_old_videos(lib, svc, clip_src, kind):
+    pid, before = complete_project(lib, svc, clip_src)
+    if kind == "overlay":  # with a region, so that the overlay export really encodes
+        regions = [{"start": 0.0, "end": 1.0, "keyframes": [{"time": 0.0, "x": 540, "y": 900, "rx": 80, "ry": 160}]}]
+        lib.apply(pid, {"overlay": {"regions": regions}})
+        assert svc.export(pid, "overlay")["status"] == "complete"
+        before = lib.document(pid)
+    job_id = svc.enqueue(pid, kind)
+    lib.media.tmp.mkdir(parents=True, exist_ok=True)
+    # the export's temporary file is where the kernel answers every write with ENOSPC
+    (lib.media.tmp / f"{job_id}.{os.getpid()}.part.mp4").symlink_to("/dev/full")
+    job = svc.run(job_id)
+    assert job["status"] == "failed" and job["error"].startswith("The disk is full"), job
+    assert f"in {lib.media.tmp}." in job["error"] and "file:" not in job["error"]  # which disk, as a folder
+    after = lib.document(pid)
+    assert status(lib, pid) == "complete"
+    assert after["working_video"] == before["working_video"] and after["final_video"] == before["final_video"]
+    assert Path(after["working_video"]["path"]).is_file() and Path(after["final_video"]["path"]).is_file()
+    assert not list(lib.media.tmp.glob("*")), "no temporary file left behind"

@@ -31,6 +31,7 @@ from app.pipeline.plan import (
     RegionPlan,
     RenderError,
     RenderResult,
+    disk_full,
 )
 from app.pipeline.timeline import Segment
 from app.services.errors import NotFound, UserError
@@ -215,6 +216,8 @@ class ExportService:
         except (RenderError, UserError) as exc:
             return self._finish(job_id, "failed", str(exc))
         except OSError as exc:
+            if full := disk_full(exc):
+                return self._finish(job_id, "failed", str(full))
             where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
             return self._finish(job_id, "failed", f"{exc.strerror or exc}{where}")
         except Exception as exc:  # a bug: record it, never leave the job 'running'

@@ -61,6 +61,7 @@ from app.pipeline.plan import (
     RenderError,
     RenderResult,
     Reporter,
+    disk_full,
 )
 from app.pipeline.timeline import Part, clip_time_at, kept_parts
 
@@ -400,6 +401,8 @@ def render_framing(
         err = run.error
         if isinstance(err, RenderError):
             raise err
+        if isinstance(err, (av.FFmpegError, OSError)) and (full := disk_full(err)):
+            raise full from err
         if isinstance(err, av.FFmpegError):
             raise RenderError(f"Export failed: {err}") from err
         if err is not None:

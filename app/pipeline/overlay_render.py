@@ -32,7 +32,7 @@ from app.pipeline.decode import local_file, put_until_stopped, quiet_ffmpeg
 from app.pipeline.device import describe, pick_device
 from app.pipeline.encode import add_x264, open_mp4
 from app.pipeline.frames import plane_view
-from app.pipeline.plan import OverlayPlan, RenderError, RenderResult, Reporter
+from app.pipeline.plan import OverlayPlan, RenderError, RenderResult, Reporter, disk_full
 from app.pipeline.spotlight import SpotlightStyle, draw_spotlight, spotlight_at
 
 PROGRESS_EVERY = 0.25  # s
@@ -268,7 +268,7 @@ def _reencode(
             if i % 4 == 0:
                 rep.tick()
     except av.FFmpegError as exc:
-        raise RenderError(f"writing the final video failed: {exc}") from exc
+        raise disk_full(exc) or RenderError(f"writing the final video failed: {exc}") from exc
     finally:
         stop.set()
         if dec.is_alive():

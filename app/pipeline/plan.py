@@ -6,9 +6,11 @@ The pipeline never sees the database; the job layer turns rows into these plans.
 
 from __future__ import annotations
 
+import errno
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from app.pipeline.keyframes import CropKey, EllipseKey
 from app.pipeline.timeline import Segment
@@ -20,6 +22,17 @@ class Cancelled(Exception):
 
 class RenderError(Exception):
     """A render failed for a reason the user can act on (message is user-facing)."""
+
+
+def disk_full(exc: BaseException) -> RenderError | None:
+    """The user-facing error for a write that found the disk (or the user's quota) full, with the
+    folder it was writing to; None for any other error."""
+    if getattr(exc, "errno", None) not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    name = getattr(exc, "filename", None)
+    where = f" in {Path(str(name).removeprefix('file:')).parent}" if name else ""
+    return RenderError(f"The disk is full: no space left to write the export{where}. "
+                       "Free some space, then export again.")
 
 
 WEIGHTS_NAME = "realesr-general-x4v3.pth"  # the AI upscaler's weights (FramingPlan.ai_weights), not bundled
