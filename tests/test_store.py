@@ -144,3 +144,45 @@ def test_the_grid_signature_sees_every_synced_write(lib, sample_video):
     with lib.db.write() as s:  # a synced write that leaves the project's updated_at alone
         s.get(Clip, cid).rotation = 5.0
     assert editing.change_signature(lib) != before
+
+
+def test_storage_failures_are_told_apart_from_bad_writes(tmp_path):
+    """A full database, a held lock and a full disk are the storage's (the write is retried
+    later, never dropped); a constraint or a bad value is the write's own (retrying is useless)."""
+    import os
+    from pathlib import Path
+
+    import pytest
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    from app.services.errors import UserError, storage_unavailable
+
+    con = sqlite3.connect(tmp_path / "small.db", isolation_level=None)
+    con.execute("CREATE TABLE t (b BLOB)")
+    con.execute(f"PRAGMA max_page_count = {con.execute('PRAGMA page_count').fetchone()[0] + 2}")
+    with pytest.raises(sqlite3.OperationalError) as full:  # SQLite's own SQLITE_FULL
+        for _ in range(10):
+            con.execute("INSERT INTO t VALUES (?)", (os.urandom(4096),))
+    assert storage_unavailable(full.value) == "the disk is full"
+    assert storage_unavailable(OperationalError("INSERT", {}, full.value)) == "the disk is full"  # as SQLAlchemy raises it
+
+    other = sqlite3.connect(tmp_path / "small.db", timeout=0.05, isolation_level=None)
+    con.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sqlite3.OperationalError) as locked:
+        other.execute("BEGIN IMMEDIATE")
+    con.execute("ROLLBACK")
+    assert "locked" in storage_unavailable(locked.value)
+
+    if Path("/dev/full").exists():
+        with pytest.raises(OSError) as enospc, open("/dev/full", "wb", buffering=0) as f:
+            f.write(b"x")
+        assert storage_unavailable(enospc.value) == "the disk is full"
+
+    mem = sqlite3.connect(":memory:")
+    mem.execute("CREATE TABLE u (k INTEGER UNIQUE)")
+    mem.execute("INSERT INTO u VALUES (1)")
+    with pytest.raises(sqlite3.IntegrityError) as dup:
+        mem.execute("INSERT INTO u VALUES (1)")
+    assert storage_unavailable(IntegrityError("INSERT", {}, dup.value)) is None
+    assert storage_unavailable(UserError("speed must be between 0.25 and 4.0")) is None
+    assert storage_unavailable(FileNotFoundError(2, "No such file")) is None

@@ -241,6 +241,11 @@ class MainWindow(QMainWindow):
         self.queue_dock.setWidget(self.queue)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.queue_dock)
 
+        self.unsaved_label = QLabel()  # shown while the storage refuses an edit's write
+        self.unsaved_label.setStyleSheet("color: #ffb74d; font-weight: bold")
+        self.unsaved_label.hide()
+        self.statusBar().addPermanentWidget(self.unsaved_label)
+        self._discard_unsaved = False  # the user chose to quit with edits not saved
         self.device_label = QLabel("Renders on: …")
         self.device_label.setMinimumWidth(160)
         self.statusBar().addPermanentWidget(self.device_label)
@@ -334,13 +339,36 @@ class MainWindow(QMainWindow):
         if state is not None:
             self.restoreState(state)
 
+    def _unsaved(self) -> set[str]:
+        """Why edits are waiting to be saved (empty when every edit is in the project file)."""
+        return {s.writer.stalled_reason for s in self.sessions.values() if s.writer.stalled_reason}
+
     def closeEvent(self, ev) -> None:  # noqa: N802
+        stalled = self._unsaved()
+        if stalled and not self._discard_unsaved:
+            for s in self.sessions.values():  # a refusal that is just ending
+                s.flush(1.0)
+            stalled = self._unsaved()
+        if stalled and not self._discard_unsaved:
+            ev.ignore()  # asked without blocking: the edits keep being retried meanwhile
+            box = QMessageBox(QMessageBox.Icon.Warning, "Edits not saved",
+                              f"Some edits are not saved yet: {'; '.join(sorted(stalled))}.\n\nReelforge keeps "
+                              "trying while it is open. Quit anyway and lose those edits?",
+                              QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel, self)
+            box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+            lose = box.button(QMessageBox.StandardButton.Discard)
+            lose.setText("Quit and lose them")
+            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            box.finished.connect(lambda _r: box.clickedButton() is lose and self._quit_losing_unsaved())
+            self.unsaved_box = box
+            box.open()
+            return
         st = QSettings()
         st.setValue("window/geometry", self.saveGeometry())
         st.setValue("window/state", self.saveState())
         self.poll_timer.stop()
         for s in self.sessions.values():
-            s.close()
+            s.close(0.5 if stalled else 10.0)
         self.ops.close()
         for ev_cancel in list(self.exports.cancels.values()):
             ev_cancel.set()
@@ -573,12 +601,30 @@ class MainWindow(QMainWindow):
         m.addAction("Delete…", lambda: self.delete_project(pid))
         m.popup(view.viewport().mapToGlobal(pos))
 
+    def _quit_losing_unsaved(self) -> None:
+        self._discard_unsaved = True
+        self.close()
+
     # ------------------------------------------------------------------ editors
+    def _on_unsaved(self, why: str) -> None:
+        """An edit's write is refused by the storage: it is kept and retried; say so until it is saved."""
+        self.unsaved_label.setText(f"⚠ Not saved yet: {why}. Your edits are kept and saved as soon as it can.")
+        self.unsaved_label.setToolTip("Reelforge retries every few seconds. Free some disk space or close the "
+                                      "program holding the project file; quitting now would lose these edits.")
+        self.unsaved_label.show()
+
+    def _on_saved(self) -> None:
+        if not self._unsaved():
+            self.unsaved_label.hide()
+            self.statusBar().showMessage("All edits saved.", 4000)
+
     def session(self, project_id: str) -> ProjectSession:
         s = self.sessions.get(project_id)
         if s is None:
             s = ProjectSession(self.lib, project_id, self)
             s.error.connect(lambda m: self.error("That edit was not applied", m))
+            s.writer.stalled.connect(self._on_unsaved)
+            s.writer.resumed.connect(self._on_saved)
             s.changed.connect(self._update_editor_header)
             s.writer.written.connect(lambda *_a: self.sync_ui.notify_commit())
             self.undo_group.addStack(s.undo_stack)

@@ -3,7 +3,10 @@
 Every edit is a QUndoCommand. Its redo()/undo() set the editable fields in memory (the views
 repaint at once) and hand the same snapshot to the serial writer, which commits it through the
 Qt-free service (app.services.editing.apply_edit: validated like `project apply`). Nothing is
-ever "saved": a commit follows each edit within milliseconds.
+ever "saved": a commit follows each edit within milliseconds. When the storage refuses a write
+(a full disk, a lock held too long), the edit stays in memory, on screen and on the undo stack,
+and the writer tries it again until it goes through (``writer.stalled`` / ``writer.resumed``);
+only an edit that is wrong in itself is reverted, with ``error``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from app.services import editing
+from app.services.errors import storage_unavailable
 from app.services.library import Library
 from app.ui.workers import SerialWriter
 
@@ -69,7 +73,7 @@ class ProjectSession(QObject):
         self.doc: dict | None = None
         self.media_paths: dict[str, str] = {}  # clip id -> its media's local path (the preview opens these)
         self.undo_stack = QUndoStack(self)
-        self.writer = SerialWriter(self)
+        self.writer = SerialWriter(self, retry_reason=storage_unavailable)
         self.writer.written.connect(self._on_written)
         self.writer.failed.connect(self._on_failed)
 
@@ -163,8 +167,9 @@ class ProjectSession(QObject):
     def flush(self, timeout: float = 10.0) -> bool:
         return self.writer.flush(timeout)
 
-    def close(self) -> None:
-        self.writer.stop()
+    def close(self, timeout: float = 10.0) -> int:
+        """Wait up to ``timeout`` for pending writes; returns how many were given up."""
+        return self.writer.stop(timeout)
 
     # ------------------------------------------------------------------ helpers
     def clip(self, clip_id: str | None) -> dict | None:

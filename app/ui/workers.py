@@ -252,16 +252,29 @@ class SerialWriter(QObject):
     The editor updates its in-memory state at once (the GUI never waits for SQLite); the write
     follows within milliseconds. ``flush()`` blocks until every submitted write is committed
     (tests, closing a project).
+
+    A write that fails because of the storage (``retry_reason`` gives a reason: a full disk, a
+    lock held too long) is not dropped: it stays first in line and is tried again, every
+    ``RETRY_FIRST_S`` doubling up to ``RETRY_MAX_S``, with the writes after it waiting behind it
+    in order. ``stalled(reason)`` says so once; ``resumed()`` when it went through. Any other
+    failure is ``failed(tag, exception)``.
     """
 
     written = Signal(object, object)  # (tag, result)
     failed = Signal(object, object)  # (tag, exception)
+    stalled = Signal(str)  # why the writes wait (they are retried and kept in order)
+    resumed = Signal()
 
-    def __init__(self, parent=None):
+    RETRY_FIRST_S = 0.25
+    RETRY_MAX_S = 5.0
+
+    def __init__(self, parent=None, retry_reason: Callable[[BaseException], str | None] | None = None):
         super().__init__(parent)
         self._lock = threading.Condition()
         self._queue: list[tuple[Any, Callable[[], Any]]] = []
         self._busy = False
+        self._retry_reason = retry_reason or (lambda _exc: None)
+        self.stalled_reason: str | None = None  # set while a write waits to be retried
         self._thread = threading.Thread(target=self._loop, daemon=True, name="reelforge-writer")
         self._stop = False
         self._thread.start()
@@ -280,29 +293,59 @@ class SerialWriter(QObject):
         with self._lock:
             return self._lock.wait_for(lambda: not self._queue and not self._busy, timeout)
 
-    def stop(self) -> None:
-        self.flush()
+    def stop(self, timeout: float = 10.0) -> int:
+        """Wait up to ``timeout`` for the pending writes, then end the thread; returns how many
+        writes were given up (those still failing for the storage's reasons)."""
+        self.flush(timeout)
         with self._lock:
             self._stop = True
+            lost = len(self._queue)
             self._lock.notify_all()
+        if lost:
+            log.warning("%d write(s) not saved at close: %s", lost, self.stalled_reason)
+        return lost
 
     def _loop(self) -> None:
+        delay = self.RETRY_FIRST_S
         while True:
             with self._lock:
                 self._lock.wait_for(lambda: self._queue or self._stop)
-                if self._stop and not self._queue:
+                if self._stop and (not self._queue or self.stalled_reason is not None):
+                    self._queue.clear()  # what stop() waited for in vain: the storage still fails
+                    self._lock.notify_all()
                     return
-                tag, fn = self._queue.pop(0)
+                tag, fn = self._queue[0]  # it stays first in line until it is done
                 self._busy = True
             try:
                 result = fn()
                 ok, payload = True, result
             except Exception as exc:  # noqa: BLE001 - shown to the user
                 ok, payload = False, exc
+            why = None if ok else self._retry_reason(payload)
+            if why is not None:
+                log.warning("write %s not saved yet (%s), retrying in %.2g s: %s", tag, why, delay, payload)
+                first = self.stalled_reason is None
+                self.stalled_reason = why
+                if first:
+                    self._emit(self.stalled, why)
+                with self._lock:
+                    self._busy = False
+                    self._lock.wait_for(lambda: self._stop, delay)
+                delay = min(delay * 2, self.RETRY_MAX_S)
+                continue
+            delay = self.RETRY_FIRST_S
             with self._lock:  # not busy before the GUI hears of it: it checks `pending`
+                self._queue.pop(0)
                 self._busy = False
                 self._lock.notify_all()
-            try:
-                (self.written if ok else self.failed).emit(tag, payload)
-            except RuntimeError:
-                pass
+            if self.stalled_reason is not None:
+                self.stalled_reason = None
+                self._emit(self.resumed)
+            self._emit(self.written if ok else self.failed, tag, payload)
+
+    @staticmethod
+    def _emit(signal, *args) -> None:
+        try:
+            signal.emit(*args)
+        except RuntimeError:  # the QObject is gone (the app is closing)
+            pass

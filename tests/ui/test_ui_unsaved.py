@@ -1,0 +1,85 @@
+"""No lost work when the storage refuses a write: the edit stays, is shown as not saved yet, and
+is saved, in order with the edits after it, once the storage takes it again.
+
+The refusal is real: another connection holds SQLite's write lock, and the app's busy timeout is
+shortened from 30 s to 0.1 s so that the test does not wait half a minute for each refusal.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from PySide6.QtWidgets import QMessageBox
+
+from tests.ui.test_ui_framing import db_clip, open_editor
+
+
+def hold_write_lock(lib, monkeypatch) -> sqlite3.Connection:
+    """Another program takes the project file's write lock; the app waits 0.1 s for it, not 30 s."""
+    from app.storage import db as dbmod
+
+    monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_S", 0.1)
+    lib.db.engine.dispose()  # the next connections take the short wait
+    locker = sqlite3.connect(lib.db.path, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    return locker
+
+
+@pytest.fixture(autouse=True)
+def _short_retries(monkeypatch):
+    from app.ui.workers import SerialWriter
+
+    monkeypatch.setattr(SerialWriter, "RETRY_MAX_S", 1.0)  # the test waits less for the storage's return
+
+
+def test_a_refused_edit_is_kept_shown_as_unsaved_and_saved_once_the_storage_takes_it(
+        qtbot, window, lib, tiny_video, monkeypatch):
+    pid, cid, s = open_editor(qtbot, window, lib, tiny_video)
+    assert s.flush()
+    before = db_clip(lib, pid, cid)["trim"]
+    ed = window.framing
+    locker = hold_write_lock(lib, monkeypatch)
+    try:
+        ed.set_trim(0.25, 1.5)
+        qtbot.waitUntil(lambda: window.unsaved_label.isVisible(), timeout=5000)
+        assert "Not saved yet" in window.unsaved_label.text() and "locked" in window.unsaved_label.text()
+        ed.set_trim(0.25, 1.0)  # a second edit waits behind the first
+        qtbot.wait(700)  # refused again and again
+        assert db_clip(lib, pid, cid)["trim"] == before  # nothing reached the file
+        assert ed.clip()["trim"] == {"start": 0.25, "end": 1.0}  # but the editor keeps both edits
+        assert s.undo_stack.count() == 2 and not hasattr(window, "last_error")  # no "not applied", no revert
+        window.close()  # quitting now would lose them: the window asks first, and stays
+        qtbot.waitUntil(lambda: window.unsaved_box.isVisible(), timeout=5000)
+        assert window.isVisible() and "locked" in window.unsaved_box.text()
+        window.unsaved_box.button(QMessageBox.StandardButton.Cancel).click()
+        assert window.isVisible()
+    finally:
+        locker.rollback()
+        locker.close()
+    qtbot.waitUntil(lambda: not window.unsaved_label.isVisible(), timeout=10000)
+    assert s.flush()
+    assert db_clip(lib, pid, cid)["trim"] == {"start": 0.25, "end": 1.0}  # saved, in order
+    assert ed.clip()["trim"] == {"start": 0.25, "end": 1.0}
+    s.undo_stack.undo()
+    assert s.flush() and db_clip(lib, pid, cid)["trim"] == {"start": 0.25, "end": 1.5}
+
+
+def test_quitting_with_unsaved_edits_loses_them_only_when_the_user_says_so(qtbot, window, lib, tiny_video, monkeypatch):
+    pid, cid, s = open_editor(qtbot, window, lib, tiny_video)
+    assert s.flush()
+    before = db_clip(lib, pid, cid)["trim"]
+    locker = hold_write_lock(lib, monkeypatch)
+    try:
+        window.framing.set_trim(0.25, 1.5)
+        qtbot.waitUntil(lambda: window.unsaved_label.isVisible(), timeout=5000)
+        window.close()
+        qtbot.waitUntil(lambda: window.unsaved_box.isVisible(), timeout=5000)
+        assert window.isVisible()
+        window.unsaved_box.button(QMessageBox.StandardButton.Discard).click()  # "Quit and lose them"
+        qtbot.waitUntil(lambda: not window.isVisible(), timeout=5000)
+        assert s.writer.pending == 0  # given up: nothing is retried behind the closed window
+    finally:
+        locker.rollback()
+        locker.close()
+    assert db_clip(lib, pid, cid)["trim"] == before
