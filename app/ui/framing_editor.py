@@ -289,10 +289,18 @@ class PlayerMixin:
             else:
                 self.set_rate(1.0)  # from the playhead (from the range's start when it is before it)
             return
+        self.redraw()
+
+    def redraw(self) -> None:
+        """What is drawn on the frames changed: the frame on screen is drawn again when paused;
+        during play, the frames decoded from now on are drawn the new way."""
+        if self.playback is None:
+            self.request_frame()
+            return
         post, key = self.frame_post()
         if key != self._post_key:
             self._post_key = key
-            pb.set_post(post)
+            self.playback.set_post(post)
 
     def _play(self) -> bool:
         src = self.media()

@@ -104,7 +104,7 @@ class OverlayEditor(QWidget, PlayerMixin):
         self.dim = QSlider(Qt.Orientation.Horizontal)
         self.dim.setRange(0, 100)
         for s in (self.fill, self.dim):
-            s.valueChanged.connect(lambda _v: None if self._syncing else self._settings_timer.start())
+            s.valueChanged.connect(self._on_slider)
         f.addRow("Fill", self.fill)
         f.addRow("Dim outside", self.dim)
         rl.addWidget(st)
@@ -205,9 +205,23 @@ class OverlayEditor(QWidget, PlayerMixin):
         wv = self.working()
         return (wv["path"], 0.0) if wv and wv.get("local") and self.session is not None else None
 
+    def _on_slider(self, _v: int) -> None:
+        """Fill or dim moved: the picture follows at once, the edit is committed once it rests."""
+        if self._syncing:
+            return
+        self._settings_timer.start()
+        self.redraw()
+
+    def shown_settings(self) -> dict:
+        """The spotlight settings as drawn: the project's, with a fill or dim still being dragged."""
+        s = self.settings()
+        if self._settings_timer.isActive():
+            s.update(fill_opacity=self.fill.value() / 100, dim=self.dim.value() / 100)
+        return s
+
     def frame_post(self):
         """The spotlight, drawn by the export's own function on the decoding thread."""
-        wv, s, regions = self.working(), self.settings(), self.regions()
+        wv, s, regions = self.working(), self.shown_settings(), self.regions()
         key = repr((sorted(s.items()), [(r["start"], r["end"], r["keyframes"]) for r in regions]))
         return _spotlight_post(s, regions, (wv["width"], wv["height"])), key
 

@@ -257,6 +257,30 @@ def test_a_spotlight_edit_during_play_shows_in_the_frames_that_follow(qtbot, win
         assert np.abs(played - old(plain.copy(), t).astype(int)).mean() > 2
 
 
+def test_dragging_dim_redraws_the_paused_preview_before_the_edit_is_committed(qtbot, window, lib, tiny_video):
+    pid, s = overlay_with_working_video(qtbot, window, lib, tiny_video, "Overlay slider")
+    ed = window.overlay
+    ed.seek(0.0)
+    ed.add_region()
+    s.flush()
+    qtbot.waitUntil(lambda: len(lib.document(pid)["overlay"]["regions"]) == 1, timeout=3000)
+    ed.seek(0.5)
+    plain = qimage_rgb(window.frames.decode_now(s.doc["working_video"]["path"], 0.5))
+    committed = ed.frame_post()[0](plain.copy(), 0.5).astype(int)
+    def shows(expected) -> bool:
+        img = ed.view.image
+        return img is not None and np.abs(qimage_rgb(img).astype(int) - expected).mean() < 0.5
+
+    qtbot.waitUntil(lambda: shows(committed), timeout=5000)
+    ed.dim.setValue(90)  # as a drag does: the slider moves, the edit waits for it to rest
+    assert s.doc["overlay"]["settings"]["dim"] != 0.9 and s.undo_stack.count() == 1
+    dragged = ed.frame_post()[0](plain.copy(), 0.5).astype(int)
+    assert np.abs(dragged - committed).mean() > 2
+    qtbot.waitUntil(lambda: shows(dragged), timeout=300)
+    qtbot.waitUntil(lambda: s.doc["overlay"]["settings"]["dim"] == 0.9, timeout=3000)  # then one edit
+    assert s.undo_stack.count() == 2
+
+
 def test_fast_and_reverse_rates_step_through_the_seek_path(qtbot, window, lib, counter_video):
     _pid, _cid, _s, ed = open_counter(qtbot, window, lib, counter_video)
     ed.seek(1.0)
