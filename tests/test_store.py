@@ -155,7 +155,8 @@ def test_storage_failures_are_told_apart_from_bad_writes(tmp_path):
     import pytest
     from sqlalchemy.exc import IntegrityError, OperationalError
 
-    from app.services.errors import UserError, storage_unavailable
+    from app.services.errors import UserError
+    from app.storage.db import storage_unavailable
 
     con = sqlite3.connect(tmp_path / "small.db", isolation_level=None)
     con.execute("CREATE TABLE t (b BLOB)")

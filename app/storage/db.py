@@ -7,6 +7,7 @@ instead of failing a read-to-write upgrade, so a GUI and a CLI can share one dat
 
 from __future__ import annotations
 
+import errno
 import logging
 import sqlite3
 import time
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker, with_loader_criteria
 
 from app.storage import stamping
@@ -26,6 +28,37 @@ log = logging.getLogger(__name__)
 
 DB_NAME = "reelforge.db"
 BUSY_TIMEOUT_S = 30.0
+
+
+# SQLite's messages for a write that failed because of where the data lives, not what it says
+_SQLITE_UNAVAILABLE = (
+    ("database or disk is full", "the disk is full"),
+    ("database is locked", "the project file is locked by another program"),
+    ("database is busy", "the project file is locked by another program"),
+    ("disk i/o error", "the disk reported an error"),
+    ("attempt to write a readonly database", "the project file cannot be written (read-only)"),
+    ("unable to open database file", "the project file cannot be opened"),
+)
+_OS_UNAVAILABLE = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EIO: "the disk reported an error",
+    errno.EROFS: "the disk is read-only",
+}
+
+
+def storage_unavailable(exc: BaseException) -> str | None:
+    """Why a write failed, for the user, when the failure is the storage's and the same write is
+    worth trying again later (a full disk, a lock held too long, an I/O error); None when the
+    write itself was wrong (bad input, a bug): retrying it would fail the same way."""
+    if isinstance(exc, DBAPIError):  # SQLAlchemy's wrapper of the sqlite3 error
+        exc = exc.orig
+    if isinstance(exc, sqlite3.OperationalError):
+        msg = str(exc).lower()
+        return next((why for text, why in _SQLITE_UNAVAILABLE if text in msg), None)
+    if isinstance(exc, OSError):
+        return _OS_UNAVAILABLE.get(exc.errno)
+    return None
 
 
 class StoreSession(Session):

@@ -19,8 +19,8 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from app.services import editing
-from app.services.errors import storage_unavailable
 from app.services.library import Library
+from app.storage.db import storage_unavailable
 from app.ui.workers import SerialWriter
 
 log = logging.getLogger(__name__)

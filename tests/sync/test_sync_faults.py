@@ -120,6 +120,38 @@ def test_an_unreachable_endpoint_is_offline_and_nothing_is_lost(make_device, run
     assert live.visible() == {pid: "Offline"}
 
 
+def test_a_local_database_that_refuses_writes_is_retried_later_and_loses_nothing(make_device, monkeypatch):
+    """Another program holds the data directory's write lock past the busy timeout (shortened to
+    0.1 s here): the cycle fails in words, without an exception, and is not taken for a refusal
+    that waits for the user; the local changes are pushed by the next cycle."""
+    from app.storage import db as dbmod
+    from app.storage.sync.scheduler import SyncScheduler
+
+    a = make_device("a")
+    pid = a.lib.create_project("Kept")
+    pending = a.status()["pending_changes"]
+    assert pending > 0
+    monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_S", 0.1)
+    a.lib.db.engine.dispose()
+    locker = sqlite3.connect(a.data_dir / "reelforge.db", isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        r = a.sync()
+        out = SyncScheduler(a.db, a.lib.media, engine_kw=a.engine_kw)._run_once()
+    finally:
+        locker.rollback()
+        locker.close()
+    assert not r.ok and r.state == "error" and r.retry_later
+    assert r.error.startswith("the project file is locked by another program; local changes are kept")
+    assert out["fatal"] is False  # the scheduler backs off and tries again by itself
+    assert a.status()["pending_changes"] == pending
+    a.sync_ok()
+    assert a.status()["pending_changes"] == 0
+    b = make_device("b")
+    b.sync_ok()
+    assert b.visible() == {pid: "Kept"}
+
+
 CHILD = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, sys.argv[1])

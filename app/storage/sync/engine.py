@@ -58,6 +58,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app.storage import hlc, stamping
+from app.storage.db import storage_unavailable
 from app.storage.media_store import MediaStore
 from app.storage.models import (
     Change,
@@ -200,6 +201,7 @@ class CycleResult:
     snapshot_written: str | None = None
     error: str | None = None
     error_kind: str | None = None
+    retry_later: bool = False  # the local storage refused (full disk, lock): not the remote's fault
     problems: list[str] = field(default_factory=list)
     requests: int = 0
     bytes_up: int = 0
@@ -299,8 +301,8 @@ class SyncEngine:
         """One complete sync: push, pull, fetch the source media of pulled clips, compact."""
         t0 = time.monotonic()
         result = CycleResult()
-        self._mark_running()
         try:
+            self._mark_running()
             self.push(result, progress)
             self.pull(result)
             self.push(result, progress)  # what was committed meanwhile (cheap when nothing was)
@@ -310,9 +312,11 @@ class SyncEngine:
             self._trim_log()
         except RemoteError as exc:
             result.ok, result.error, result.error_kind = False, str(exc), exc.kind
-        except OperationalError as exc:  # the database stayed busy beyond its timeout
+        except OperationalError as exc:  # the database stayed busy beyond its timeout, or the disk is full
             result.ok, result.error_kind = False, "error"
-            result.error = f"the local database was busy, try again ({exc.orig})"
+            why = storage_unavailable(exc)
+            result.retry_later = why is not None
+            result.error = f"{why or 'the local database failed'}; local changes are kept ({exc.orig})"
         except Exception as exc:  # a bug: report it in words, keep the log's traceback
             log.exception("sync cycle failed")
             result.ok, result.error_kind = False, "error"
@@ -344,15 +348,20 @@ class SyncEngine:
         if result.error is not None:
             result.ok = False
             result.state = result.error_kind or "error"
-        with self.db.write(remote=True) as s:
-            stamping.delete_meta(s, M_RUNNING)
-            if result.ok:
-                stamping.set_meta(s, M_LAST_OK, utcnow().isoformat())
-                stamping.delete_meta(s, M_ERROR, M_ERROR_KIND)
-                result.state = "pending" if _pending_count(s) else "synced"
-            else:
-                stamping.set_meta(s, M_ERROR, result.error or "sync failed")
-                stamping.set_meta(s, M_ERROR_KIND, result.error_kind or "error")
+        try:
+            with self.db.write(remote=True) as s:
+                stamping.delete_meta(s, M_RUNNING)
+                if result.ok:
+                    stamping.set_meta(s, M_LAST_OK, utcnow().isoformat())
+                    stamping.delete_meta(s, M_ERROR, M_ERROR_KIND)
+                    result.state = "pending" if _pending_count(s) else "synced"
+                else:
+                    stamping.set_meta(s, M_ERROR, result.error or "sync failed")
+                    stamping.set_meta(s, M_ERROR_KIND, result.error_kind or "error")
+        except OperationalError as exc:  # the storage still refuses: the result says why, the next cycle retries
+            if storage_unavailable(exc) is None:
+                raise
+            log.warning("sync status not recorded: %s", exc)
 
     # ------------------------------------------------------------------ push
     def push(self, result: CycleResult | None = None,

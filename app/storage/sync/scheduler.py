@@ -177,7 +177,8 @@ class SyncScheduler:
             return None
         r = engine.run_cycle(fetch_media=self.fetch_media)
         out = r.as_dict()
-        out["fatal"] = bool(r.error_kind == "error" and not r.problems and r.error)
+        # a refusal waits for the user; a local storage failure is retried with backoff, like offline
+        out["fatal"] = bool(r.error_kind == "error" and not r.problems and r.error and not r.retry_later)
         return out
 
     def _status(self, override: str | None) -> dict:
