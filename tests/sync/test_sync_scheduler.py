@@ -75,3 +75,34 @@ def test_failures_back_off_and_refusals_wait_for_the_user(make_device, proxy):
             await s2.stop()
 
     asyncio.run(main())
+
+
+def test_a_cycle_that_crashes_does_not_end_background_sync(make_device, monkeypatch):
+    """A bug in one cycle (injected: it cannot be made for real) is logged and retried with
+    backoff; the scheduler lives on and the next cycle pushes the local changes."""
+    from app.storage.sync import engine
+
+    a = make_device("a")
+    a.lib.create_project("Survives")
+    real, calls = engine.SyncEngine.run_cycle, []
+
+    def flaky(self, **kw):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in the cycle")
+        return real(self, **kw)
+
+    monkeypatch.setattr(engine.SyncEngine, "run_cycle", flaky)
+
+    async def main():
+        sched = SyncScheduler(a.db, a.lib.media, poll_s=0.05, pull_interval_s=30, backoff_base_s=0.1,
+                              engine_kw=a.engine_kw)
+        sched.start()
+        try:
+            await wait_for(lambda: sched.cycles >= 2 and (sched.last_result or {}).get("ok"))
+            assert not sched._task.done()
+        finally:
+            await sched.stop()
+
+    asyncio.run(main())
+    assert a.status()["pending_changes"] == 0

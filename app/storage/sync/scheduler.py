@@ -154,8 +154,12 @@ class SyncScheduler:
 
     async def _cycle(self) -> None:
         loop = self._loop
-        self._emit(await loop.run_in_executor(self._executor, self._status, "syncing"))
-        result = await loop.run_in_executor(self._executor, self._run_once)
+        try:
+            self._emit(await loop.run_in_executor(self._executor, self._status, "syncing"))
+            result = await loop.run_in_executor(self._executor, self._run_once)
+        except Exception as exc:  # a bug must not end the background task: back off, try again
+            log.exception("sync cycle failed")
+            result = {"ok": False, "fatal": False, "error": f"{type(exc).__name__}: {exc}"}
         self.cycles += 1
         self.last_result = result
         if result is None:
@@ -168,7 +172,12 @@ class SyncScheduler:
             delay = min(self.backoff_cap_s, self.backoff_base_s * (2 ** self._failures))
             self._failures += 1
             self._retry_at = loop.time() + delay * (0.5 + random.random() / 2)
-        status = await loop.run_in_executor(self._executor, self._status, None)
+            self._push_due = self._retry_at  # the retry is due then, not only at the next pull
+        try:
+            status = await loop.run_in_executor(self._executor, self._status, None)
+        except Exception:  # the database went away meanwhile: the next cycle says more
+            log.exception("sync status failed")
+            return
         self._emit(status)
 
     def _run_once(self) -> dict | None:
