@@ -13,6 +13,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from app.services.library import Library
+from app.storage.db import storage_unavailable
 from app.storage.sync import engine as sync_engine
 from app.ui.workers import SerialWriter
 
@@ -42,7 +43,7 @@ class LibraryOps(QObject):
         super().__init__(parent)
         self.lib = lib
         self.stack = QUndoStack(self)
-        self.writer = SerialWriter(self)
+        self.writer = SerialWriter(self, retry_reason=storage_unavailable)  # a refused write waits, is retried
         self.writer.written.connect(lambda tag, _r: self.changed.emit(tag[0]))
         self.writer.failed.connect(self._on_failed)
 
@@ -95,5 +96,5 @@ class LibraryOps(QObject):
     def flush(self, timeout: float = 10.0) -> bool:
         return self.writer.flush(timeout)
 
-    def close(self) -> None:
-        self.writer.stop()
+    def close(self, timeout: float = 10.0) -> int:
+        return self.writer.stop(timeout)

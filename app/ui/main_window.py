@@ -212,6 +212,8 @@ class MainWindow(QMainWindow):
         self.ops = LibraryOps(lib, self)  # rename / duplicate / delete / conflict restore: undoable
         self.ops.changed.connect(lambda _kind: self.poll(force=True))
         self.ops.failed.connect(lambda what, words: self.error(f"{what}: not done", words))
+        self.ops.writer.stalled.connect(self._on_unsaved)
+        self.ops.writer.resumed.connect(self._on_saved)
         self.undo_group.addStack(self.ops.stack)
         self.undo_group.setActiveStack(self.ops.stack)
         self.current: ProjectSession | None = None
@@ -341,12 +343,13 @@ class MainWindow(QMainWindow):
 
     def _unsaved(self) -> set[str]:
         """Why edits are waiting to be saved (empty when every edit is in the project file)."""
-        return {s.writer.stalled_reason for s in self.sessions.values() if s.writer.stalled_reason}
+        writers = [self.ops.writer, *(s.writer for s in self.sessions.values())]
+        return {w.stalled_reason for w in writers if w.stalled_reason}
 
     def closeEvent(self, ev) -> None:  # noqa: N802
         stalled = self._unsaved()
         if stalled and not self._discard_unsaved:
-            for s in self.sessions.values():  # a refusal that is just ending
+            for s in [self.ops, *self.sessions.values()]:  # a refusal that is just ending
                 s.flush(1.0)
             stalled = self._unsaved()
         if stalled and not self._discard_unsaved:
@@ -369,7 +372,7 @@ class MainWindow(QMainWindow):
         self.poll_timer.stop()
         for s in self.sessions.values():
             s.close(0.5 if stalled else 10.0)
-        self.ops.close()
+        self.ops.close(0.5 if stalled else 10.0)
         for ev_cancel in list(self.exports.cancels.values()):
             ev_cancel.set()
         self.proxies.stop()

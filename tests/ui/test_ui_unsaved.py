@@ -15,6 +15,10 @@ from PySide6.QtWidgets import QMessageBox
 from tests.ui.test_ui_framing import db_clip, open_editor
 
 
+def name_of(lib, pid) -> str:
+    return next(r["name"] for r in lib.list_projects() if r["id"] == pid)
+
+
 def hold_write_lock(lib, monkeypatch) -> sqlite3.Connection:
     """Another program takes the project file's write lock; the app waits 0.1 s for it, not 30 s."""
     from app.storage import db as dbmod
@@ -83,3 +87,22 @@ def test_quitting_with_unsaved_edits_loses_them_only_when_the_user_says_so(qtbot
         locker.rollback()
         locker.close()
     assert db_clip(lib, pid, cid)["trim"] == before
+
+
+def test_a_refused_rename_in_the_grid_waits_and_is_done_once_the_storage_takes_it(qtbot, window, lib, monkeypatch):
+    from tests.ui.conftest import row, wait_rows
+
+    pid = lib.create_project("Before")
+    window.poll(force=True)
+    wait_rows(qtbot, window, 1)
+    locker = hold_write_lock(lib, monkeypatch)
+    try:
+        window.rename_project(pid, "After")
+        qtbot.waitUntil(lambda: window.unsaved_label.isVisible(), timeout=5000)
+        assert name_of(lib, pid) == "Before" and not hasattr(window, "last_error")
+    finally:
+        locker.rollback()
+        locker.close()
+    qtbot.waitUntil(lambda: not window.unsaved_label.isVisible(), timeout=10000)
+    assert window.ops.flush() and name_of(lib, pid) == "After"
+    qtbot.waitUntil(lambda: row(window, pid)["name"] == "After", timeout=5000)
