@@ -344,7 +344,7 @@ class MainWindow(QMainWindow):
     def _unsaved(self) -> set[str]:
         """Why edits are waiting to be saved (empty when every edit is in the project file)."""
         writers = [self.ops.writer, *(s.writer for s in self.sessions.values())]
-        return {w.stalled_reason for w in writers if w.stalled_reason}
+        return {w.stalled_reason or "the project file is busy" for w in writers if w.stalled_reason or w.pending}
 
     def closeEvent(self, ev) -> None:  # noqa: N802
         stalled = self._unsaved()
@@ -616,10 +616,12 @@ class MainWindow(QMainWindow):
                                       "program holding the project file; quitting now would lose these edits.")
         self.unsaved_label.show()
 
-    def _on_saved(self) -> None:
-        if not self._unsaved():
+    def _on_saved(self, saved: bool) -> None:
+        writers = [self.ops.writer, *(s.writer for s in self.sessions.values())]
+        if not any(w.stalled_reason for w in writers):
             self.unsaved_label.hide()
-            self.statusBar().showMessage("All edits saved.", 4000)
+            if saved:
+                self.statusBar().showMessage("All edits saved.", 4000)
 
     def session(self, project_id: str) -> ProjectSession:
         s = self.sessions.get(project_id)
@@ -695,8 +697,12 @@ class MainWindow(QMainWindow):
 
     def start_export(self, project_id: str, kind: str) -> None:
         s = self.sessions.get(project_id)
-        if s is not None:
-            s.flush()  # every edit is committed before the export snapshots the project
+        # every edit is committed before the export snapshots the project
+        if s is not None and (s.writer.stalled_reason or not s.flush(2.0)):
+            why = s.writer.stalled_reason or "the project file is busy"
+            self.error("Export not started", f"Some edits are not saved yet ({why}), so the export would not "
+                       "include them. Export again once the status bar no longer says “Not saved yet”.")
+            return
         self.exports.start(project_id, kind)
         self.queue_dock.show()
         self.statusBar().showMessage(f"Export queued ({kind}) — renders on {self.device}", 4000)

@@ -94,10 +94,15 @@ class ProjectSession(QObject):
 
         def job():
             out = fn()
-            doc = lib.document(pid)
-            known = self.media_paths
-            new_clip = any(c["id"] not in known for c in doc["clips"])
-            return out, doc, editing.media_paths(lib, pid) if new_clip else None
+            try:  # the write is committed: a failing re-read must not make the writer retry it
+                doc = lib.document(pid)
+                known = self.media_paths
+                new_clip = any(c["id"] not in known for c in doc["clips"])
+                return out, doc, editing.media_paths(lib, pid) if new_clip else None
+            except Exception as exc:
+                if storage_unavailable(exc) is None or tag == "reload":  # a reload is only the read: retried
+                    raise
+                return out, None, None  # read again later (_on_written)
 
         self.writer.submit(tag, job)
 
@@ -105,7 +110,9 @@ class ProjectSession(QObject):
         region_ids, fresh, paths = result
         if paths is not None:
             self.media_paths = paths
-        if self.writer.pending == 0:
+        if fresh is None:  # committed, but the re-read was refused: read once the storage answers
+            self.load()
+        elif self.writer.pending == 0:
             self.doc = fresh  # the database's word (aspect refits, new region ids, other processes)
             self.changed.emit()
         elif tag == "edit" and isinstance(region_ids, list) and self.doc is not None:

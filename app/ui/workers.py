@@ -256,14 +256,14 @@ class SerialWriter(QObject):
     A write that fails because of the storage (``retry_reason`` gives a reason: a full disk, a
     lock held too long) is not dropped: it stays first in line and is tried again, every
     ``RETRY_FIRST_S`` doubling up to ``RETRY_MAX_S``, with the writes after it waiting behind it
-    in order. ``stalled(reason)`` says so once; ``resumed()`` when it went through. Any other
+    in order. ``stalled(reason)`` says so once; ``resumed(saved)`` when it is done. Any other
     failure is ``failed(tag, exception)``.
     """
 
     written = Signal(object, object)  # (tag, result)
     failed = Signal(object, object)  # (tag, exception)
     stalled = Signal(str)  # why the writes wait (they are retried and kept in order)
-    resumed = Signal()
+    resumed = Signal(bool)  # the waiting write is done: True saved, False failed for its own reason
 
     RETRY_FIRST_S = 0.25
     RETRY_MAX_S = 5.0
@@ -324,8 +324,9 @@ class SerialWriter(QObject):
             why = None if ok else self._retry_reason(payload)
             if why is not None:
                 log.warning("write %s not saved yet (%s), retrying in %.2g s: %s", tag, why, delay, payload)
-                first = self.stalled_reason is None
-                self.stalled_reason = why
+                with self._lock:
+                    first = self.stalled_reason is None
+                    self.stalled_reason = why
                 if first:
                     self._emit(self.stalled, why)
                 with self._lock:
@@ -334,14 +335,14 @@ class SerialWriter(QObject):
                 delay = min(delay * 2, self.RETRY_MAX_S)
                 continue
             delay = self.RETRY_FIRST_S
-            with self._lock:  # not busy before the GUI hears of it: it checks `pending`
+            with self._lock:  # not busy (nor stalled) before the GUI hears of it: it checks both
                 self._queue.pop(0)
                 self._busy = False
+                was_stalled, self.stalled_reason = self.stalled_reason is not None, None
                 self._lock.notify_all()
-            if self.stalled_reason is not None:
-                self.stalled_reason = None
-                self._emit(self.resumed)
             self._emit(self.written if ok else self.failed, tag, payload)
+            if was_stalled:
+                self._emit(self.resumed, ok)
 
     @staticmethod
     def _emit(signal, *args) -> None:

@@ -317,10 +317,15 @@ class SyncEngine:
             why = storage_unavailable(exc)
             result.retry_later = why is not None
             result.error = f"{why or 'the local database failed'}; local changes are kept ({exc.orig})"
-        except Exception as exc:  # a bug: report it in words, keep the log's traceback
-            log.exception("sync cycle failed")
+        except Exception as exc:  # a full disk while fetching media, or a bug: report it in words
             result.ok, result.error_kind = False, "error"
-            result.error = redact(f"{type(exc).__name__}: {exc}", self.creds)
+            why = storage_unavailable(exc)
+            if why is not None:
+                result.retry_later = True
+                result.error = redact(f"{why}; local changes are kept ({exc})", self.creds)
+            else:
+                log.exception("sync cycle failed")
+                result.error = redact(f"{type(exc).__name__}: {exc}", self.creds)
         finally:
             if self._remote is not None:
                 c = self._remote.counters
