@@ -207,17 +207,29 @@ def test_playback_with_an_audio_device_follows_the_audio_clock(qtbot, window, li
     assert ed.last_playback.clock == "audio" and ed.last_playback.shown >= 10
 
 
-def test_overlay_editor_plays_with_the_spotlight(qtbot, window, lib, tiny_video):
-    pid, s = overlay_with_working_video(qtbot, window, lib, tiny_video, "Overlay playback")
+def overlay_with_region(qtbot, window, lib, video, name: str):
+    """The overlay editor on a working video with one spotlight region from 0 s: (pid, session, editor)."""
+    pid, s = overlay_with_working_video(qtbot, window, lib, video, name)
     ed = window.overlay
     ed.seek(0.0)
     ed.add_region()
     s.flush()
     qtbot.waitUntil(lambda: len(lib.document(pid)["overlay"]["regions"]) == 1, timeout=3000)
-    ed.seek(0.0)
+    return pid, s, ed
+
+
+def record_played(ed) -> list:
+    """(playhead, QImage) of every frame playback presents from now on."""
     images = []
     set_image = ed.view.set_image
     ed.view.set_image = lambda img: (images.append((ed.t, img)) if ed.playback else None, set_image(img))
+    return images
+
+
+def test_overlay_editor_plays_with_the_spotlight(qtbot, window, lib, tiny_video):
+    pid, s, ed = overlay_with_region(qtbot, window, lib, tiny_video, "Overlay playback")
+    ed.seek(0.0)
+    images = record_played(ed)
     ed.toggle_play()
     qtbot.waitUntil(lambda: ed.rate == 0.0, timeout=10000)
     assert ed.last_playback.due == round(ed.duration() * ed.fps()) and abs(ed.t - ed.duration()) < 1e-9
@@ -229,16 +241,9 @@ def test_overlay_editor_plays_with_the_spotlight(qtbot, window, lib, tiny_video)
 
 
 def test_a_spotlight_edit_during_play_shows_in_the_frames_that_follow(qtbot, window, lib, tiny_video):
-    pid, s = overlay_with_working_video(qtbot, window, lib, tiny_video, "Overlay live edit")
-    ed = window.overlay
+    pid, s, ed = overlay_with_region(qtbot, window, lib, tiny_video, "Overlay live edit")
     ed.seek(0.0)
-    ed.add_region()
-    s.flush()
-    qtbot.waitUntil(lambda: len(lib.document(pid)["overlay"]["regions"]) == 1, timeout=3000)
-    ed.seek(0.0)
-    images = []
-    set_image = ed.view.set_image
-    ed.view.set_image = lambda img: (images.append((ed.t, img)) if ed.playback else None, set_image(img))
+    images = record_played(ed)
     ed.toggle_play()
     qtbot.waitUntil(lambda: len(images) >= 1, timeout=10000)  # playing (12 frames are decoded ahead)
     pb, old = ed.playback, ed.frame_post()[0]
@@ -259,12 +264,7 @@ def test_a_spotlight_edit_during_play_shows_in_the_frames_that_follow(qtbot, win
 
 
 def test_dragging_dim_redraws_the_paused_preview_before_the_edit_is_committed(qtbot, window, lib, tiny_video):
-    pid, s = overlay_with_working_video(qtbot, window, lib, tiny_video, "Overlay slider")
-    ed = window.overlay
-    ed.seek(0.0)
-    ed.add_region()
-    s.flush()
-    qtbot.waitUntil(lambda: len(lib.document(pid)["overlay"]["regions"]) == 1, timeout=3000)
+    pid, s, ed = overlay_with_region(qtbot, window, lib, tiny_video, "Overlay slider")
     ed.seek(0.5)
     plain = qimage_rgb(window.frames.decode_now(s.doc["working_video"]["path"], 0.5))
     committed = ed.frame_post()[0](plain.copy(), 0.5).astype(int)
