@@ -341,16 +341,19 @@ class MainWindow(QMainWindow):
         if state is not None:
             self.restoreState(state)
 
+    def _writers(self) -> list:
+        """Every serial writer: the library's and each open project's."""
+        return [self.ops.writer, *(s.writer for s in self.sessions.values())]
+
     def _unsaved(self) -> set[str]:
         """Why edits are waiting to be saved (empty when every edit is in the project file)."""
-        writers = [self.ops.writer, *(s.writer for s in self.sessions.values())]
-        return {w.stalled_reason or "the project file is busy" for w in writers if w.stalled_reason or w.pending}
+        return {w.stalled_reason or "the project file is busy" for w in self._writers() if w.stalled_reason or w.pending}
 
     def closeEvent(self, ev) -> None:  # noqa: N802
         stalled = self._unsaved()
         if stalled and not self._discard_unsaved:
-            for s in [self.ops, *self.sessions.values()]:  # a refusal that is just ending
-                s.flush(1.0)
+            for w in self._writers():  # a refusal that is just ending
+                w.flush(1.0)
             stalled = self._unsaved()
         if stalled and not self._discard_unsaved:
             ev.ignore()  # asked without blocking: the edits keep being retried meanwhile
@@ -617,8 +620,7 @@ class MainWindow(QMainWindow):
         self.unsaved_label.show()
 
     def _on_saved(self, saved: bool) -> None:
-        writers = [self.ops.writer, *(s.writer for s in self.sessions.values())]
-        if not any(w.stalled_reason for w in writers):
+        if not any(w.stalled_reason for w in self._writers()):
             self.unsaved_label.hide()
             if saved:
                 self.statusBar().showMessage("All edits saved.", 4000)

@@ -312,17 +312,12 @@ class SyncEngine:
             self._trim_log()
         except RemoteError as exc:
             result.ok, result.error, result.error_kind = False, str(exc), exc.kind
-        except OperationalError as exc:  # the database stayed busy beyond its timeout, or the disk is full
+        except Exception as exc:  # the local storage refused (a lock, a full disk), or a bug: in words
             result.ok, result.error_kind = False, "error"
             why = storage_unavailable(exc)
-            result.retry_later = why is not None
-            result.error = f"{why or 'the local database failed'}; local changes are kept ({exc.orig})"
-        except Exception as exc:  # a full disk while fetching media, or a bug: report it in words
-            result.ok, result.error_kind = False, "error"
-            why = storage_unavailable(exc)
-            if why is not None:
+            if why is not None:  # the scheduler retries it with backoff
                 result.retry_later = True
-                result.error = redact(f"{why}; local changes are kept ({exc})", self.creds)
+                result.error = redact(f"{why}; local changes are kept ({getattr(exc, 'orig', exc)})", self.creds)
             else:
                 log.exception("sync cycle failed")
                 result.error = redact(f"{type(exc).__name__}: {exc}", self.creds)
