@@ -99,6 +99,7 @@ class PlayerMixin:
         self.playback: Playback | None = None
         self.last_playback: PlaybackStats | None = None
         self._serial = 0  # last frame asked of the frame server
+        self._asked: set[int] = set()  # the serials this editor asked for and has not had yet
         self._shown = 0  # last one shown
         self.timer = QTimer(self)  # the seek path (rates other than 1)
         self.timer.setInterval(33)
@@ -239,10 +240,14 @@ class PlayerMixin:
         src = self.media()
         if src is not None and self.playback is None:
             post, key = self.frame_post()
-            self._serial = self.frames.request(src[0], src[1] + self.t, post, key)
+            self._serial = self.frames.request(src[0], src[1] + self.t, post, key, owner=self)
+            self._asked.add(self._serial)
 
     def _on_frame(self, serial: int, _t: float, img) -> None:
         # the newest frame that this editor asked for (while stepping, older ones still show)
+        if serial not in self._asked:  # the other editor's frame
+            return
+        self._asked = {s for s in self._asked if s > serial}
         if self.playback is None and self._shown < serial <= self._serial:
             self._shown = serial
             self.view.set_image(img)

@@ -330,6 +330,10 @@ class VideoReader:
 class FrameServer(QObject):
     """Serves preview frames: ``request(path, t)`` -> ``frameReady(serial, t, QImage)``.
 
+    Each ``owner`` (an editor) has one request slot: its newer request replaces its pending one,
+    never another owner's, and the slots are served in the order they were filled. Serials are
+    unique across owners, so an owner knows its frames by the serials it was given.
+
     ``_cond`` guards only the request slot and the proxies (the GUI thread takes it to post a
     request, so it is never held while decoding); ``_decoding`` serialises decodes (the loop's
     and ``decode_now``'s) over the open reader and the cache.
@@ -345,7 +349,7 @@ class FrameServer(QObject):
         self._cache_frames = cache_frames
         self._cond = threading.Condition()
         self._decoding = threading.Lock()
-        self._req: tuple[int, str, float, PostFn | None, object] | None = None
+        self._req: dict[object, tuple[int, str, float, PostFn | None, object]] = {}  # owner -> its request
         self._serial = 0
         self._stop = False
         self._open: VideoReader | None = None
@@ -365,10 +369,12 @@ class FrameServer(QObject):
         (a plain dict read, from any thread)."""
         return self._proxies.get(path, path)
 
-    def request(self, path: str, t: float, post: PostFn | None = None, post_key: object = None) -> int:
+    def request(self, path: str, t: float, post: PostFn | None = None, post_key: object = None,
+                owner: object = None) -> int:
         with self._cond:
             self._serial += 1
-            self._req = (self._serial, path, float(t), post, post_key)
+            self._req.pop(owner, None)  # to the back of the line
+            self._req[owner] = (self._serial, path, float(t), post, post_key)
             self._cond.notify_all()
             return self._serial
 
@@ -404,8 +410,9 @@ class FrameServer(QObject):
     def _loop(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._req is not None or self._stop)
-                stop, req, self._req = self._stop, self._req, None
+                self._cond.wait_for(lambda: self._req or self._stop)
+                stop = self._stop
+                req = None if stop else self._req.pop(next(iter(self._req)))
             with self._decoding:
                 if stop:
                     if self._open is not None:

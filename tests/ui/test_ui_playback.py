@@ -137,12 +137,18 @@ def test_speed_segment_plays_at_its_speed(qtbot, window, lib, counter_video):
     assert all(i % 2 == 0 for i in played)  # every other source frame
 
 
-def test_a_speed_edit_during_play_applies_at_once_from_the_playhead(qtbot, window, lib, counter_video):
-    _pid, _cid, _s, ed = open_counter(qtbot, window, lib, counter_video)
-    ed.seek(0.2)
+def playing_counter(qtbot, window, lib, video, at: float, frames: int):
+    """The counter clip playing from ``at`` once ``frames`` frames were shown: (editor, shown)."""
+    _pid, _cid, _s, ed = open_counter(qtbot, window, lib, video)
+    ed.seek(at)
     shown = record_shown(ed)
     ed.toggle_play()
-    qtbot.waitUntil(lambda: len(shown) >= 8, timeout=10000)
+    qtbot.waitUntil(lambda: len(shown) >= frames, timeout=10000)
+    return ed, shown
+
+
+def test_a_speed_edit_during_play_applies_at_once_from_the_playhead(qtbot, window, lib, counter_video):
+    ed, shown = playing_counter(qtbot, window, lib, counter_video, 0.2, 8)
     first = ed.playback
     ed.set_speed(2.0)  # the one segment, while it plays
     n, at = len(shown), shown[-1][1]
@@ -157,11 +163,7 @@ def test_a_speed_edit_during_play_applies_at_once_from_the_playhead(qtbot, windo
 
 
 def test_a_trim_during_play_ends_play_at_the_new_end(qtbot, window, lib, counter_video):
-    _pid, _cid, _s, ed = open_counter(qtbot, window, lib, counter_video)
-    ed.seek(0.2)
-    shown = record_shown(ed)
-    ed.toggle_play()
-    qtbot.waitUntil(lambda: len(shown) >= 3, timeout=10000)
+    ed, shown = playing_counter(qtbot, window, lib, counter_video, 0.2, 3)
     ed.set_trim(0.0, 1.0)
     assert ed.rate == 1.0 and ed.playback is not None
     qtbot.waitUntil(lambda: ed.rate == 0.0, timeout=10000)
@@ -322,3 +324,25 @@ def test_range_audio_sample_counts(counter_video):
     z = np.concatenate(list(range_audio(None, 0.0, 0.0, 1.0, whole)), axis=1)
     assert z.shape == (2, SAMPLE_RATE) and not z.any()
     assert len(to_s16(x)) == x.shape[1] * 2 * 2
+
+
+def test_each_editor_gets_its_own_frames_when_both_ask_at_once(qtbot, window, lib, tiny_video):
+    """The framing editor (hidden) and the overlay editor share the frame server: neither shows
+    the other's frame (the source vs the working video), and neither request replaces the other."""
+    pid, s = overlay_with_working_video(qtbot, window, lib, tiny_video, "Two editors")
+    ov, fr = window.overlay, window.framing
+    assert s.flush()
+    qtbot.waitUntil(lambda: ov.view.image is not None and ov._shown == ov._serial, timeout=5000)
+    sizes = []
+    set_image = ov.view.set_image
+    ov.view.set_image = lambda img: (sizes.append((img.width(), img.height())), set_image(img))
+    server = window.frames
+    with server._decoding:  # the decoder is busy: the next requests wait side by side
+        server.request(str(tiny_video), 0.0, owner="someone else")
+        qtbot.wait(100)
+        ov.seek(0.5)
+        fr.seek(0.5)  # asks right after the overlay editor
+    qtbot.waitUntil(lambda: ov._shown == ov._serial and fr._shown == fr._serial, timeout=5000)
+    wv = s.doc["working_video"]
+    assert sizes and all(sz == (ov.view.image.width(), ov.view.image.height()) for sz in sizes)
+    assert ov.view.image.width() / ov.view.image.height() == pytest.approx(wv["width"] / wv["height"], rel=0.05)
