@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
+    QLabel,
     QPushButton,
     QSlider,
     QSplitter,
@@ -40,6 +41,29 @@ def _spotlight_post(settings: dict, regions: list[dict], size: tuple[int, int]):
         return spotlight_rgb(rgb, t, settings, plans, source_size=size)
 
     return post
+
+
+def _percent_label(slider: QSlider) -> QLabel:
+    """A label that shows the slider's value as a percentage, kept up to date."""
+    label = QLabel()
+    label.setMinimumWidth(label.fontMetrics().horizontalAdvance("100 %") + 4)
+    label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+
+    def show(v: int) -> None:
+        label.setText(f"{v} %")
+
+    slider.valueChanged.connect(show)
+    show(slider.value())
+    return label
+
+
+def _row(*widgets: QWidget) -> QWidget:
+    box = QWidget()
+    lay = QHBoxLayout(box)
+    lay.setContentsMargins(0, 0, 0, 0)
+    for w in widgets:
+        lay.addWidget(w)
+    return box
 
 
 class OverlayEditor(QWidget, PlayerMixin):
@@ -103,10 +127,13 @@ class OverlayEditor(QWidget, PlayerMixin):
         self.fill.setRange(0, 100)
         self.dim = QSlider(Qt.Orientation.Horizontal)
         self.dim.setRange(0, 100)
+        self.fill.setToolTip("Opacity of the colour inside the ellipse")
+        self.dim.setToolTip("How much darker everything outside the ellipse is")
         for s in (self.fill, self.dim):
             s.valueChanged.connect(self._on_slider)
-        f.addRow("Fill", self.fill)
-        f.addRow("Dim outside", self.dim)
+        self.fill_value, self.dim_value = _percent_label(self.fill), _percent_label(self.dim)
+        f.addRow("Fill", _row(self.fill, self.fill_value))
+        f.addRow("Dim outside", _row(self.dim, self.dim_value))
         rl.addWidget(st)
         rl.addStretch(1)
         rl.addLayout(self._make_export_row("Export final video", "overlay"))

@@ -157,10 +157,13 @@ def test_status_badge_walks_the_seed_table(qtbot, window, lib, tiny_video):
     qtbot.waitUntil(lambda: len(done) == 2, timeout=10000)
     qtbot.waitUntil(lambda: status() == "complete", timeout=3000)  # overlay export complete
     # re-overlay a complete project -> in overlay
+    assert window.overlay.dim_value.text() == "20 %"  # the slider says its value
     window.overlay.dim.setValue(60)
+    assert window.overlay.dim_value.text() == "60 %"
     qtbot.waitUntil(lambda: status() == "in_overlay", timeout=3000)
     window.act_undo.trigger()
     qtbot.waitUntil(lambda: status() == "complete", timeout=3000)
+    qtbot.waitUntil(lambda: window.overlay.dim_value.text() == "20 %", timeout=3000)  # undo moves it back
     # re-frame a complete project -> in framing; a running re-export shows as exporting
     window.open_project(pid, "framing")
     window.framing.seek(1.0)
