@@ -41,7 +41,14 @@ from app.ui.framing_editor import FramingEditor
 from app.ui.icons import icon
 from app.ui.library_ops import LibraryOps
 from app.ui.overlay_editor import OverlayEditor
-from app.ui.project_grid import STATUS_COLORS, STATUS_LABELS, ProjectFilter, ProjectGridView, ProjectListModel
+from app.ui.project_grid import (
+    ROW_ROLE,
+    STATUS_COLORS,
+    STATUS_LABELS,
+    ProjectFilter,
+    ProjectGridView,
+    ProjectListModel,
+)
 from app.ui.session import ProjectSession
 from app.ui.sync_ui import SyncController
 from app.ui.video import FrameServer, ProxyBuilder, prune_proxies
@@ -431,6 +438,7 @@ class MainWindow(QMainWindow):
 
     def _on_export_progress(self, _job_id: str, _p: float) -> None:
         self.model.set_live_progress({info["project_id"]: info["progress"] for info in self.exports.live.values()})
+        self._update_editor_header()  # its badge says the same percentage as the queue
 
     def _on_export_finished(self, job: dict) -> None:
         self._on_export_progress("", 0)
@@ -666,7 +674,8 @@ class MainWindow(QMainWindow):
         s = self.current
         if s is None:
             return
-        row = next((r for r in self.model.rows if r["id"] == s.project_id), None)
+        i = self.model.row_of(s.project_id)
+        row = self.model.data(self.model.index(i), ROW_ROLE) if i >= 0 else None  # live export progress
         name = (s.doc or {}).get("name") or (row or {}).get("name", "")
         self.editor_page.title.setText(f"<span style='font-size:14pt; font-weight:600'>{name}</span>")
         if row:

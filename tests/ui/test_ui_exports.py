@@ -61,6 +61,26 @@ def test_export_progress_card_and_notification(qtbot, window, lib, tiny_video, r
     assert qrow.open_btn.isVisibleTo(qrow) and not qrow.cancel_btn.isVisibleTo(qrow)
 
 
+def test_editor_badge_and_queue_say_the_same_percentage(qtbot, window, lib, tiny_video, renderer):
+    renderer.steps, renderer.delay = 100, 0.04
+    pid, _cid = make_project(qtbot, window, lib, tiny_video)
+    s = window.open_project(pid)
+    qtbot.waitUntil(lambda: s.doc is not None, timeout=3000)
+    window.framing.export_btn.click()
+    qtbot.waitUntil(lambda: bool(window.exports.live), timeout=5000)
+    job_id = next(iter(window.exports.live))
+    qtbot.waitUntil(lambda: job_id in window.queue.rows, timeout=3000)
+    seen = set()
+    for _ in range(8):  # at several moments of the export, between two polls of the database
+        qtbot.wait(110)
+        if job_id not in window.exports.live:
+            break
+        queue_says = window.queue.rows[job_id].bar.format()
+        seen.add(queue_says)
+        assert f" {queue_says}" in window.editor_page.status.text()
+    assert len(seen) >= 3  # the percentage moved while we looked
+
+
 def test_cancel_from_the_queue_panel(qtbot, window, lib, tiny_video, renderer):
     renderer.steps, renderer.delay = 200, 0.05
     pid, _cid = make_project(qtbot, window, lib, tiny_video)
