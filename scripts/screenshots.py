@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     win.open_project(pid, "overlay")
     wait(app, lambda: True, 0.2)
     if s.doc.get("working_video"):
-        win.overlay.selected = 0
+        win.overlay.select_region(0)
         win.overlay.seek(1.5)
         wait(app, lambda: win.overlay._shown == win.overlay._serial and win.overlay._serial > 0, 20)
         wait(app, win.overlay.timeline.strip.complete, 20)

@@ -191,9 +191,8 @@ class OverlayEditor(QWidget, PlayerMixin):
             ok = wv is not None and wv.get("local")
             for w in (self.add_region_btn, self.add_key_btn, self.export_btn):
                 w.setEnabled(bool(ok))
-            self.del_region_btn.setEnabled(bool(ok) and self.selected >= 0)
-            self.del_key_btn.setEnabled(bool(ok) and self.selected >= 0)
             if not ok:
+                self._show_selection()
                 self.view.set_image(None)
                 self.view.set_ellipse(None)
                 self.view.set_message("No working video yet.\nExport the framing first (Framing → Export working "
@@ -202,20 +201,30 @@ class OverlayEditor(QWidget, PlayerMixin):
                 self.timeline.strip.set_source(None)
                 return
             self.view.set_frame_size(wv["width"], wv["height"])
-            self.timeline.set_regions(self.duration(), regions, self.selected)
+            self._show_selection()
             self.timeline.strip.set_source(wv["path"], 0.0, wv["width"] / max(wv["height"], 1))
-            stale = "" if wv.get("current") else " · the framing changed since (re-export to update)"
-            if self.selected >= 0:
-                r = regions[self.selected]
-                self.region_info.setText(f"{r['start']:.2f}–{r['end']:.2f} s · {len(r['keyframes'])} keyframe(s)"
-                                         + stale)
-            else:
-                self.region_info.setText(("Add a region, then drag the ellipse onto the player." if not regions
-                                          else "Click a region on the timeline to edit it.") + stale)
         finally:
             self._syncing = False
         self.update_ellipse()
         self.request_frame()
+
+    def _show_selection(self) -> None:
+        """What follows the selected region: its highlight on the timeline, the delete buttons and
+        the line about it."""
+        wv, regions = self.working(), self.regions()
+        ok = bool(wv is not None and wv.get("local"))
+        self.del_region_btn.setEnabled(ok and self.selected >= 0)
+        self.del_key_btn.setEnabled(ok and self.selected >= 0)
+        if not ok:
+            return
+        self.timeline.set_regions(self.duration(), regions, self.selected)
+        stale = "" if wv.get("current") else " · the framing changed since (re-export to update)"
+        if self.selected >= 0:
+            r = regions[self.selected]
+            self.region_info.setText(f"{r['start']:.2f}–{r['end']:.2f} s · {len(r['keyframes'])} keyframe(s)" + stale)
+        else:
+            self.region_info.setText(("Add a region, then drag the ellipse onto the player." if not regions
+                                      else "Click a region on the timeline to edit it.") + stale)
 
     # ------------------------------------------------------------------ frames
     def show_time(self, t: float) -> None:
@@ -225,7 +234,7 @@ class OverlayEditor(QWidget, PlayerMixin):
         inside = next((i for i, r in enumerate(regions) if r["start"] <= self.t <= r["end"]), None)
         if inside is not None and inside != self.selected and not self.rate:
             self.selected = inside
-            self.timeline.set_regions(self.duration(), regions, inside)
+            self._show_selection()
         self.update_ellipse()
 
     def media(self) -> tuple[str, float] | None:
