@@ -91,3 +91,31 @@ def test_cancel_of_a_queued_job(lib, tmp_path):
     stop = threading.Event()
     assert svc.run(job_id, cancel_event=stop)["status"] == "cancelled"
     assert wait_for(lambda: lib.status(pid).status == "not_started")
+
+
+def test_export_asked_again_joins_the_live_one_unless_the_edits_changed(lib, tmp_path):
+    """The editor's Export pressed twice makes one render; after an edit it makes a new one."""
+    src = make_video(tmp_path / "twice.mp4", duration=1.0)
+    pid = lib.create_project("Twice")
+    lib.add_clip(pid, src)
+    gate = Gate("framing")
+    svc = ExportService(lib, Settings(device="cpu"), renderers={"framing": gate})
+    first, new = svc.enqueue_unless_in_flight(pid, "framing")
+    assert new
+    assert svc.enqueue_unless_in_flight(pid, "framing") == (first, False)  # queued: it takes the edits at start
+    t, out = in_thread(svc.run, first)
+    assert gate.started.wait(10)
+    assert svc.enqueue_unless_in_flight(pid, "framing") == (first, False)  # running from these very edits
+    doc = lib.document(pid)
+    doc["clips"][0]["trim"] = {"start": 0.2, "end": 1.0}
+    lib.apply(pid, doc)  # an edit after the render began: a new export is wanted
+    second, new = svc.enqueue_unless_in_flight(pid, "framing")
+    assert new and second != first
+    svc.cancel(second)
+    third, new = svc.enqueue_unless_in_flight(pid, "framing")  # a cancelled request is not joined
+    assert new and third not in (first, second)
+    svc.cancel(third)
+    gate.go.set()
+    t.join(60)
+    assert out["result"]["status"] == "complete"
+    assert len([j for j in svc.list_jobs() if j["project_id"] == pid]) == 3

@@ -145,10 +145,22 @@ class ExportService:
     # ------------------------------------------------------------------ commands
     def enqueue(self, project_id: str, kind: str) -> str:
         """Create a queued job owned by this process (it heartbeats while it waits)."""
+        return self._enqueue(project_id, kind, join=False)[0]
+
+    def enqueue_unless_in_flight(self, project_id: str, kind: str) -> tuple[str, bool]:
+        """(job id, True) for a new queued job, or (id, False) of a live job of this project and type,
+        in any process, that already renders what a new one would: a queued job (it takes the
+        edits as they are when it starts) or a running one started from the current edits. The
+        check and the new row are one transaction, so two quick requests make one job."""
+        return self._enqueue(project_id, kind, join=True)
+
+    def _enqueue(self, project_id: str, kind: str, join: bool) -> tuple[str, bool]:
         if kind not in JOB_TYPES:
             raise UserError(f"export type must be framing or overlay, not {kind!r}")
         with self.lib.db.write() as s:
             p = self.lib.get_project(s, project_id)
+            if join and (same := self._in_flight(s, project_id, kind)) is not None:
+                return same, False
             if kind == "framing":
                 if not self.lib.clips_of(s, project_id):
                     raise UserError("the project has no clips to export: add one with `clip add`")
@@ -158,7 +170,18 @@ class ExportService:
                             heartbeat_at=now(), gpu=self._wants_gpu())
             s.add(job)
             s.flush()
-            return job.id
+            return job.id, True
+
+    def _in_flight(self, s, project_id: str, kind: str) -> str | None:
+        t = now()
+        jobs = [j for j in s.scalars(select(ExportJob).where(
+            ExportJob.project_id == project_id, ExportJob.type == kind, ExportJob.status.in_(ACTIVE)))
+            if job_alive(j, t) and not j.cancel_requested]
+        if not jobs:
+            return None
+        st = project_status(s, project_id)
+        current = st.framing_hash if kind == "framing" else st.overlay_hash
+        return next((j.id for j in jobs if j.status == "queued" or j.inputs_hash == current), None)
 
     def cancel(self, job_id: str) -> dict:
         """Cancel a queued or running job, also one running in another process."""

@@ -27,6 +27,7 @@ class ExportSignals(QObject):
     progress = Signal(str, float)  # job id, 0-100
     finished = Signal(dict)  # the final job dict
     failed = Signal(str, str)  # project id, message (could not even queue)
+    joined = Signal(str, str, str)  # project id, kind, id of the live job that already renders it
 
 
 class ExportRunnable:
@@ -39,9 +40,14 @@ class ExportRunnable:
 
     def run(self) -> None:
         try:
-            job_id = self.job_id or self.svc.enqueue(self.project_id, self.kind)
+            job_id, new = self.job_id, True
+            if job_id is None:
+                job_id, new = self.svc.enqueue_unless_in_flight(self.project_id, self.kind)
         except Exception as exc:  # noqa: BLE001 - UserError: "no clips", "no working video"
             self.signals.failed.emit(self.project_id, str(exc))
+            return
+        if not new:  # Export pressed again while the same export runs: no second render
+            self.signals.joined.emit(self.project_id, self.kind, job_id)
             return
         self.registry[job_id] = self.cancel  # the queue panel's Cancel sets it
         self.signals.started.emit(job_id, self.project_id, self.kind)

@@ -335,6 +335,7 @@ class MainWindow(QMainWindow):
         self.exports.signals.progress.connect(self._on_export_progress)
         self.exports.signals.finished.connect(self._on_export_finished)
         self.exports.signals.failed.connect(lambda _p, m: self.error("Cannot export", m))
+        self.exports.signals.joined.connect(self._on_export_joined)
         self.exports.signals.started.connect(lambda *_a: self.poll(force=True))
 
     def _restore_geometry(self) -> None:
@@ -439,6 +440,13 @@ class MainWindow(QMainWindow):
     def _on_export_progress(self, _job_id: str, _p: float) -> None:
         self.model.set_live_progress({info["project_id"]: info["progress"] for info in self.exports.live.values()})
         self._update_editor_header()  # its badge says the same percentage as the queue
+
+    def _on_export_joined(self, project_id: str, kind: str, _job_id: str) -> None:
+        name = self.names.get(project_id, "project")
+        what = "working video" if kind == "framing" else "final video"
+        self.queue_dock.show()
+        self.statusBar().showMessage(
+            f"The {what} of “{name}” is already being exported from these edits: see the export queue.", 8000)
 
     def _on_export_finished(self, job: dict) -> None:
         self._on_export_progress("", 0)

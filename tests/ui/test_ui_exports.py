@@ -81,6 +81,19 @@ def test_editor_badge_and_queue_say_the_same_percentage(qtbot, window, lib, tiny
     assert len(seen) >= 3  # the percentage moved while we looked
 
 
+def test_export_pressed_twice_renders_once(qtbot, window, lib, tiny_video, renderer):
+    renderer.steps, renderer.delay = 40, 0.05
+    pid, _cid = make_project(qtbot, window, lib, tiny_video)
+    s = window.open_project(pid)
+    qtbot.waitUntil(lambda: s.doc is not None, timeout=3000)
+    done = finished_jobs(window)
+    window.framing.export_btn.click()
+    window.framing.export_btn.click()  # impatient: nothing changed in between
+    qtbot.waitUntil(lambda: "already being exported" in window.statusBar().currentMessage(), timeout=5000)
+    qtbot.waitUntil(lambda: bool(done), timeout=10000)
+    assert [j["project_id"] for j in window.svc.list_jobs()] == [pid]  # one render, not two
+
+
 def test_cancel_from_the_queue_panel(qtbot, window, lib, tiny_video, renderer):
     renderer.steps, renderer.delay = 200, 0.05
     pid, _cid = make_project(qtbot, window, lib, tiny_video)
