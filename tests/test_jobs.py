@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+
+import pytest
 
 from app.jobs.service import ExportService, Settings
 from app.storage.models import ExportJob, Project, WorkingVideo
@@ -119,3 +122,39 @@ def test_export_asked_again_joins_the_live_one_unless_the_edits_changed(lib, tmp
     t.join(60)
     assert out["result"]["status"] == "complete"
     assert len([j for j in svc.list_jobs() if j["project_id"] == pid]) == 3
+
+
+@pytest.mark.parametrize("kind", ["framing", "overlay"])
+def test_an_older_export_ending_last_does_not_replace_a_newer_one(lib, tmp_path, kind):
+    """Export, edit, export again: if the first render ends after the second, the project keeps
+    the video of the newer edits (and the first job's file is still there to open)."""
+    src = make_video(tmp_path / "race.mp4", duration=1.0)
+    pid = lib.create_project("Race")
+    lib.add_clip(pid, src)
+    if kind == "overlay":
+        assert ExportService(lib, Settings(device="cpu")).export(pid, "framing")["status"] == "complete"
+        doc = lib.document(pid)
+        doc["overlay"]["regions"] = [{"start": 0.0, "end": 1.0, "keyframes": [
+            {"time": 0.0, "x": 540, "y": 960, "rx": 100, "ry": 200}]}]
+        lib.apply(pid, doc)
+    gate = Gate(kind)
+    slow = ExportService(lib, Settings(device="cpu"), renderers={kind: gate})
+    t, out = in_thread(slow.export, pid, kind)
+    assert gate.started.wait(10)  # the first export has taken the edits as they were
+    doc = lib.document(pid)
+    if kind == "framing":
+        doc["clips"][0]["trim"] = {"start": 0.2, "end": 1.0}
+    else:
+        doc["overlay"]["settings"]["dim"] = 0.5
+    lib.apply(pid, doc)
+    newer = ExportService(lib, Settings(device="cpu")).export(pid, kind)
+    field = "working_video" if kind == "framing" else "final_video"
+    held = lib.document(pid)[field]
+    assert newer["status"] == "complete" and held["current"]
+    gate.go.set()
+    t.join(60)
+    older = out["result"]
+    assert older["status"] == "complete" and older["output"] != newer["output"]
+    assert lib.document(pid)[field] == held  # still the newer edits' video
+    assert lib.status(pid).status == ("in_overlay" if kind == "framing" else "complete")
+    assert os.path.isfile(older["output"])

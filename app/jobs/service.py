@@ -407,6 +407,14 @@ class ExportService:
             p = s.get(Project, job.project_id)
             if p is None or p.deleted:
                 raise UserError("the project was deleted during the export")
+            # an export that started before an edit and ends after a newer export of that edit:
+            # its output is kept (the job opens it) but the project keeps the newer one
+            st = project_status(s, p.id)
+            held_current = st.working_current if kind == "framing" else st.final_current
+            fresh = inputs_hash == (st.framing_hash if kind == "framing" else st.overlay_hash)
+            publish = fresh or not held_current
+            if not publish:
+                log.info("export %s finished after a newer one of the same project; the project keeps that", job_id)
             if kind == "framing":
                 ex = s.get(ExportSettings, job.project_id)
                 row = WorkingVideo(project_id=p.id, sha256=sha, size=size, width=result.width,
@@ -414,15 +422,18 @@ class ExportService:
                                    inputs_hash=inputs_hash)
                 s.add(row)
                 s.flush()
-                p.working_video_id = row.id
+                if publish:
+                    p.working_video_id = row.id
             else:
                 row = FinalVideo(project_id=p.id, working_video_id=extra["working_video_id"], sha256=sha,
                                  size=size, width=result.width, height=result.height, fps=fps,
                                  duration=result.duration, inputs_hash=inputs_hash)
                 s.add(row)
                 s.flush()
-                p.final_video_id = row.id
-            self.lib.touch(p)
+                if publish:
+                    p.final_video_id = row.id
+            if publish:
+                self.lib.touch(p)
             job.status, job.progress, job.finished_at = "complete", 100.0, now()
             job.output, job.device, job.error = str(final_path), result.device, None
             return job_dict(job)
