@@ -1,4 +1,5 @@
-"""`reelforge export framing|overlay|list|cancel`: runs exports in the foreground."""
+"""`reelforge export framing|overlay|list|cancel|save`: runs exports in the foreground, and saves a
+copy of an exported video under a human name."""
 
 from __future__ import annotations
 
@@ -25,6 +26,10 @@ def add_export_parser(sub) -> None:
     c = es.add_parser("cancel", help="cancel a queued or running export (also in another process)")
     c.add_argument("job_id")
     c.add_argument("--json", action="store_true")
+    c = es.add_parser("save", help="save a copy of a project's exported video (default: the final video)")
+    c.add_argument("project_id")
+    c.add_argument("dest", help="the file to write (a folder: the project's name in it)")
+    c.add_argument("--working", action="store_true", help="the working video instead of the final video")
     exp.set_defaults(handler=cmd_export)
 
 
@@ -83,9 +88,37 @@ def cmd_export(args) -> int:
                 job = svc.get(args.job_id)
             out_json(job) if args.json else print(f"{args.job_id} {job['status']}")
             return EXIT_OK
+        if args.cmd == "save":
+            return save_export(lib, args)
         return run_export(svc, args)
     finally:
         lib.close()
+
+
+def save_export(lib, args) -> int:
+    from pathlib import Path
+
+    from app.services.errors import UserError
+    from app.services.outputs import save_copy, suggested_name
+
+    kind, field = ("framing", "working_video") if args.working else ("overlay", "final_video")
+    doc = lib.document(args.project_id)
+    video = doc.get(field)
+    if not video:
+        what = "working" if args.working else "final"
+        raise UserError(f"the project has no {what} video yet: run `export {kind}` first")
+    if not video.get("local"):
+        raise UserError("the exported video is not on this device yet: run `sync run` first")
+    dest = Path(args.dest)
+    if dest.is_dir():
+        dest = dest / suggested_name(doc["name"], kind)
+    bar = Progress("save")
+    try:
+        path = save_copy(video["path"], dest, lambda f: bar(f * 100))
+    finally:
+        bar.close()
+    print(path)
+    return EXIT_OK
 
 
 def run_export(svc, args) -> int:

@@ -32,7 +32,7 @@ def project(cli, tmp_path):
     return pid
 
 
-def test_export_framing_then_overlay(cli, project):
+def test_export_framing_then_overlay(cli, project, tmp_path):
     r = ok(cli("export", "framing", project))
     out = Path(r.stdout.strip())
     assert out.is_file()
@@ -52,6 +52,12 @@ def test_export_framing_then_overlay(cli, project):
         assert j["status"] == "complete" and j["progress"] == 100.0 and "+00:00" in j["finished_at"]
     rows = json.loads(ok(cli("project", "list", "--json")).stdout)
     assert rows[0]["status"] == "complete" and rows[0]["has_final_video"] is True
+    # a copy under the project's name, for uploading: into a folder, or as a named file
+    saved = Path(ok(cli("export", "save", project, str(tmp_path))).stdout.strip())
+    assert saved.name == "Export me.mp4" and saved.read_bytes() == Path(job["output"]).read_bytes()
+    named = tmp_path / "working copy.mp4"
+    assert Path(ok(cli("export", "save", project, str(named), "--working")).stdout.strip()) == named
+    assert named.read_bytes() == out.read_bytes()
 
 
 def test_cpu_overlay_export_draws_without_importing_torch(cli, project):
@@ -84,6 +90,9 @@ def test_export_errors(cli, project, data_dir):
     empty = ok(cli("project", "create", "Empty")).stdout.strip()
     r = cli("export", "framing", empty)
     assert r.returncode == 2 and "no clips" in r.stderr
+    r = cli("export", "save", project, str(data_dir))
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == (
+        "error: the project has no final video yet: run `export overlay` first")
     r = cli("export", "cancel", "no-such-job")
     assert r.returncode == 2
 

@@ -70,6 +70,7 @@ class ExportManager(QObject):
     """Starts exports in the export pool and tracks live progress of this process's jobs."""
 
     jobsChanged = Signal()  # noqa: N815 - Qt naming
+    saveRequested = Signal(dict)  # noqa: N815 - a finished job whose video the user wants to save elsewhere
 
     def __init__(self, svc: ExportService, pools: Pools, parent=None):
         super().__init__(parent)
@@ -154,19 +155,24 @@ class JobRow(QWidget):
         self.cancel_btn = QPushButton("Cancel")
         self.restart_btn = QPushButton("Restart")
         self.open_btn = QPushButton("Open output")
-        for w in (self.label, self.bar, self.eta, self.cancel_btn, self.restart_btn, self.open_btn):
+        self.open_btn.setToolTip("Show the folder of the library that holds this video")
+        self.save_btn = QPushButton("Save as…")
+        self.save_btn.setToolTip("Save a copy of this video under a name and in a folder of your choice")
+        for w in (self.label, self.bar, self.eta, self.cancel_btn, self.restart_btn, self.save_btn, self.open_btn):
             lay.addWidget(w)
         self.cancel_btn.clicked.connect(lambda: mgr.cancel(self.job_id))
         self.restart_btn.clicked.connect(lambda: mgr.restart(self.job_id))
         self.open_btn.clicked.connect(self._open)
+        self.save_btn.clicked.connect(lambda: mgr.saveRequested.emit(dict(self.job)))
         self.output = None
+        self.job: dict = job
         self.update_job(job, name)
 
     def update_job(self, job: dict, name: str) -> None:
         live = self.mgr.live.get(job["id"])
         status = "running" if live else job["status"]
         progress = live["progress"] if live else job["progress"]
-        self.output = job.get("output")
+        self.output, self.job = job.get("output"), job
         self.label.setText(f"<b>{name}</b> · {job['type']} · {status}")
         err = job.get("error")
         self.label.setToolTip(err or "")
@@ -177,6 +183,7 @@ class JobRow(QWidget):
         self.cancel_btn.setVisible(active)
         self.restart_btn.setVisible(status in ("interrupted", "failed", "cancelled"))
         self.open_btn.setVisible(status == "complete" and bool(self.output))
+        self.save_btn.setVisible(status == "complete" and bool(self.output))
 
     def _open(self) -> None:
         if self.output:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QAction, QDesktopServices, QKeySequence, QUndoGroup
 from PySide6.QtWidgets import (
     QComboBox,
@@ -35,6 +36,7 @@ from PySide6.QtWidgets import (
 from app.jobs.service import ExportService
 from app.services import editing
 from app.services.library import ASPECTS, Library
+from app.services.outputs import save_copy, suggested_name
 from app.ui.export_settings import ExportSettingsDialog, saved_weights
 from app.ui.exports import ExportManager, QueuePanel
 from app.ui.framing_editor import FramingEditor
@@ -73,6 +75,7 @@ SHORTCUTS = [
     ("Ctrl+I", "Import videos as a new project"),
     ("Ctrl+F", "Search projects"),
     ("Ctrl+E", "Export (in an editor)"),
+    ("Ctrl+Shift+S", "Save the exported video as… (in an editor)"),
     ("Esc", "Back to the projects"),
 ]
 
@@ -292,6 +295,8 @@ class MainWindow(QMainWindow):
         self.act_export = fm.addAction(icon("export"), "&Export", self.export_current)
         self.act_export.setShortcut(QKeySequence("Ctrl+E"))
         self.act_export_settings = fm.addAction(icon("settings"), "Export se&ttings…", self.export_settings_current)
+        self.act_save_video = fm.addAction("&Save exported video as…", self.save_current_output)
+        self.act_save_video.setShortcut(QKeySequence("Ctrl+Shift+S"))
         fm.addSeparator()
         fm.addAction("&Quit", self.close).setShortcut(QKeySequence.StandardKey.Quit)
         em = mb.addMenu("&Edit")
@@ -336,6 +341,7 @@ class MainWindow(QMainWindow):
         self.exports.signals.finished.connect(self._on_export_finished)
         self.exports.signals.failed.connect(lambda _p, m: self.error("Cannot export", m))
         self.exports.signals.joined.connect(self._on_export_joined)
+        self.exports.saveRequested.connect(lambda job: self.save_output_as(job["project_id"], job["type"], job["output"]))
         self.exports.signals.started.connect(lambda *_a: self.poll(force=True))
 
     def _restore_geometry(self) -> None:
@@ -599,6 +605,63 @@ class MainWindow(QMainWindow):
 
         self.pools.submit(work, done)
 
+    def save_current_output(self) -> None:
+        """File → Save exported video as…: the open project's video of the editor shown (the final
+        video from the overlay editor, the working video from the framing editor)."""
+        if self.current is None or self.pages.currentWidget() is not self.editor_page:
+            self.statusBar().showMessage("Open a project to save its exported video", 4000)
+            return
+        kind = "framing" if self.editor_page.tabs.currentIndex() == 0 else "overlay"
+        self.save_output_as(self.current.project_id, kind)
+
+    def save_output_as(self, project_id: str, kind: str, src: str | None = None, dest: str | None = None) -> None:
+        """Save a copy of an exported video (``src``; the project's own when None) as ``dest``
+        (asked for with a file dialog when None), in the background with progress."""
+        name = self.names.get(project_id, "project")
+        what = "final video" if kind == "overlay" else "working video"
+        if src is None:
+            def find():
+                v = self.lib.document(project_id).get("final_video" if kind == "overlay" else "working_video")
+                return v["path"] if v and v.get("local") else None
+
+            def found(path):
+                if path:
+                    self.save_output_as(project_id, kind, path, dest)
+                else:
+                    self.statusBar().showMessage(f"“{name}” has no {what} on this device yet: export it first", 6000)
+
+            self.pools.submit(find, found, lambda e: self.error("Cannot save the video", str(e)))
+            return
+        if dest is None:
+            folder = (QSettings().value("save_folder")
+                      or QStandardPaths.writableLocation(QStandardPaths.StandardLocation.MoviesLocation)
+                      or str(Path.home()))
+            d = QFileDialog(self, f"Save the {what} of “{name}” as", str(Path(folder) / suggested_name(name, kind)),
+                            "MP4 video (*.mp4)")
+            d.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+            d.setDefaultSuffix("mp4")
+            d.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            d.fileSelected.connect(lambda path: self.save_output_as(project_id, kind, src, path))
+            self.save_dialog = d
+            d.open()  # non-blocking
+            return
+        target, deliver, last = Path(dest), self.pools.dispatcher.deliver, [0.0]
+
+        def say(f: float) -> None:
+            self.statusBar().showMessage(f"Saving “{target.name}”… {f * 100:.0f}%", 3000)
+
+        def progress(f: float) -> None:
+            if time.monotonic() - last[0] >= 0.25:
+                last[0] = time.monotonic()
+                deliver.emit(say, f)
+
+        def saved(path):
+            QSettings().setValue("save_folder", str(path.parent))
+            self.notify("Video saved", f"The {what} of “{name}” is saved as {path}.")
+
+        self.pools.submit(lambda: save_copy(src, target, progress), saved,
+                          lambda e: self.error("Cannot save the video", str(e)))
+
     def _context_menu(self, pos) -> None:
         view = self.grid_page.view
         idx = view.indexAt(pos)
@@ -619,6 +682,10 @@ class MainWindow(QMainWindow):
         m.addAction("Rename…", rename)
         m.addAction("Duplicate", lambda: self.duplicate_project(pid))
         m.addAction("Reveal outputs", lambda: self.reveal_outputs(pid))
+        if row.get("has_final_video"):
+            m.addAction("Save final video as…", lambda: self.save_output_as(pid, "overlay"))
+        if row.get("has_working_video"):
+            m.addAction("Save working video as…", lambda: self.save_output_as(pid, "framing"))
         m.addSeparator()
         m.addAction("Delete…", lambda: self.delete_project(pid))
         m.popup(view.viewport().mapToGlobal(pos))

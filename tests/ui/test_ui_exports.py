@@ -94,6 +94,30 @@ def test_export_pressed_twice_renders_once(qtbot, window, lib, tiny_video, rende
     assert [j["project_id"] for j in window.svc.list_jobs()] == [pid]  # one render, not two
 
 
+def test_save_the_exported_video_under_the_project_name(qtbot, window, lib, tiny_video, tmp_path):
+    pid, _cid = make_project(qtbot, window, lib, tiny_video)
+    done = finished_jobs(window)
+    window.start_export(pid, "framing")
+    qtbot.waitUntil(lambda: bool(done), timeout=10000)
+    qtbot.waitUntil(lambda: done[0]["id"] in window.queue.rows, timeout=3000)
+    qrow = window.queue.rows[done[0]["id"]]
+    assert qrow.save_btn.isVisibleTo(qrow)
+    qrow.save_btn.click()  # the queue's "Save as…" asks where, offering the project's name
+    qtbot.waitUntil(lambda: getattr(window, "save_dialog", None) is not None and window.save_dialog.isVisible(),
+                    timeout=3000)
+    d = window.save_dialog
+    assert d.selectedFiles()[0].endswith("/Export test (working).mp4")
+    dest = tmp_path / "Export test (working).mp4"
+    d.selectFile(str(dest))
+    d.accept()
+    qtbot.waitUntil(lambda: any("is saved as" in n for n in window.notifications), timeout=5000)
+    assert dest.read_bytes() == open(done[0]["output"], "rb").read()
+    # from the menu in the overlay editor: there is no final video yet, and it says so
+    window.open_project(pid, "overlay")
+    window.act_save_video.trigger()
+    qtbot.waitUntil(lambda: "has no final video" in window.statusBar().currentMessage(), timeout=3000)
+
+
 def test_cancel_from_the_queue_panel(qtbot, window, lib, tiny_video, renderer):
     renderer.steps, renderer.delay = 200, 0.05
     pid, _cid = make_project(qtbot, window, lib, tiny_video)
