@@ -258,6 +258,7 @@ class MainWindow(QMainWindow):
         self.unsaved_label.hide()
         self.statusBar().addPermanentWidget(self.unsaved_label)
         self._discard_unsaved = False  # the user chose to quit with edits not saved
+        self._cancel_exports_on_quit = False  # the user chose to quit while exports run
         self.device_label = QLabel("Renders on: …")
         self.device_label.setMinimumWidth(160)
         self.statusBar().addPermanentWidget(self.device_label)
@@ -383,6 +384,23 @@ class MainWindow(QMainWindow):
             self.unsaved_box = box
             box.open()
             return
+        running = self._running_exports()
+        if running and not self._cancel_exports_on_quit:
+            ev.ignore()  # an export minutes long is not thrown away by a stray close: ask, without blocking
+            box = QMessageBox(QMessageBox.Icon.Warning, "Exports running",
+                              f"{'An export is' if len(running) == 1 else 'Exports are'} still running: "
+                              f"{'; '.join(running)}.\n\nQuitting cancels "
+                              f"{'it' if len(running) == 1 else 'them'}; the projects stay as they were.",
+                              QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel, self)
+            box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+            quit_btn = box.button(QMessageBox.StandardButton.Discard)
+            quit_btn.setText("Quit and cancel")
+            box.button(QMessageBox.StandardButton.Cancel).setText("Keep exporting")
+            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            box.finished.connect(lambda _r: box.clickedButton() is quit_btn and self._quit_cancelling_exports())
+            self.exports_box = box
+            box.open()
+            return
         st = QSettings()
         st.setValue("window/geometry", self.saveGeometry())
         st.setValue("window/state", self.saveState())
@@ -394,7 +412,7 @@ class MainWindow(QMainWindow):
             ev_cancel.set()
         self.proxies.stop()
         self.frames.stop()
-        self.pools.wait(5000)
+        self.pools.close(5000)
         super().closeEvent(ev)
 
     def _on_device(self, result) -> None:
@@ -689,6 +707,16 @@ class MainWindow(QMainWindow):
         m.addSeparator()
         m.addAction("Delete…", lambda: self.delete_project(pid))
         m.popup(view.viewport().mapToGlobal(pos))
+
+    def _running_exports(self) -> list[str]:
+        """The exports this window runs, in words ("“Saturday final”, working video, 42 %")."""
+        return [f"“{self.names.get(info['project_id'], 'project')}”, "
+                f"{'working' if info['kind'] == 'framing' else 'final'} video, {info['progress']:.0f} %"
+                for info in self.exports.live.values()]
+
+    def _quit_cancelling_exports(self) -> None:
+        self._cancel_exports_on_quit = True
+        self.close()
 
     def _quit_losing_unsaved(self) -> None:
         self._discard_unsaved = True

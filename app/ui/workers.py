@@ -119,11 +119,11 @@ class Dispatcher(QObject):
 
     def __init__(self, parent=None):
         super().__init__(parent)
+        self.closed = False  # the window is closed: late results are dropped, not shown on dead widgets
         self.deliver.connect(self._call)
 
-    @staticmethod
-    def _call(cb, value) -> None:
-        if cb is not None:
+    def _call(self, cb, value) -> None:
+        if cb is not None and not self.closed:
             cb(value)
 
 
@@ -244,6 +244,11 @@ class Pools:
     def wait(self, ms: int = 5000) -> None:
         for p in (self.io, self.exports, self.poll):
             p.waitForDone(ms)
+
+    def close(self, ms: int = 5000) -> None:
+        """The window is closing: wait for the running work, then drop any result still to come."""
+        self.wait(ms)
+        self.dispatcher.closed = True
 
 
 class SerialWriter(QObject):

@@ -65,6 +65,7 @@ def _window(qtbot, lib, renderers):
     QCoreApplication.setOrganizationName("ReelforgeTests")
     svc = ExportService(lib, Settings(device="cpu"), **({"renderers": renderers} if renderers else {}))
     win = MainWindow(lib, svc, poll_ms=200)
+    win._cancel_exports_on_quit = True  # closing at a test's end cancels what it left running, without asking
     qtbot.addWidget(win)
     win.resize(1200, 800)
     win.show()

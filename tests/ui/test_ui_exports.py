@@ -118,6 +118,31 @@ def test_save_the_exported_video_under_the_project_name(qtbot, window, lib, tiny
     qtbot.waitUntil(lambda: "has no final video" in window.statusBar().currentMessage(), timeout=3000)
 
 
+def test_quitting_during_an_export_asks_first(qtbot, window, lib, tiny_video, renderer):
+    from PySide6.QtWidgets import QMessageBox
+
+    renderer.steps, renderer.delay = 400, 0.05
+    window._cancel_exports_on_quit = False  # as in the app (the fixture's windows close without asking)
+    pid, _cid = make_project(qtbot, window, lib, tiny_video)
+    done = finished_jobs(window)
+    window.start_export(pid, "framing")
+    qtbot.waitUntil(lambda: bool(window.exports.live) and renderer.started.is_set(), timeout=5000)
+    window.close()  # a stray close while it renders
+    qtbot.waitUntil(lambda: getattr(window, "exports_box", None) is not None and window.exports_box.isVisible(),
+                    timeout=3000)
+    assert window.isVisible() and not done  # still open, still exporting
+    assert "“Export test”, working video" in window.exports_box.text()
+    window.exports_box.button(QMessageBox.StandardButton.Cancel).click()  # "Keep exporting"
+    qtbot.wait(300)
+    assert window.isVisible() and not done
+    window.close()
+    qtbot.waitUntil(lambda: window.exports_box.isVisible(), timeout=3000)
+    window.exports_box.button(QMessageBox.StandardButton.Discard).click()  # "Quit and cancel"
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=5000)
+    assert lib.status(pid).status == "not_started"  # cancelled, the project as it was
+    assert [j["status"] for j in window.svc.list_jobs()] == ["cancelled"]
+
+
 def test_cancel_from_the_queue_panel(qtbot, window, lib, tiny_video, renderer):
     renderer.steps, renderer.delay = 200, 0.05
     pid, _cid = make_project(qtbot, window, lib, tiny_video)

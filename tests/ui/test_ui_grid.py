@@ -13,6 +13,8 @@ from tests.ui.conftest import row, wait_rows
 def test_create_project_and_import_clip_through_ui(qtbot, window, lib, tiny_video):
     window.create_project("Game day", "9:16", [str(tiny_video)])
     wait_rows(qtbot, window, 1)
+    # the card can show before its clip is in (a poll between the two writes): wait for the clip
+    qtbot.waitUntil(lambda: window.model.rows[0]["clip_count"] == 1, timeout=5000)
     r = window.model.rows[0]
     assert r["name"] == "Game day" and r["clip_count"] == 1 and r["status"] == "not_started"
     assert lib.list_projects()[0]["clip_count"] == 1
