@@ -41,6 +41,7 @@ class Progress:
         self.tty = sys.stderr.isatty()
         self.last_pct = -1
         self.last_t = 0.0
+        self.t0 = time.monotonic()
 
     def __call__(self, pct: float) -> None:
         t = time.monotonic()
@@ -48,13 +49,21 @@ class Progress:
         if self.tty:
             if ipct != self.last_pct:
                 filled = ipct * 30 // 100
-                sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {ipct:3d}%")
+                sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {ipct:3d}%{self.eta(pct, t)}")
                 sys.stderr.flush()
         elif ipct != self.last_pct and (t - self.last_t >= 1.0 or ipct == 100):
             sys.stderr.write(f"{self.label} {ipct}%\n")
             sys.stderr.flush()
             self.last_t = t
         self.last_pct = ipct
+
+    def eta(self, pct: float, t: float) -> str:
+        """"  0:37 left" once the rate is known (2 s and 2 % in), padded so a shorter one overwrites it."""
+        spent = t - self.t0
+        if pct >= 100 or pct < 2 or spent < 2:
+            return " " * 12
+        left = round(spent * (100 - pct) / pct)
+        return f"  {left // 60}:{left % 60:02d} left".ljust(12)
 
     def close(self) -> None:
         if self.tty and self.last_pct >= 0:

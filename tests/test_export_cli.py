@@ -173,3 +173,17 @@ def test_kill_9_mid_export_is_interrupted_and_leaves_no_pointer(cli, long_projec
     row = json.loads(ok(cli("project", "list", "--json")).stdout)[0]
     assert row["status"] == "not_started" and row["has_working_video"] is False and row["progress"] is None
     assert not list((data_dir / "tmp").glob("*"))
+
+
+def test_terminal_progress_bar_says_the_time_left(monkeypatch, capsys):
+    from app.cli_export import Progress
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    bar = Progress("export framing")
+    t0 = bar.t0
+    assert bar.eta(1.0, t0 + 5) == " " * 12  # too early to tell
+    assert bar.eta(50.0, t0 + 1) == " " * 12
+    assert bar.eta(25.0, t0 + 20).strip() == "1:00 left"
+    bar(40.0)
+    assert bar.eta(100.0, t0 + 30) == " " * 12  # done: the last figure is wiped
+    assert "\rexport framing [############..................]  40%" in capsys.readouterr().err
