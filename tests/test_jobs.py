@@ -158,3 +158,22 @@ def test_an_older_export_ending_last_does_not_replace_a_newer_one(lib, tmp_path,
     assert lib.document(pid)[field] == held  # still the newer edits' video
     assert lib.status(pid).status == ("in_overlay" if kind == "framing" else "complete")
     assert os.path.isfile(older["output"])
+
+
+def test_deleting_a_project_stops_its_export(lib, tmp_path):
+    src = make_video(tmp_path / "gone.mp4", duration=1.0)
+    pid = lib.create_project("Deleted mid-export")
+    lib.add_clip(pid, src)
+    gate = Gate("framing")
+    svc = ExportService(lib, Settings(device="cpu"), renderers={"framing": gate})
+    t, out = in_thread(svc.export, pid, "framing")
+    assert gate.started.wait(10)
+    t0 = time.monotonic()
+    lib.delete_project(pid)
+    t.join(10)
+    assert not t.is_alive() and time.monotonic() - t0 < 2.0  # stopped, not rendered to the end
+    job = out["result"]
+    assert (job["status"], job["error"]) == ("cancelled", "cancelled: the project was deleted")
+    assert list(lib.media.tmp.glob("*")) == []
+    lib.restore_project(pid)  # Edit → Undo: the project is back as it was, without an output
+    assert lib.document(pid)["working_video"] is None

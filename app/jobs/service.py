@@ -442,5 +442,7 @@ class ExportService:
         with self.lib.db.write() as s:
             job = s.get(ExportJob, job_id)
             if job.status in ACTIVE:
+                if status == "cancelled" and job.error:
+                    error = job.error  # the reason given with the cancel request (the project was deleted)
                 job.status, job.error, job.finished_at = status, error, now()
             return job_dict(job)
