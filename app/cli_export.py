@@ -1,4 +1,4 @@
-"""`reelforge export framing|overlay|list|cancel|save`: runs exports in the foreground, and saves a
+"""`reelforge export framing|overlay|list|cancel|save|clear`: runs exports in the foreground, and saves a
 copy of an exported video under a human name."""
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ def add_export_parser(sub) -> None:
     c.add_argument("--json", action="store_true")
     c = es.add_parser("cancel", help="cancel a queued or running export (also in another process)")
     c.add_argument("job_id")
+    c.add_argument("--json", action="store_true")
+    c = es.add_parser("clear", help="forget the ended exports in `export list` (their videos stay)")
     c.add_argument("--json", action="store_true")
     c = es.add_parser("save", help="save a copy of a project's exported video (default: the final video)")
     c.add_argument("project_id")
@@ -96,6 +98,10 @@ def cmd_export(args) -> int:
                 time.sleep(0.1)
                 job = svc.get(args.job_id)
             out_json(job) if args.json else print(f"{args.job_id} {job['status']}")
+            return EXIT_OK
+        if args.cmd == "clear":
+            n = svc.clear_finished()
+            out_json({"cleared": n}) if args.json else print(f"{n} ended export(s) cleared")
             return EXIT_OK
         if args.cmd == "save":
             return save_export(lib, args)

@@ -58,6 +58,8 @@ def test_export_framing_then_overlay(cli, project, tmp_path):
     named = tmp_path / "working copy.mp4"
     assert Path(ok(cli("export", "save", project, str(named), "--working")).stdout.strip()) == named
     assert named.read_bytes() == out.read_bytes()
+    assert json.loads(ok(cli("export", "clear", "--json")).stdout) == {"cleared": 2}
+    assert json.loads(ok(cli("export", "list", "--json")).stdout) == [] and out.is_file()
 
 
 def test_cpu_overlay_export_draws_without_importing_torch(cli, project):

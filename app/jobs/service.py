@@ -113,6 +113,16 @@ class ExportService:
             t = now()
             return [job_dict(j, t) for j in s.scalars(stmt)]
 
+    def clear_finished(self) -> int:
+        """Forget the ended jobs (complete, failed, cancelled, interrupted); their videos stay.
+        Returns how many were forgotten."""
+        self.reap()
+        with self.lib.db.write() as s:
+            ended = list(s.scalars(select(ExportJob).where(ExportJob.status.not_in(ACTIVE))))
+            for j in ended:
+                s.delete(j)
+            return len(ended)
+
     def get(self, job_id: str) -> dict:
         with self.lib.db.read() as s:
             job = s.get(ExportJob, job_id) if isinstance(job_id, str) else None

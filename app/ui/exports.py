@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -104,6 +105,14 @@ class ExportManager(QObject):
 
         self.pools.submit(go, done, lambda e: self.signals.failed.emit("", str(e)))
 
+    def clear_finished(self) -> None:
+        """Forget the ended jobs (their videos stay); the list shows only what is still to come."""
+        def done(_n):
+            self.jobs = [j for j in self.jobs if j["status"] in ("queued", "running") or j["id"] in self.live]
+            self.jobsChanged.emit()
+
+        self.pools.submit(self.svc.clear_finished, done, lambda e: self.signals.failed.emit("", str(e)))
+
     def set_polled(self, jobs: list[dict]) -> None:
         self.jobs = jobs
         self.jobsChanged.emit()
@@ -139,6 +148,30 @@ def _fmt_eta(s: float | None) -> str:
     return f"{s // 60}:{s % 60:02d} left"
 
 
+class ElidedLabel(QLabel):
+    """One line of text cut with "…" to the width it is given; the whole text in its tooltip."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._full = ""
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+
+    def set_full_text(self, text: str) -> None:
+        self._full = text
+        self.setToolTip(text)
+        self._elide()
+
+    def full_text(self) -> str:
+        return self._full
+
+    def resizeEvent(self, ev) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(ev)
+        self._elide()
+
+    def _elide(self) -> None:
+        self.setText(self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, max(20, self.width())))
+
+
 class JobRow(QWidget):
     def __init__(self, mgr: ExportManager, job: dict, name: str, parent=None):
         super().__init__(parent)
@@ -150,6 +183,7 @@ class JobRow(QWidget):
         self.bar = QProgressBar()
         self.bar.setRange(0, 1000)
         self.bar.setTextVisible(True)
+        self.reason = ElidedLabel()  # why an export failed or stopped, in place of its bar
         self.eta = QLabel()
         self.eta.setMinimumWidth(70)
         self.cancel_btn = QPushButton("Cancel")
@@ -158,8 +192,9 @@ class JobRow(QWidget):
         self.open_btn.setToolTip("Show the folder of the library that holds this video")
         self.save_btn = QPushButton("Save as…")
         self.save_btn.setToolTip("Save a copy of this video under a name and in a folder of your choice")
-        for w in (self.label, self.bar, self.eta, self.cancel_btn, self.restart_btn, self.save_btn, self.open_btn):
-            lay.addWidget(w)
+        for w in (self.label, self.bar, self.reason, self.eta, self.cancel_btn, self.restart_btn, self.save_btn,
+                  self.open_btn):
+            lay.addWidget(w, 1 if w in (self.bar, self.reason) else 0)
         self.cancel_btn.clicked.connect(lambda: mgr.cancel(self.job_id))
         self.restart_btn.clicked.connect(lambda: mgr.restart(self.job_id))
         self.open_btn.clicked.connect(self._open)
@@ -180,6 +215,12 @@ class JobRow(QWidget):
         self.bar.setFormat(f"{progress:.0f}%")
         self.eta.setText(_fmt_eta(self.mgr.eta(job["id"])) if live else (job.get("device") or ""))
         active = status in ("queued", "running")
+        stopped = status in ("failed", "cancelled", "interrupted")
+        self.bar.setVisible(not stopped)
+        self.reason.setVisible(stopped)
+        if stopped:
+            self.reason.setStyleSheet("color: #8a8a8a" if status == "cancelled" else "color: #c62828")
+            self.reason.set_full_text(f"{status.capitalize()} at {progress:.0f}%: {err or 'no reason recorded'}")
         self.cancel_btn.setVisible(active)
         self.restart_btn.setVisible(status in ("interrupted", "failed", "cancelled"))
         self.open_btn.setVisible(status == "complete" and bool(self.output))
@@ -198,6 +239,13 @@ class QueuePanel(QWidget):
         self.mgr, self.names = mgr, names
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
+        top = QHBoxLayout()
+        top.addStretch(1)
+        self.clear_btn = QPushButton("Clear finished")
+        self.clear_btn.setToolTip("Remove the ended exports from this list (their videos stay)")
+        self.clear_btn.clicked.connect(mgr.clear_finished)
+        top.addWidget(self.clear_btn)
+        outer.addLayout(top)
         self.empty = QLabel("No exports yet. Use Export in the framing or overlay editor.")
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.area = QScrollArea()
@@ -229,3 +277,5 @@ class QueuePanel(QWidget):
                 row.update_job(j, name)
         self.empty.setVisible(not jobs)
         self.area.setVisible(bool(jobs))
+        self.clear_btn.setVisible(any(j["status"] not in ("queued", "running") and j["id"] not in self.mgr.live
+                                      for j in jobs))

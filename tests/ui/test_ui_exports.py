@@ -272,10 +272,20 @@ def test_interrupted_job_shows_restart(qtbot, window, lib, tiny_video):
     qrow = window.queue.rows[jid]
     qtbot.waitUntil(lambda: "interrupted" in qrow.label.text(), timeout=3000)
     assert qrow.restart_btn.isVisibleTo(qrow)
+    # the reason is on the row itself, in place of the bar
+    assert qrow.reason.isVisibleTo(qrow) and not qrow.bar.isVisibleTo(qrow)
+    assert qrow.reason.full_text() == "Interrupted at 40%: the export's process ended before it finished"
+    assert not window.queue.clear_btn.isHidden()
     done = finished_jobs(window)
     qrow.restart_btn.click()
     qtbot.waitUntil(lambda: bool(done), timeout=10000)
     assert done[0]["status"] == "complete"
+    output = done[0]["output"]
+    qtbot.waitUntil(lambda: len(window.queue.rows) == 2, timeout=3000)
+    window.queue.clear_btn.click()  # the list forgets ended exports; their videos stay
+    qtbot.waitUntil(lambda: not window.queue.rows, timeout=3000)
+    assert window.svc.list_jobs() == [] and os.path.isfile(output)
+    assert window.queue.clear_btn.isHidden()
 
 
 class StallProbe:
