@@ -804,7 +804,7 @@ class MainWindow(QMainWindow):
         s = self.sessions.get(project_id)
         if s is None or s.doc is None:
             return
-        d = ExportSettingsDialog(s, self.svc.settings, self)
+        d = ExportSettingsDialog(s, self.svc.settings, self, renders_on=self.device)
         d.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.export_settings_dialog = d
         d.open()
