@@ -495,6 +495,31 @@ def test_ai_upscaler_renders_with_a_weights_file(coords: Path, tmp_path: Path):
     assert stream_info(out)["frames"] == 6
 
 
+def test_ai_resize_on_the_gpu_matches_swscale(coords: Path):
+    """On a GPU the AI path resizes the 4x picture where it is (lanczos matrices) instead of
+    bringing it back for swscale; both give the same picture (here with torch on the CPU)."""
+    torch = pytest.importorskip("torch")
+    from app.pipeline.frames import AiFramer
+
+    def upscale(t):  # a stand-in network: nearest 4x (the real one is tested in test_upscaler)
+        return t.repeat_interleave(4, dim=2).repeat_interleave(4, dim=3)
+
+    keys = (CropKey(0.0, 140.0, 100.0, 180.0, 320.0),)
+    box = crop_at(keys, 0.0, 640, 360, 9 / 16, 0.0)
+    with av.open(str(coords)) as c:
+        frame = next(c.decode(video=0))
+    pictures = []
+    for on_device in (False, True):
+        framer = AiFramer(upscale, "cpu", 90, 160, 640, 360, 0, 0.0)
+        framer.resize_on_device = lambda on_device=on_device: on_device
+        out = framer._render(frame, box)
+        assert (out.width, out.height, out.format.name) == (90, 160, "yuv420p")
+        pictures.append(out.to_ndarray(format="rgb24").astype(int))
+    diff = np.abs(pictures[0] - pictures[1])
+    assert diff.mean() < 1.0 and np.percentile(diff, 99) <= 4, (diff.mean(), diff.max())
+    assert torch.is_tensor(framer._matrix(720, 0.0, 720.0, 90)[0])
+
+
 # --------------------------------------------------------------------------- units
 
 
