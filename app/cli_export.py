@@ -111,25 +111,12 @@ def cmd_export(args) -> int:
 
 
 def save_export(lib, args) -> int:
-    from pathlib import Path
+    from app.services.outputs import save_project_output
 
-    from app.services.errors import UserError
-    from app.services.outputs import save_copy, suggested_name
-
-    kind, field = ("framing", "working_video") if args.working else ("overlay", "final_video")
-    doc = lib.document(args.project_id)
-    video = doc.get(field)
-    if not video:
-        what = "working" if args.working else "final"
-        raise UserError(f"the project has no {what} video yet: run `export {kind}` first")
-    if not video.get("local"):
-        raise UserError("the exported video is not on this device yet: run `sync run` first")
-    dest = Path(args.dest)
-    if dest.is_dir():
-        dest = dest / suggested_name(doc["name"], kind)
     bar = Progress("save")
     try:
-        path = save_copy(video["path"], dest, lambda f: bar(f * 100))
+        path = save_project_output(lib, args.project_id, "framing" if args.working else "overlay", args.dest,
+                                   lambda f: bar(f * 100))
     finally:
         bar.close()
     print(path)

@@ -14,8 +14,12 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.services.errors import OperationFailed, UserError
+
+if TYPE_CHECKING:
+    from app.services.library import Library
 
 CHUNK = 4 << 20  # bytes per read/write: progress about every few ms on a disk, cancel just as fast
 KIND_WORDS = {"framing": "working", "overlay": "final"}
@@ -81,3 +85,42 @@ def save_copy(
             part.unlink()
         raise
     return dest
+
+
+def project_output(lib: Library, project_id: str, kind: str) -> Path:
+    """The file of a project's current working (``framing``) or final (``overlay``) video,
+    downloaded from the sync remote first when this device does not have it yet."""
+    from app.storage.models import FinalVideo, WorkingVideo
+
+    with lib.db.read() as s:
+        p = lib.get_project(s, project_id)
+        if kind == "framing":
+            row = s.get(WorkingVideo, p.working_video_id) if p.working_video_id else None
+        else:
+            row = s.get(FinalVideo, p.final_video_id) if p.final_video_id else None
+        if row is None:
+            what, how = ("working", "framing") if kind == "framing" else ("final", "overlay")
+            raise UserError(f"the project has no {what} video yet: run `export {how}` first")
+        sha = row.sha256
+    from app.storage.sync.engine import MediaUnavailable, ensure_local
+
+    try:
+        return ensure_local(lib, sha, ".mp4")
+    except MediaUnavailable as exc:
+        raise OperationFailed(f"the exported video is not on this device and could not be fetched: {exc}") from None
+
+
+def save_project_output(
+    lib: Library,
+    project_id: str,
+    kind: str,
+    dest: str | os.PathLike,
+    progress: Callable[[float], None] | None = None,
+) -> Path:
+    """Save a copy of a project's current video as ``dest`` (a folder: the project's name in it)."""
+    src = project_output(lib, project_id, kind)
+    dest = Path(dest)
+    if dest.is_dir():
+        with lib.db.read() as s:
+            dest = dest / suggested_name(lib.get_project(s, project_id).name, kind)
+    return save_copy(src, dest, progress)

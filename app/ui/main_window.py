@@ -35,8 +35,9 @@ from PySide6.QtWidgets import (
 
 from app.jobs.service import ExportService
 from app.services import editing
+from app.services.errors import UserError
 from app.services.library import ASPECTS, Library
-from app.services.outputs import save_copy, suggested_name
+from app.services.outputs import project_output, save_copy, suggested_name
 from app.ui.export_settings import ExportSettingsDialog, saved_weights
 from app.ui.exports import ExportManager, QueuePanel
 from app.ui.framing_editor import FramingEditor
@@ -637,18 +638,15 @@ class MainWindow(QMainWindow):
         (asked for with a file dialog when None), in the background with progress."""
         name = self.names.get(project_id, "project")
         what = "final video" if kind == "overlay" else "working video"
-        if src is None:
-            def find():
-                v = self.lib.document(project_id).get("final_video" if kind == "overlay" else "working_video")
-                return v["path"] if v and v.get("local") else None
-
-            def found(path):
-                if path:
-                    self.save_output_as(project_id, kind, path, dest)
+        if src is None:  # the project's own video, fetched from the sync remote if it is not here
+            def not_found(exc):
+                if isinstance(exc, UserError):
+                    self.statusBar().showMessage(f"“{name}” has no {what} yet: export it first", 6000)
                 else:
-                    self.statusBar().showMessage(f"“{name}” has no {what} on this device yet: export it first", 6000)
+                    self.error("Cannot save the video", str(exc))
 
-            self.pools.submit(find, found, lambda e: self.error("Cannot save the video", str(e)))
+            self.pools.submit(lambda: str(project_output(self.lib, project_id, kind)),
+                              lambda path: self.save_output_as(project_id, kind, path, dest), not_found)
             return
         if dest is None:
             folder = (QSettings().value("save_folder")

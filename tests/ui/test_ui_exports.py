@@ -115,7 +115,7 @@ def test_save_the_exported_video_under_the_project_name(qtbot, window, lib, tiny
     # from the menu in the overlay editor: there is no final video yet, and it says so
     window.open_project(pid, "overlay")
     window.act_save_video.trigger()
-    qtbot.waitUntil(lambda: "has no final video" in window.statusBar().currentMessage(), timeout=3000)
+    qtbot.waitUntil(lambda: "has no final video yet" in window.statusBar().currentMessage(), timeout=3000)
 
 
 def test_quitting_during_an_export_asks_first(qtbot, window, lib, tiny_video, renderer):
