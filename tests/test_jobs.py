@@ -96,13 +96,18 @@ def test_cancel_of_a_queued_job(lib, tmp_path):
     assert wait_for(lambda: lib.status(pid).status == "not_started")
 
 
+def gated_project(lib, tmp_path, name: str, kind: str = "framing"):
+    """A one-clip project, and a service whose ``kind`` renders hold at a Gate: (pid, gate, svc)."""
+    src = make_video(tmp_path / "source.mp4", duration=1.0)
+    pid = lib.create_project(name)
+    lib.add_clip(pid, src)
+    gate = Gate(kind)
+    return pid, gate, ExportService(lib, Settings(device="cpu"), renderers={kind: gate})
+
+
 def test_export_asked_again_joins_the_live_one_unless_the_edits_changed(lib, tmp_path):
     """The editor's Export pressed twice makes one render; after an edit it makes a new one."""
-    src = make_video(tmp_path / "twice.mp4", duration=1.0)
-    pid = lib.create_project("Twice")
-    lib.add_clip(pid, src)
-    gate = Gate("framing")
-    svc = ExportService(lib, Settings(device="cpu"), renderers={"framing": gate})
+    pid, gate, svc = gated_project(lib, tmp_path, "Twice")
     first, new = svc.enqueue_unless_in_flight(pid, "framing")
     assert new
     assert svc.enqueue_unless_in_flight(pid, "framing") == (first, False)  # queued: it takes the edits at start
@@ -128,17 +133,13 @@ def test_export_asked_again_joins_the_live_one_unless_the_edits_changed(lib, tmp
 def test_an_older_export_ending_last_does_not_replace_a_newer_one(lib, tmp_path, kind):
     """Export, edit, export again: if the first render ends after the second, the project keeps
     the video of the newer edits (and the first job's file is still there to open)."""
-    src = make_video(tmp_path / "race.mp4", duration=1.0)
-    pid = lib.create_project("Race")
-    lib.add_clip(pid, src)
+    pid, gate, slow = gated_project(lib, tmp_path, "Race", kind)
     if kind == "overlay":
         assert ExportService(lib, Settings(device="cpu")).export(pid, "framing")["status"] == "complete"
         doc = lib.document(pid)
         doc["overlay"]["regions"] = [{"start": 0.0, "end": 1.0, "keyframes": [
             {"time": 0.0, "x": 540, "y": 960, "rx": 100, "ry": 200}]}]
         lib.apply(pid, doc)
-    gate = Gate(kind)
-    slow = ExportService(lib, Settings(device="cpu"), renderers={kind: gate})
     t, out = in_thread(slow.export, pid, kind)
     assert gate.started.wait(10)  # the first export has taken the edits as they were
     doc = lib.document(pid)
@@ -161,11 +162,7 @@ def test_an_older_export_ending_last_does_not_replace_a_newer_one(lib, tmp_path,
 
 
 def test_deleting_a_project_stops_its_export(lib, tmp_path):
-    src = make_video(tmp_path / "gone.mp4", duration=1.0)
-    pid = lib.create_project("Deleted mid-export")
-    lib.add_clip(pid, src)
-    gate = Gate("framing")
-    svc = ExportService(lib, Settings(device="cpu"), renderers={"framing": gate})
+    pid, gate, svc = gated_project(lib, tmp_path, "Deleted mid-export")
     t, out = in_thread(svc.export, pid, "framing")
     assert gate.started.wait(10)
     t0 = time.monotonic()
