@@ -174,3 +174,18 @@ def test_deleting_a_project_stops_its_export(lib, tmp_path):
     assert list(lib.media.tmp.glob("*")) == []
     lib.restore_project(pid)  # Edit → Undo: the project is back as it was, without an output
     assert lib.document(pid)["working_video"] is None
+
+
+def test_a_delete_that_sync_brings_in_stops_the_export_too(lib, tmp_path):
+    """The delete arrives as a tombstone written by the sync merge, not through the library."""
+    from app.storage.tombstones import set_deleted
+
+    pid, gate, svc = gated_project(lib, tmp_path, "Deleted on another device")
+    t, out = in_thread(svc.export, pid, "framing")
+    assert gate.started.wait(10)
+    t0 = time.monotonic()
+    with lib.db.write() as s:
+        set_deleted(s, s.get(Project, pid), True)
+    t.join(10)
+    assert not t.is_alive() and time.monotonic() - t0 < 2.0
+    assert (out["result"]["status"], out["result"]["error"]) == ("cancelled", "cancelled: the project was deleted")

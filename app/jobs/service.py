@@ -287,6 +287,9 @@ class ExportService:
                     job.heartbeat_at = now()
                     if job.status == "running":
                         job.progress = state["progress"]
+                        if s.get(Project, job.project_id) is None:  # deleted meanwhile, also by sync
+                            job.cancel_requested = True
+                            job.error = job.error or "cancelled: the project was deleted"
                     if job.cancel_requested:
                         state["cancel"] = True
             except Exception:  # a busy database must not kill the export; try again next beat
