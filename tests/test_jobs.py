@@ -157,6 +157,8 @@ def test_an_older_export_ending_last_does_not_replace_a_newer_one(lib, tmp_path,
     older = out["result"]
     assert older["status"] == "complete" and older["output"] != newer["output"]
     assert lib.document(pid)[field] == held  # still the newer edits' video
+    current = {j["id"]: j["current"] for j in slow.list_jobs() if j["type"] == kind}
+    assert current == {older["id"]: False, newer["id"]: True}  # the queue can say which one the project holds
     assert lib.status(pid).status == ("in_overlay" if kind == "framing" else "complete")
     assert os.path.isfile(older["output"])
 

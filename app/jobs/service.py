@@ -70,7 +70,9 @@ class Settings:
     ai_weights: str | None = None
 
 
-def job_dict(job: ExportJob, t: datetime | None = None) -> dict:
+def job_dict(job: ExportJob, t: datetime | None = None, current: bool | None = None) -> dict:
+    """``current``: for a complete job, whether its video is still the project's (a later export
+    replaces it); None when not known or not complete."""
     return {
         "id": job.id,
         "project_id": job.project_id,
@@ -83,6 +85,7 @@ def job_dict(job: ExportJob, t: datetime | None = None) -> dict:
         "created_at": iso(job.created_at),
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),
+        "current": current if job.status == "complete" else None,
     }
 
 
@@ -111,7 +114,25 @@ class ExportService:
             if project_id:
                 stmt = stmt.where(ExportJob.project_id == project_id)
             t = now()
-            return [job_dict(j, t) for j in s.scalars(stmt)]
+            jobs = list(s.scalars(stmt))
+            held = self._held_outputs(s, {j.project_id for j in jobs if j.status == "complete"})
+            return [job_dict(j, t, (j.project_id, j.type, j.output) in held if j.status == "complete" else None)
+                    for j in jobs]
+
+    def _held_outputs(self, s, project_ids: set[str]) -> set[tuple[str, str, str]]:
+        """(project id, job type, path) of the videos the projects hold now."""
+        if not project_ids:
+            return set()
+        held = set()
+        rows = s.execute(select(Project.id, WorkingVideo.sha256, FinalVideo.sha256)
+                         .outerjoin(WorkingVideo, WorkingVideo.id == Project.working_video_id)
+                         .outerjoin(FinalVideo, FinalVideo.id == Project.final_video_id)
+                         .where(Project.id.in_(project_ids)))
+        for pid, wsha, fsha in rows:
+            for kind, sha in (("framing", wsha), ("overlay", fsha)):
+                if sha:
+                    held.add((pid, kind, str(self.lib.output_path(sha))))
+        return held
 
     def clear_finished(self) -> int:
         """Forget the ended jobs (complete, failed, cancelled, interrupted); their videos stay.

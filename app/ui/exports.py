@@ -208,7 +208,8 @@ class JobRow(QWidget):
         status = "running" if live else job["status"]
         progress = live["progress"] if live else job["progress"]
         self.output, self.job = job.get("output"), job
-        self.label.setText(f"<b>{name}</b> · {job['type']} · {status}")
+        shown = status + (" · replaced by a later export" if status == "complete" and job.get("current") is False else "")
+        self.label.setText(f"<b>{name}</b> · {job['type']} · {shown}")
         err = job.get("error")
         self.label.setToolTip(err or "")
         self.bar.setValue(int(progress * 10))

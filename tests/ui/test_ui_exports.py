@@ -338,3 +338,16 @@ def test_gui_never_stalls_during_export_and_poster_load(qtbot, lib, tiny_video):
     win.close()
     assert done[0]["status"] == "complete"
     assert worst < 0.100, f"the GUI thread stalled for {worst * 1000:.0f} ms"
+
+
+def test_a_replaced_export_says_so(qtbot, window):
+    from app.ui.exports import JobRow
+
+    job = {"id": "j1", "project_id": "p1", "type": "framing", "status": "complete", "progress": 100.0,
+           "error": None, "output": "/videos/a.mp4", "device": "CPU", "current": False}
+    replaced = JobRow(window.exports, job, "Saturday final")
+    qtbot.addWidget(replaced)
+    assert "complete · replaced by a later export" in replaced.label.text()
+    held = JobRow(window.exports, dict(job, current=True), "Saturday final")
+    qtbot.addWidget(held)
+    assert held.label.text().endswith("framing · complete")
