@@ -159,6 +159,7 @@ def test_an_older_export_ending_last_does_not_replace_a_newer_one(lib, tmp_path,
     assert lib.document(pid)[field] == held  # still the newer edits' video
     current = {j["id"]: j["current"] for j in slow.list_jobs() if j["type"] == kind}
     assert current == {older["id"]: False, newer["id"]: True}  # the queue can say which one the project holds
+    assert (older["current"], newer["current"]) == (False, True)  # and so does each export as it ends
     assert lib.status(pid).status == ("in_overlay" if kind == "framing" else "complete")
     assert os.path.isfile(older["output"])
 

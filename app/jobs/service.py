@@ -470,7 +470,7 @@ class ExportService:
                 self.lib.touch(p)
             job.status, job.progress, job.finished_at = "complete", 100.0, now()
             job.output, job.device, job.error = str(final_path), result.device, None
-            return job_dict(job)
+            return job_dict(job, current=publish)
 
     def _finish(self, job_id: str, status: str, error: str) -> dict:
         with self.lib.db.write() as s:
