@@ -192,3 +192,14 @@ def test_a_delete_that_sync_brings_in_stops_the_export_too(lib, tmp_path):
     t.join(10)
     assert not t.is_alive() and time.monotonic() - t0 < 2.0
     assert (out["result"]["status"], out["result"]["error"]) == ("cancelled", "cancelled: the project was deleted")
+
+
+def test_a_queued_export_of_a_deleted_project_is_cancelled_when_its_turn_comes(lib, tmp_path):
+    """The export pool was busy; the project was deleted before its export began."""
+    pid, gate, svc = gated_project(lib, tmp_path, "Deleted while queued")
+    job_id = svc.enqueue(pid, "framing")
+    lib.delete_project(pid)
+    job = svc.run(job_id)
+    assert not gate.started.is_set()  # nothing rendered
+    assert (job["status"], job["error"]) == ("cancelled", "cancelled: the project was deleted")
+    assert list(lib.media.tmp.glob("*")) == []

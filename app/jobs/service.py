@@ -99,6 +99,15 @@ def default_renderer(kind: str) -> Renderer:
     return render_overlay
 
 
+def cancel_if_project_deleted(s, job: ExportJob) -> bool:
+    """Whether ``job`` is to stop: a cancel was asked for, or its project was deleted meanwhile
+    (here, in another process or by a sync merge); a delete is recorded as the job's cancel reason."""
+    if not job.cancel_requested and s.get(Project, job.project_id) is None:
+        job.cancel_requested = True
+        job.error = job.error or "cancelled: the project was deleted"
+    return bool(job.cancel_requested)
+
+
 class ExportService:
     def __init__(self, lib: Library, settings: Settings | None = None,
                  renderers: dict[str, Renderer] | None = None):
@@ -210,8 +219,7 @@ class ExportService:
             if job_alive(j, t) and not j.cancel_requested]
         if not jobs:
             return None
-        st = project_status(s, project_id)
-        current = st.framing_hash if kind == "framing" else st.overlay_hash
+        current = project_status(s, project_id).inputs_hash(kind)
         return next((j.id for j in jobs if j.status == "queued" or j.inputs_hash == current), None)
 
     def cancel(self, job_id: str) -> dict:
@@ -308,10 +316,7 @@ class ExportService:
                     job.heartbeat_at = now()
                     if job.status == "running":
                         job.progress = state["progress"]
-                        if s.get(Project, job.project_id) is None:  # deleted meanwhile, also by sync
-                            job.cancel_requested = True
-                            job.error = job.error or "cancelled: the project was deleted"
-                    if job.cancel_requested:
+                    if cancel_if_project_deleted(s, job):
                         state["cancel"] = True
             except Exception:  # a busy database must not kill the export; try again next beat
                 log.warning("heartbeat of %s failed", job_id, exc_info=True)
@@ -321,16 +326,22 @@ class ExportService:
         while True:
             with self.lib.db.read() as s:
                 job = s.get(ExportJob, job_id)
-                if job.cancel_requested or stop.is_set() or state["cancel"]:
-                    return False
-                if not job.gpu:
-                    return True
-                t = now()
-                running = [j for j in s.scalars(select(ExportJob).where(
-                    ExportJob.status == "running", ExportJob.gpu.is_(True), ExportJob.id != job_id))
-                    if job_alive(j, t)]
-                if len(running) < max(1, self.settings.max_gpu_jobs):
-                    return True
+                gone = s.get(Project, job.project_id) is None
+                if not gone:
+                    if job.cancel_requested or stop.is_set() or state["cancel"]:
+                        return False
+                    if not job.gpu:
+                        return True
+                    t = now()
+                    running = [j for j in s.scalars(select(ExportJob).where(
+                        ExportJob.status == "running", ExportJob.gpu.is_(True), ExportJob.id != job_id))
+                        if job_alive(j, t)]
+                    if len(running) < max(1, self.settings.max_gpu_jobs):
+                        return True
+            if gone:  # deleted before it started: the job says so
+                with self.lib.db.write() as s:
+                    cancel_if_project_deleted(s, s.get(ExportJob, job_id))
+                return False
             time.sleep(0.25)
 
     def _fetch_inputs(self, job_id: str) -> None:
@@ -362,13 +373,11 @@ class ExportService:
             job = s.get(ExportJob, job_id)
             if job.status != "queued":
                 raise UserError(f"job {job_id} is {job.status}, not queued")
-            st = project_status(s, job.project_id)
+            inputs_hash = project_status(s, job.project_id).inputs_hash(job.type)
             if job.type == "framing":
                 plan, extra = self._framing_plan(s, job.project_id), {}
-                inputs_hash = st.framing_hash
             else:
                 plan, extra = self._overlay_plan(s, job.project_id)
-                inputs_hash = st.overlay_hash
             job.status, job.started_at, job.heartbeat_at = "running", now(), now()
             job.pid, job.host, job.inputs_hash = os.getpid(), HOST, inputs_hash
             return job.type, plan, inputs_hash, extra
@@ -445,7 +454,7 @@ class ExportService:
             # its output is kept (the job opens it) but the project keeps the newer one
             st = project_status(s, p.id)
             held_current = st.working_current if kind == "framing" else st.final_current
-            fresh = inputs_hash == (st.framing_hash if kind == "framing" else st.overlay_hash)
+            fresh = inputs_hash == st.inputs_hash(kind)
             publish = fresh or not held_current
             if not publish:
                 log.info("export %s finished after a newer one of the same project; the project keeps that", job_id)

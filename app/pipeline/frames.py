@@ -396,7 +396,7 @@ class AiFramer(CpuFramer):
         with torch.inference_mode():
             up = self.upscale(t)[0]
             if self.resize_on_device():
-                up = self._resize(up.to(self.device, torch.float32))
+                up = self._resize(up)  # float32, on this device (the upscaler is loaded on it)
             arr = up.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
         img = av.VideoFrame.from_ndarray(arr, format="rgb24")
         return self._scaler(img).reformat(

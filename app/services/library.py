@@ -18,7 +18,6 @@ from app.storage.db import Database
 from app.storage.media_store import MediaStore
 from app.storage.models import (
     Clip,
-    ExportJob,
     ExportSettings,
     Media,
     OverlaySettings,
@@ -28,7 +27,7 @@ from app.storage.models import (
     iso,
     utcnow,
 )
-from app.storage.status import ACTIVE, project_status, project_statuses
+from app.storage.status import project_status, project_statuses
 from app.storage.tombstones import set_deleted
 
 ASPECTS = tuple(RATIOS)
@@ -108,12 +107,7 @@ class Library:
         with self.db.write() as s:
             p = self.get_project(s, project_id)
             set_deleted(s, p, True)
-            self.touch(p)
-            # its exports would only fail at the end: they stop now (in any process, within a heartbeat)
-            for job in s.scalars(select(ExportJob).where(ExportJob.project_id == p.id,
-                                                         ExportJob.status.in_(ACTIVE))):
-                job.cancel_requested = True
-                job.error = "cancelled: the project was deleted"
+            self.touch(p)  # its running exports see it at their next heartbeat and stop
 
     def restore_project(self, project_id: str) -> None:
         """Undo of :meth:`delete_project`: the project comes back with what its delete took

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from app.services.library import Library
 
 CHUNK = 4 << 20  # bytes per read/write: progress about every few ms on a disk, cancel just as fast
-KIND_WORDS = {"framing": "working", "overlay": "final"}
+VIDEO_WORDS = {"framing": "working video", "overlay": "final video"}  # what each export kind makes
 
 
 def suggested_name(project_name: str, kind: str) -> str:
@@ -99,8 +99,7 @@ def project_output(lib: Library, project_id: str, kind: str) -> Path:
         else:
             row = s.get(FinalVideo, p.final_video_id) if p.final_video_id else None
         if row is None:
-            what, how = ("working", "framing") if kind == "framing" else ("final", "overlay")
-            raise UserError(f"the project has no {what} video yet: run `export {how}` first")
+            raise UserError(f"the project has no {VIDEO_WORDS[kind]} yet: run `export {kind}` first")
         sha = row.sha256
     from app.storage.sync.engine import MediaUnavailable, ensure_local
 

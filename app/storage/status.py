@@ -134,6 +134,10 @@ class StatusInfo:
     framing_hash: str = ""
     overlay_hash: str = ""
 
+    def inputs_hash(self, kind: str) -> str:
+        """The fingerprint an export of ``kind`` (framing | overlay) would be rendered from now."""
+        return self.framing_hash if kind == "framing" else self.overlay_hash
+
 
 def project_statuses(session: Session, project_ids: list[str] | None = None) -> dict[str, StatusInfo]:
     """Status of many projects with a fixed number of queries (the project grid, `project list`)."""

@@ -37,7 +37,7 @@ from app.jobs.service import ExportService
 from app.services import editing
 from app.services.errors import UserError
 from app.services.library import ASPECTS, Library
-from app.services.outputs import project_output, save_copy, suggested_name
+from app.services.outputs import VIDEO_WORDS, project_output, save_copy, suggested_name
 from app.ui.export_settings import ExportSettingsDialog, saved_weights
 from app.ui.exports import ExportManager, QueuePanel
 from app.ui.framing_editor import FramingEditor
@@ -372,35 +372,20 @@ class MainWindow(QMainWindow):
                 w.flush(1.0)
             stalled = self._unsaved()
         if stalled and not self._discard_unsaved:
-            ev.ignore()  # asked without blocking: the edits keep being retried meanwhile
-            box = QMessageBox(QMessageBox.Icon.Warning, "Edits not saved",
-                              f"Some edits are not saved yet: {'; '.join(sorted(stalled))}.\n\nReelforge keeps "
-                              "trying while it is open. Quit anyway and lose those edits?",
-                              QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel, self)
-            box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-            lose = box.button(QMessageBox.StandardButton.Discard)
-            lose.setText("Quit and lose them")
-            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-            box.finished.connect(lambda _r: box.clickedButton() is lose and self._quit_losing_unsaved())
-            self.unsaved_box = box
-            box.open()
+            ev.ignore()  # the edits keep being retried while the question is open
+            self.unsaved_box = self._ask_before_quitting(
+                "Edits not saved", f"Some edits are not saved yet: {'; '.join(sorted(stalled))}.\n\nReelforge "
+                "keeps trying while it is open. Quit anyway and lose those edits?", "Quit and lose them",
+                "_discard_unsaved")
             return
         running = self._running_exports()
         if running and not self._cancel_exports_on_quit:
-            ev.ignore()  # an export minutes long is not thrown away by a stray close: ask, without blocking
-            box = QMessageBox(QMessageBox.Icon.Warning, "Exports running",
-                              f"{'An export is' if len(running) == 1 else 'Exports are'} still running: "
-                              f"{'; '.join(running)}.\n\nQuitting cancels "
-                              f"{'it' if len(running) == 1 else 'them'}; the projects stay as they were.",
-                              QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel, self)
-            box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-            quit_btn = box.button(QMessageBox.StandardButton.Discard)
-            quit_btn.setText("Quit and cancel")
-            box.button(QMessageBox.StandardButton.Cancel).setText("Keep exporting")
-            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-            box.finished.connect(lambda _r: box.clickedButton() is quit_btn and self._quit_cancelling_exports())
-            self.exports_box = box
-            box.open()
+            ev.ignore()  # an export minutes long is not thrown away by a stray close
+            one = len(running) == 1
+            self.exports_box = self._ask_before_quitting(
+                "Exports running", f"{'An export is' if one else 'Exports are'} still running: {'; '.join(running)}."
+                f"\n\nQuitting cancels {'it' if one else 'them'}; the projects stay as they were.", "Quit and cancel",
+                "_cancel_exports_on_quit", keep_text="Keep exporting")
             return
         st = QSettings()
         st.setValue("window/geometry", self.saveGeometry())
@@ -467,8 +452,7 @@ class MainWindow(QMainWindow):
         self._update_editor_header()  # its badge says the same percentage as the queue
 
     def _on_export_joined(self, project_id: str, kind: str, _job_id: str) -> None:
-        name = self.names.get(project_id, "project")
-        what = "working video" if kind == "framing" else "final video"
+        name, what = self.names.get(project_id, "project"), VIDEO_WORDS[kind]
         self.queue_dock.show()
         self.statusBar().showMessage(
             f"The {what} of “{name}” is already being exported from these edits: see the export queue.", 8000)
@@ -476,7 +460,7 @@ class MainWindow(QMainWindow):
     def _on_export_finished(self, job: dict) -> None:
         self._on_export_progress("", 0)
         name = self.names.get(job["project_id"], "project")
-        kind = "Working video" if job["type"] == "framing" else "Final video"
+        kind = VIDEO_WORDS[job["type"]].capitalize()
         if job["status"] == "complete":
             text = f"{kind} of “{name}” is ready."
         elif job["status"] == "cancelled":
@@ -636,8 +620,7 @@ class MainWindow(QMainWindow):
     def save_output_as(self, project_id: str, kind: str, src: str | None = None, dest: str | None = None) -> None:
         """Save a copy of an exported video (``src``; the project's own when None) as ``dest``
         (asked for with a file dialog when None), in the background with progress."""
-        name = self.names.get(project_id, "project")
-        what = "final video" if kind == "overlay" else "working video"
+        name, what = self.names.get(project_id, "project"), VIDEO_WORDS[kind]
         if src is None:  # the project's own video, fetched from the sync remote if it is not here
             def not_found(exc):
                 if isinstance(exc, UserError):
@@ -708,17 +691,30 @@ class MainWindow(QMainWindow):
 
     def _running_exports(self) -> list[str]:
         """The exports this window runs, in words ("“Saturday final”, working video, 42 %")."""
-        return [f"“{self.names.get(info['project_id'], 'project')}”, "
-                f"{'working' if info['kind'] == 'framing' else 'final'} video, {info['progress']:.0f} %"
-                for info in self.exports.live.values()]
+        return [f"“{self.names.get(info['project_id'], 'project')}”, {VIDEO_WORDS[info['kind']]}, "
+                f"{info['progress']:.0f} %" for info in self.exports.live.values()]
 
-    def _quit_cancelling_exports(self) -> None:
-        self._cancel_exports_on_quit = True
-        self.close()
+    def _ask_before_quitting(self, title: str, text: str, quit_text: str, consent: str,
+                             keep_text: str | None = None) -> QMessageBox:
+        """Ask without blocking (work goes on meanwhile); the quit button sets the flag ``consent``
+        and closes again, which then passes that question."""
+        box = QMessageBox(QMessageBox.Icon.Warning, title, text,
+                          QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel, self)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        quit_btn = box.button(QMessageBox.StandardButton.Discard)
+        quit_btn.setText(quit_text)
+        if keep_text:
+            box.button(QMessageBox.StandardButton.Cancel).setText(keep_text)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
 
-    def _quit_losing_unsaved(self) -> None:
-        self._discard_unsaved = True
-        self.close()
+        def answered(_result: int) -> None:
+            if box.clickedButton() is quit_btn:
+                setattr(self, consent, True)
+                self.close()
+
+        box.finished.connect(answered)
+        box.open()
+        return box
 
     # ------------------------------------------------------------------ editors
     def _on_unsaved(self, why: str) -> None:
