@@ -41,7 +41,7 @@ W, H, FPS = 1080, 1920, 30
 TARGET = 1.15
 
 
-def make_working_video(path: Path, seconds: float, fps: int = FPS) -> Path:
+def make_working_video(path: Path, seconds: float, fps: int = FPS, preset: str = "ultrafast", crf: int = 18) -> Path:
     """A textured, panning 1080x1920 H.264 video with AAC audio (x264 has real work to do)."""
     if path.exists() and path.stat().st_size > 0:
         return path
@@ -58,7 +58,8 @@ def make_working_video(path: Path, seconds: float, fps: int = FPS) -> Path:
     with av.open(str(tmp), "w") as out:
         vs = out.add_stream("libx264", rate=fps)
         vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
-        vs.options = {"preset": "ultrafast", "crf": "18"}
+        vs.options = {"preset": preset, "crf": str(crf)}
+        vs.codec_context.time_base = Fraction(1, fps)
         vs.codec_context.thread_type = "AUTO"
         a = out.add_stream("aac", rate=48000)
         a.layout = "stereo"

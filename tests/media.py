@@ -35,6 +35,16 @@ def _frame_rgb(pattern: str, w: int, h: int, i: int, fps: float) -> np.ndarray:
         # black, with a white frame once a second (at t = 1, 2, ...)
         on = i > 0 and i % round(fps) == 0
         return np.full((h, w, 3), 255 if on else 0, np.uint8)
+    if pattern == "scenes":
+        # a hard cut every second (so the encoder starts a GOP there): a new colour gradient each
+        # second, with a bar that moves across it
+        k = int(i // fps)
+        c0 = np.array([(k * 97) % 200 + 30, (k * 53 + 80) % 200 + 30, (k * 151 + 160) % 200 + 30], np.float32)
+        ramp = np.linspace(0.4, 1.0, w, dtype=np.float32)[None, :, None]
+        img = np.broadcast_to(c0 * ramp, (h, w, 3)).astype(np.uint8)
+        x = int(i % fps) * w // int(fps)
+        img[:, x:x + max(w // 16, 2)] = 255 - c0.astype(np.uint8)
+        return img
     if pattern == "binary":
         # the frame index in binary, most significant bit left: BITS black / white stripes
         bits = (i >> np.arange(BITS - 1, -1, -1)) & 1

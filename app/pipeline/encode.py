@@ -44,14 +44,41 @@ def add_x264(container: Any, rate: Fraction, width: int, height: int, crf: int, 
     0 lets x264 pick the number (frame threads + lookahead).
     """
     v = container.add_stream("libx264", rate=rate)
-    v.width, v.height = width, height
-    v.pix_fmt = "yuv420p"
-    v.options = {"crf": str(crf), "preset": str(preset)}
-    cc = v.codec_context
+    _x264_settings(v.codec_context, width, height, crf, preset, time_base)
+    return v
+
+
+def x264_encoder(rate: Fraction, width: int, height: int, crf: int, preset: str, like: Any = None) -> Any:
+    """A stand-alone, opened libx264 encoder set up as :func:`add_x264` with time base 1/rate (as
+    the working video's own), global headers (SPS and PPS in ``extradata``, not in the pictures)
+    and the colour description of the codec context ``like``."""
+    cc = av.CodecContext.create("libx264", "w")
+    _x264_settings(cc, width, height, crf, preset, 1 / rate)
+    cc.framerate = rate
+    cc.flags = cc.flags | av.codec.context.Flags.global_header
+    copy_colour(like, cc)
+    cc.open()
+    return cc
+
+
+def copy_colour(src: Any, dst: Any) -> None:
+    """The colour description (range, matrix, primaries, transfer) of ``src`` on ``dst``, where set."""
+    if src is None:
+        return
+    for attr in ("color_range", "colorspace", "color_primaries", "color_trc"):
+        with contextlib.suppress(AttributeError, ValueError, TypeError):
+            val = getattr(src, attr)
+            if val:
+                setattr(dst, attr, val)
+
+
+def _x264_settings(cc: Any, width: int, height: int, crf: int, preset: str, time_base: Fraction) -> None:
+    cc.width, cc.height = width, height
+    cc.pix_fmt = "yuv420p"
+    cc.options = {"crf": str(crf), "preset": str(preset)}
     cc.time_base = time_base
     cc.thread_count = 0
     cc.thread_type = "AUTO"
-    return v
 
 
 class Output:

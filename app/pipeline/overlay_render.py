@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import queue
 import threading
@@ -28,12 +29,15 @@ import av
 import numpy as np
 from av.video.frame import PictureType
 
+from app.pipeline import splice
 from app.pipeline.decode import local_file, put_until_stopped, quiet_ffmpeg
 from app.pipeline.device import describe, pick_device
-from app.pipeline.encode import add_x264, open_mp4
+from app.pipeline.encode import add_x264, copy_colour, open_mp4, x264_encoder
 from app.pipeline.frames import plane_view
 from app.pipeline.plan import OverlayPlan, RenderError, RenderResult, Reporter, disk_full
 from app.pipeline.spotlight import SpotlightStyle, draw_spotlight, spotlight_at
+
+log = logging.getLogger(__name__)
 
 PROGRESS_EVERY = 0.25  # s
 CANCEL_POLL = 0.5  # s
@@ -108,23 +112,23 @@ def render_overlay(
     """Render the final video of ``plan`` to ``out_path`` (an MP4, whatever its extension)."""
     rep = Reporter(progress, should_cancel, progress_every=PROGRESS_EVERY, cancel_every=CANCEL_POLL)
     rep.tick(0.0, force=True)
+    try:
+        SpotlightStyle.from_settings(plan)
+    except ValueError as exc:
+        raise RenderError(f"invalid overlay settings: {exc}") from exc
     inp = _open_input(plan.working_path)
     try:
-        vstreams = [s for s in inp.streams if s.type == "video"]
-        if not vstreams:
-            raise RenderError(f"the working video has no video stream: {plan.working_path}")
-        vin = vstreams[0]
-        ain = next((s for s in inp.streams if s.type == "audio"), None)
-        duration = _stream_duration(inp, vin)
-        try:
-            SpotlightStyle.from_settings(plan)
-        except ValueError as exc:
-            raise RenderError(f"invalid overlay settings: {exc}") from exc
+        vin, ain, duration = _streams(inp, plan.working_path)
         try:
             if not has_drawing(plan, duration):
                 result = _remux(inp, vin, ain, out_path, rep, duration)
             else:
-                result = _reencode(plan, inp, vin, ain, out_path, rep, duration)
+                result = _splice(plan, inp, vin, ain, out_path, rep, duration)
+                if result is None:  # this video cannot be spliced: it is re-encoded whole
+                    inp.close()
+                    inp = _open_input(plan.working_path)
+                    vin, ain, duration = _streams(inp, plan.working_path)
+                    result = _reencode(plan, inp, vin, ain, out_path, rep, duration)
         except BaseException:
             _remove(out_path)
             raise
@@ -132,6 +136,16 @@ def render_overlay(
         inp.close()
     rep.done()
     return result
+
+
+def _streams(inp: Any, path: str) -> tuple[Any, Any | None, float]:
+    """(video stream, audio stream or None, duration in s) of the working video."""
+    vstreams = [s for s in inp.streams if s.type == "video"]
+    if not vstreams:
+        raise RenderError(f"the working video has no video stream: {path}")
+    vin = vstreams[0]
+    ain = next((s for s in inp.streams if s.type == "audio"), None)
+    return vin, ain, _stream_duration(inp, vin)
 
 
 # --------------------------------------------------------------------------- no drawing: remux
@@ -216,12 +230,7 @@ def _reencode(
     try:
         vout = add_x264(out, rate, width, height, plan.crf, plan.preset, tb)
         vout.time_base = tb
-        enc = vout.codec_context
-        for attr in ("color_range", "colorspace", "color_primaries", "color_trc"):
-            with contextlib.suppress(AttributeError, ValueError, TypeError):
-                val = getattr(cc_in, attr)
-                if val:
-                    setattr(enc, attr, val)
+        copy_colour(cc_in, vout.codec_context)
         aout = out.add_stream_from_template(ain) if ain is not None else None
 
         def mux_video(frame: Any) -> None:
@@ -281,6 +290,226 @@ def _reencode(
         path=out_path, width=width, height=height, duration=duration, device=label,
         extra={"reencoded": True, "frames": frames, "drawn_frames": drawn, "encoder": "libx264",
                "requested_device": plan.device},
+    )
+
+
+# --------------------------------------------------------------------------- drawing: splice
+
+
+class _NotSpliceable(Exception):
+    """The splice met what its checks could not foresee; the video is re-encoded whole instead."""
+
+
+def _splice_plan(plan: OverlayPlan, vin: Any, style: SpotlightStyle, step: int, length_size: int,
+                 rep: Reporter) -> splice.GopPlan | None:
+    """Which GOPs to copy (see :mod:`app.pipeline.splice`), or None to re-encode the whole video.
+    The packets are read by a container of their own (demuxing only: no decoding; a cancel is
+    still heard)."""
+    tb, t0, height = vin.time_base, _start_time(vin), vin.codec_context.height
+    scan_in = _open_input(plan.working_path)
+
+    def demuxed() -> Any:
+        for i, p in enumerate(scan_in.demux(scan_in.streams.video[0])):
+            if i % 64 == 0:
+                rep.tick()
+            yield p
+
+    try:
+        packets = splice.scan(demuxed(), length_size)
+    except av.FFmpegError:
+        return None
+    finally:
+        scan_in.close()
+
+    def drawn(pts: int) -> bool:
+        return spotlight_at(style, plan.regions, float(pts * tb) - t0, height) is not None
+
+    return splice.plan_gops(packets, step, drawn)
+
+
+def _splice(
+    plan: OverlayPlan, inp: Any, vin: Any, ain: Any | None, out_path: str, rep: Reporter, duration: float
+) -> RenderResult | None:
+    """The final video with the GOPs that have nothing to draw copied from the working video
+    (the same bytes: no time spent, no quality lost) and the others re-encoded; None when this
+    working video cannot be spliced (then nothing was written)."""
+    cc_in = vin.codec_context
+    avcc = splice.avcc_parameter_sets(cc_in.extradata)
+    rate, tb = vin.average_rate or vin.guessed_rate, vin.time_base
+    if cc_in.name != "h264" or avcc is None or not rate or not tb or cc_in.format is None \
+            or cc_in.format.name != "yuv420p" or (1 / (rate * tb)).denominator != 1:
+        return None
+    step = int(1 / (rate * tb))  # one frame in time-base units
+    style = SpotlightStyle.from_settings(plan)
+    gops = _splice_plan(plan, vin, style, step, avcc[0], rep)
+    if gops is None:
+        return None
+    width, height = cc_in.width, cc_in.height
+
+    def encoder() -> Any:
+        return x264_encoder(rate, width, height, plan.crf, plan.preset, like=cc_in)
+
+    try:
+        spare = encoder()
+    except (av.FFmpegError, ValueError) as exc:
+        raise RenderError(f"cannot set up the encoder: {exc}") from exc
+    if not splice.same_headers(cc_in.extradata, spare.extradata):
+        return None  # made with other settings (or by another encoder): re-encoded whole
+    try:
+        return _splice_render(plan, inp, vin, ain, out_path, rep, duration, style, gops, step, encoder, spare,
+                              avcc[0])
+    except _NotSpliceable as exc:
+        log.info("the working video could not be spliced (%s); re-encoding it whole", exc)
+        _remove(out_path)
+        return None
+
+
+def _splice_reader(inp: Any, vin: Any, ain: Any | None, gops: splice.GopPlan, q: queue.Queue,
+                   stop: threading.Event) -> None:
+    """Demux in a thread: ('copy', packet) for the GOPs copied; ('v', frame) decoded from the
+    others, each run of them by a fresh decoder drained at the run's end, then ('cut', None);
+    ('a', packet); then ('end', None) or ('err', exc)."""
+
+    def put(item: Any) -> bool:
+        return put_until_stopped(q, item, stop)
+
+    dec = None
+
+    def drain() -> bool:
+        nonlocal dec
+        if dec is None:
+            return True
+        frames, dec = dec.decode(None), None
+        return all(put(("v", f)) for f in frames) and put(("cut", None))
+
+    try:
+        streams = [vin] + ([ain] if ain is not None else [])
+        for pkt in inp.demux(streams):
+            if stop.is_set():
+                return
+            if pkt.stream is not vin:
+                if pkt.dts is not None and not put(("a", pkt)):
+                    return
+                continue
+            if pkt.pts is None or not pkt.size:
+                continue
+            try:
+                copy = gops.copies(pkt.pts)
+            except ValueError as exc:
+                raise _NotSpliceable(str(exc)) from exc
+            if copy:
+                if not drain() or not put(("copy", pkt)):
+                    return
+                continue
+            if dec is None:
+                dec = av.CodecContext.create(vin.codec_context.name, "r")
+                dec.extradata = vin.codec_context.extradata
+                dec.thread_type = "AUTO"
+            for frame in dec.decode(pkt):
+                if not put(("v", frame)):
+                    return
+        if drain():
+            put(("end", None))
+    except BaseException as exc:  # handed to the consumer, which raises it
+        put(("err", exc))
+
+
+def _splice_render(plan: OverlayPlan, inp: Any, vin: Any, ain: Any | None, out_path: str, rep: Reporter,
+                   duration: float, style: SpotlightStyle, gops: splice.GopPlan, step: int,
+                   encoder: Callable[[], Any], spare: Any, length_size: int) -> RenderResult:
+    device, label = _device(plan.device)
+    tb = vin.time_base
+    t0, height, width = _start_time(vin), vin.codec_context.height, vin.codec_context.width
+    total = vin.frames or max(1, round(duration * float(1 / (step * tb))))
+    out = _open_output(out_path)
+    stop = threading.Event()
+    q: queue.Queue = queue.Queue(maxsize=QUEUE_FRAMES)
+    reader = threading.Thread(target=_splice_reader, args=(inp, vin, ain, gops, q, stop),
+                              name="overlay-splice-read", daemon=True)
+    frames = drawn = copied = 0
+    last_dts: int | None = None
+    try:
+        vout = out.add_stream_from_template(vin)
+        aout = out.add_stream_from_template(ain) if ain is not None else None
+
+        def mux(pkt: Any) -> None:
+            nonlocal last_dts
+            if pkt.dts is None or (last_dts is not None and pkt.dts <= last_dts):
+                raise _NotSpliceable(f"decode times would go back at {pkt.dts} (after {last_dts})")
+            last_dts = pkt.dts
+            pkt.stream = vout
+            out.mux(pkt)
+
+        def mux_encoded(packets: list[Any]) -> None:
+            for p in packets:
+                pkt = av.Packet(splice.to_sample(bytes(p), length_size))
+                pkt.pts, pkt.dts, pkt.duration = p.pts * step, p.dts * step, step
+                pkt.time_base = tb
+                pkt.is_keyframe = p.is_keyframe
+                mux(pkt)
+
+        enc = None
+        reader.start()
+        while True:
+            try:
+                kind, item = q.get(timeout=CANCEL_POLL / 2)
+            except queue.Empty:
+                rep.tick()
+                continue
+            if kind == "end":
+                break
+            if kind == "err":
+                if isinstance(item, _NotSpliceable):
+                    raise item
+                if isinstance(item, av.FFmpegError):
+                    raise RenderError(f"decoding the working video failed: {item}") from item
+                raise item
+            if kind == "a":
+                item.stream = aout
+                out.mux(item)
+                continue
+            if kind == "cut":  # a run of re-encoded GOPs ends: its encoder is flushed
+                if enc is not None:
+                    mux_encoded(enc.encode(None))
+                enc = None
+                rep.tick()
+                continue
+            if kind == "copy":
+                mux(item)
+                copied += 1
+            else:
+                frame, pts = item, item.pts
+                if pts is None:
+                    raise _NotSpliceable("a decoded picture without a time")
+                t = float(pts * tb) - t0
+                shape = spotlight_at(style, plan.regions, t, height)
+                if shape is not None:
+                    frame = _draw(frame, t, style, plan, shape, device)
+                    drawn += 1
+                frame.pts, frame.time_base = pts // step, step * tb  # the encoder counts in frames
+                frame.pict_type = PictureType.NONE
+                if enc is None:
+                    enc, spare = spare or encoder(), None
+                try:
+                    mux_encoded(enc.encode(frame))
+                except av.FFmpegError as exc:
+                    raise RenderError(f"encoding the final video failed: {exc}") from exc
+            frames += 1
+            rep.tick(0.97 * frames / total)
+    except av.FFmpegError as exc:
+        raise disk_full(exc) or RenderError(f"writing the final video failed: {exc}") from exc
+    finally:
+        stop.set()
+        if reader.is_alive():
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    q.get_nowait()
+            reader.join(timeout=5)
+        out.close()
+    return RenderResult(
+        path=out_path, width=width, height=height, duration=duration, device=label,
+        extra={"reencoded": True, "frames": frames, "drawn_frames": drawn, "copied_frames": copied,
+               "spliced": True, "encoder": "libx264", "requested_device": plan.device},
     )
 
 
