@@ -123,6 +123,7 @@ class PlayerMixin:
         self.add_key_btn = QPushButton(icon("keyframe"), "Keyframe (K)")
         self.add_key_btn.clicked.connect(self.add_key)
         self.del_key_btn = QPushButton(delete_text)
+        self.del_key_btn.setToolTip("Deletes the keyframe under the playhead (◆ on the timeline)")
         self.del_key_btn.clicked.connect(self.delete_key)
         row = QHBoxLayout()
         row.addWidget(self.add_key_btn)
@@ -615,7 +616,9 @@ class FramingEditor(QWidget, PlayerMixin):
         return crop_at(keys, self.t, m.get("width", 1920), m.get("height", 1080), self.view.ratio, c["rotation"])
 
     def update_box(self) -> None:
-        self.view.set_box(self.current_box(), self.key_index_at(self.t) >= 0)
+        on_key = self.key_index_at(self.t) >= 0
+        self.view.set_box(self.current_box(), on_key)
+        self.del_key_btn.setEnabled(on_key)  # there is something to delete only on a keyframe
 
     # ------------------------------------------------------------------ edits (each one undoable)
     def _clip_edit(self, text: str, fn) -> None:

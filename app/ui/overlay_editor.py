@@ -214,7 +214,6 @@ class OverlayEditor(QWidget, PlayerMixin):
         wv, regions = self.working(), self.regions()
         ok = bool(wv is not None and wv.get("local"))
         self.del_region_btn.setEnabled(ok and self.selected >= 0)
-        self.del_key_btn.setEnabled(ok and self.selected >= 0)
         if not ok:
             return
         self.timeline.set_regions(self.duration(), regions, self.selected)
@@ -262,7 +261,9 @@ class OverlayEditor(QWidget, PlayerMixin):
         return _spotlight_post(s, regions, (wv["width"], wv["height"])), key
 
     def update_ellipse(self) -> None:
-        regions = self.regions()
+        """The selected region's ellipse at the playhead, and "Delete keyframe" offered only on one."""
+        regions, wv = self.regions(), self.working()
+        self.del_key_btn.setEnabled(bool(wv is not None and wv.get("local")) and self.key_index_at(self.t) >= 0)
         if not (0 <= self.selected < len(regions)) or not regions[self.selected]["keyframes"]:
             self.view.set_ellipse(None)
             return

@@ -92,6 +92,23 @@ def test_split_and_speed(qtbot, window, lib, tiny_video):
     qtbot.waitUntil(lambda: len(db_clip(lib, pid, cid)["segments"]) == 1, timeout=3000)
 
 
+def test_delete_key_is_offered_only_on_a_keyframe(qtbot, window, lib, tiny_video):
+    pid, cid, s = open_editor(qtbot, window, lib, tiny_video)
+    ed = window.framing
+    ed.seek(0.5)
+    assert ed.add_key_btn.isEnabled() and not ed.del_key_btn.isEnabled()  # nothing to delete here
+    ed.add_key()
+    qtbot.waitUntil(ed.del_key_btn.isEnabled, timeout=3000)
+    ed.seek(1.0)
+    assert not ed.del_key_btn.isEnabled()
+    ed.seek(0.5)  # back on the keyframe's frame
+    assert ed.del_key_btn.isEnabled()
+    ed.del_key_btn.click()
+    qtbot.waitUntil(lambda: not ed.del_key_btn.isEnabled(), timeout=3000)
+    s.flush()
+    qtbot.waitUntil(lambda: db_clip(lib, pid, cid)["crop_keyframes"] == [], timeout=3000)
+
+
 def test_trim_never_drops_keyframes(qtbot, window, lib, tiny_video):
     pid, cid, s = open_editor(qtbot, window, lib, tiny_video)
     ed = window.framing
