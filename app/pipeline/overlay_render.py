@@ -340,21 +340,21 @@ def _splice(
             or cc_in.format.name != "yuv420p" or (1 / (rate * tb)).denominator != 1:
         return None
     step = int(1 / (rate * tb))  # one frame in time-base units
-    style = SpotlightStyle.from_settings(plan)
-    gops = _splice_plan(plan, vin, style, step, avcc[0], rep)
-    if gops is None:
-        return None
     width, height = cc_in.width, cc_in.height
 
     def encoder() -> Any:
         return x264_encoder(rate, width, height, plan.crf, plan.preset, like=cc_in)
 
     try:
-        spare = encoder()
+        spare = encoder()  # first, as it is the cheaper check (~20 ms against ~35 ms for 15 s)
     except (av.FFmpegError, ValueError) as exc:
         raise RenderError(f"cannot set up the encoder: {exc}") from exc
     if not splice.same_headers(cc_in.extradata, spare.extradata):
         return None  # made with other settings (or by another encoder): re-encoded whole
+    style = SpotlightStyle.from_settings(plan)
+    gops = _splice_plan(plan, vin, style, step, avcc[0], rep)
+    if gops is None:
+        return None
     try:
         return _splice_render(plan, inp, vin, ain, out_path, rep, duration, style, gops, step, encoder, spare,
                               avcc[0])
