@@ -206,6 +206,34 @@ def _decoder(inp: Any, vin: Any, ain: Any | None, q: queue.Queue, stop: threadin
         put(("err", exc))
 
 
+def _items(q: queue.Queue, rep: Reporter) -> Any:
+    """What a reader thread puts, (kind, item), until its ('end', None); its ('err', exc) is
+    raised here (an FFmpeg error as a RenderError). Progress and cancel are ticked while waiting."""
+    while True:
+        try:
+            kind, item = q.get(timeout=CANCEL_POLL / 2)
+        except queue.Empty:
+            rep.tick()
+            continue
+        if kind == "end":
+            return
+        if kind == "err":
+            if isinstance(item, av.FFmpegError):
+                raise RenderError(f"decoding the working video failed: {item}") from item
+            raise item
+        yield kind, item
+
+
+def _stop_reader(stop: threading.Event, reader: threading.Thread, q: queue.Queue) -> None:
+    """Stop a reader thread, also one blocked on the full queue, and wait for it."""
+    stop.set()
+    if reader.is_alive():
+        with contextlib.suppress(queue.Empty):
+            while True:
+                q.get_nowait()
+        reader.join(timeout=5)
+
+
 def _reencode(
     plan: OverlayPlan, inp: Any, vin: Any, ain: Any | None, out_path: str, rep: Reporter, duration: float
 ) -> RenderResult:
@@ -242,18 +270,7 @@ def _reencode(
 
         dec.start()
         next_pts = 0
-        while True:
-            try:
-                kind, item = q.get(timeout=CANCEL_POLL / 2)
-            except queue.Empty:
-                rep.tick()
-                continue
-            if kind == "end":
-                break
-            if kind == "err":
-                if isinstance(item, av.FFmpegError):
-                    raise RenderError(f"decoding the working video failed: {item}") from item
-                raise item
+        for kind, item in _items(q, rep):
             if kind == "a":
                 item.stream = aout
                 out.mux(item)
@@ -279,12 +296,7 @@ def _reencode(
     except av.FFmpegError as exc:
         raise disk_full(exc) or RenderError(f"writing the final video failed: {exc}") from exc
     finally:
-        stop.set()
-        if dec.is_alive():
-            with contextlib.suppress(queue.Empty):
-                while True:
-                    q.get_nowait()
-            dec.join(timeout=5)
+        _stop_reader(stop, dec, q)
         out.close()
     return RenderResult(
         path=out_path, width=width, height=height, duration=duration, device=label,
@@ -450,20 +462,7 @@ def _splice_render(plan: OverlayPlan, inp: Any, vin: Any, ain: Any | None, out_p
 
         enc = None
         reader.start()
-        while True:
-            try:
-                kind, item = q.get(timeout=CANCEL_POLL / 2)
-            except queue.Empty:
-                rep.tick()
-                continue
-            if kind == "end":
-                break
-            if kind == "err":
-                if isinstance(item, _NotSpliceable):
-                    raise item
-                if isinstance(item, av.FFmpegError):
-                    raise RenderError(f"decoding the working video failed: {item}") from item
-                raise item
+        for kind, item in _items(q, rep):
             if kind == "a":
                 item.stream = aout
                 out.mux(item)
@@ -499,12 +498,7 @@ def _splice_render(plan: OverlayPlan, inp: Any, vin: Any, ain: Any | None, out_p
     except av.FFmpegError as exc:
         raise disk_full(exc) or RenderError(f"writing the final video failed: {exc}") from exc
     finally:
-        stop.set()
-        if reader.is_alive():
-            with contextlib.suppress(queue.Empty):
-                while True:
-                    q.get_nowait()
-            reader.join(timeout=5)
+        _stop_reader(stop, reader, q)
         out.close()
     return RenderResult(
         path=out_path, width=width, height=height, duration=duration, device=label,
