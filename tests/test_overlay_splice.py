@@ -244,3 +244,12 @@ def test_avcc_parameter_sets_of_a_real_working_video(working):
     assert splice.avcc_parameter_sets(b"\x00\x00\x00\x01\x67") is None  # Annex B, not avcC
     assert not splice.same_headers(extradata, b"\x00\x00\x00\x01" + sps[0])  # the PPS is missing
     assert splice.same_headers(extradata, b"\x00\x00\x00\x01" + sps[0] + b"\x00\x00\x01" + pps[0])
+
+
+def test_scan_refuses_a_picture_without_a_time():
+    """It could be placed in no GOP: the video is then re-encoded whole rather than copied short."""
+    class NoTime:
+        size, pts, is_keyframe = 100, None, False
+
+    with pytest.raises(ValueError, match="without a presentation time"):
+        splice.scan([NoTime()], 4)

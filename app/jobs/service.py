@@ -326,23 +326,22 @@ class ExportService:
         while True:
             with self.lib.db.read() as s:
                 job = s.get(ExportJob, job_id)
-                gone = s.get(Project, job.project_id) is None
-                if not gone:
-                    if job.cancel_requested or stop.is_set() or state["cancel"]:
-                        return False
-                    if not job.gpu:
-                        return True
-                    t = now()
-                    running = [j for j in s.scalars(select(ExportJob).where(
-                        ExportJob.status == "running", ExportJob.gpu.is_(True), ExportJob.id != job_id))
-                        if job_alive(j, t)]
-                    if len(running) < max(1, self.settings.max_gpu_jobs):
-                        return True
-            if gone:  # deleted before it started: the job says so
-                with self.lib.db.write() as s:
-                    cancel_if_project_deleted(s, s.get(ExportJob, job_id))
-                return False
+                if s.get(Project, job.project_id) is None:
+                    break  # deleted before it started
+                if job.cancel_requested or stop.is_set() or state["cancel"]:
+                    return False
+                if not job.gpu:
+                    return True
+                t = now()
+                running = [j for j in s.scalars(select(ExportJob).where(
+                    ExportJob.status == "running", ExportJob.gpu.is_(True), ExportJob.id != job_id))
+                    if job_alive(j, t)]
+                if len(running) < max(1, self.settings.max_gpu_jobs):
+                    return True
             time.sleep(0.25)
+        with self.lib.db.write() as s:  # the job says why it stops
+            cancel_if_project_deleted(s, s.get(ExportJob, job_id))
+        return False
 
     def _fetch_inputs(self, job_id: str) -> None:
         """Media this device has not downloaded yet (a project made on another device) are

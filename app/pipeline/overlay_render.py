@@ -113,7 +113,7 @@ def render_overlay(
     rep = Reporter(progress, should_cancel, progress_every=PROGRESS_EVERY, cancel_every=CANCEL_POLL)
     rep.tick(0.0, force=True)
     try:
-        SpotlightStyle.from_settings(plan)
+        style = SpotlightStyle.from_settings(plan)
     except ValueError as exc:
         raise RenderError(f"invalid overlay settings: {exc}") from exc
     inp = _open_input(plan.working_path)
@@ -123,12 +123,12 @@ def render_overlay(
             if not has_drawing(plan, duration):
                 result = _remux(inp, vin, ain, out_path, rep, duration)
             else:
-                result = _splice(plan, inp, vin, ain, out_path, rep, duration)
+                result = _splice(plan, style, inp, vin, ain, out_path, rep, duration)
                 if result is None:  # this video cannot be spliced: it is re-encoded whole
                     inp.close()
                     inp = _open_input(plan.working_path)
                     vin, ain, duration = _streams(inp, plan.working_path)
-                    result = _reencode(plan, inp, vin, ain, out_path, rep, duration)
+                    result = _reencode(plan, style, inp, vin, ain, out_path, rep, duration)
         except BaseException:
             _remove(out_path)
             raise
@@ -234,11 +234,9 @@ def _stop_reader(stop: threading.Event, reader: threading.Thread, q: queue.Queue
         reader.join(timeout=5)
 
 
-def _reencode(
-    plan: OverlayPlan, inp: Any, vin: Any, ain: Any | None, out_path: str, rep: Reporter, duration: float
-) -> RenderResult:
+def _reencode(plan: OverlayPlan, style: SpotlightStyle, inp: Any, vin: Any, ain: Any | None, out_path: str,
+              rep: Reporter, duration: float) -> RenderResult:
     device, label = _device(plan.device)
-    style = SpotlightStyle.from_settings(plan)
     cc_in = vin.codec_context
     width, height = cc_in.width, cc_in.height
     if width % 2 or height % 2:
@@ -328,7 +326,7 @@ def _splice_plan(plan: OverlayPlan, vin: Any, style: SpotlightStyle, step: int, 
 
     try:
         packets = splice.scan(demuxed(), length_size)
-    except av.FFmpegError:
+    except (av.FFmpegError, ValueError):  # unreadable, or a picture without a time
         return None
     finally:
         scan_in.close()
@@ -339,9 +337,8 @@ def _splice_plan(plan: OverlayPlan, vin: Any, style: SpotlightStyle, step: int, 
     return splice.plan_gops(packets, step, drawn)
 
 
-def _splice(
-    plan: OverlayPlan, inp: Any, vin: Any, ain: Any | None, out_path: str, rep: Reporter, duration: float
-) -> RenderResult | None:
+def _splice(plan: OverlayPlan, style: SpotlightStyle, inp: Any, vin: Any, ain: Any | None, out_path: str,
+            rep: Reporter, duration: float) -> RenderResult | None:
     """The final video with the GOPs that have nothing to draw copied from the working video
     (the same bytes: no time spent, no quality lost) and the others re-encoded; None when this
     working video cannot be spliced (then nothing was written)."""
@@ -363,7 +360,6 @@ def _splice(
         raise RenderError(f"cannot set up the encoder: {exc}") from exc
     if not splice.same_headers(cc_in.extradata, spare.extradata):
         return None  # made with other settings (or by another encoder): re-encoded whole
-    style = SpotlightStyle.from_settings(plan)
     gops = _splice_plan(plan, vin, style, step, avcc[0], rep)
     if gops is None:
         return None
@@ -403,8 +399,10 @@ def _splice_reader(inp: Any, vin: Any, ain: Any | None, gops: splice.GopPlan, q:
                 if pkt.dts is not None and not put(("a", pkt)):
                     return
                 continue
-            if pkt.pts is None or not pkt.size:
+            if not pkt.size:
                 continue
+            if pkt.pts is None:  # the scan refuses these; met here, the file changed since
+                raise _NotSpliceable("a picture without a presentation time")
             try:
                 copy = gops.copies(pkt.pts)
             except ValueError as exc:

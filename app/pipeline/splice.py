@@ -104,11 +104,14 @@ class Packet:
 
 
 def scan(packets: Iterable[Any], length_size: int) -> list[Packet]:
-    """The video packets of a demux in decode order (PyAV packets; flush packets skipped)."""
+    """The video packets of a demux in decode order (PyAV packets; flush packets skipped).
+    ValueError for a picture without a time (it could be neither placed in a GOP nor copied)."""
     out = []
     for p in packets:
-        if p.pts is None or not p.size:
+        if not p.size:
             continue
+        if p.pts is None:
+            raise ValueError("a picture without a presentation time")
         idr = p.is_keyframe and any(nal_type(n) == NAL_IDR for n in sample_nals(bytes(p), length_size))
         out.append(Packet(int(p.pts), bool(p.is_keyframe), idr))
     return out

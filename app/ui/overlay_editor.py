@@ -262,15 +262,15 @@ class OverlayEditor(QWidget, PlayerMixin):
 
     def update_ellipse(self) -> None:
         """The selected region's ellipse at the playhead, and "Delete keyframe" offered only on one."""
-        regions, wv = self.regions(), self.working()
-        self.del_key_btn.setEnabled(bool(wv is not None and wv.get("local")) and self.key_index_at(self.t) >= 0)
+        regions, wv, on_key = self.regions(), self.working(), self.key_index_at(self.t) >= 0
+        self.del_key_btn.setEnabled(bool(wv is not None and wv.get("local")) and on_key)
         if not (0 <= self.selected < len(regions)) or not regions[self.selected]["keyframes"]:
             self.view.set_ellipse(None)
             return
         r = regions[self.selected]
         keys = [EllipseKey(**k) for k in r["keyframes"]]
         e = ellipse_at(keys, min(max(self.t, r["start"]), r["end"]))
-        self.view.set_ellipse(e, self.key_index_at(self.t) >= 0)
+        self.view.set_ellipse(e, on_key)
 
     def _keys(self) -> list[dict]:
         """The selected region's keyframes."""
