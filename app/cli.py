@@ -161,7 +161,14 @@ def cmd_clip(args) -> int:
     lib = open_library(args)
     try:
         if args.cmd == "add":
-            cid = lib.add_clip(args.project_id, args.media_file, args.start, args.end)
+            from app.cli_export import Progress
+
+            bar = Progress(f"importing {Path(args.media_file).name}", after=1.0)
+            try:
+                cid = lib.add_clip(args.project_id, args.media_file, args.start, args.end,
+                                   progress=lambda done, total: bar(100.0 * done / total if total else 100.0))
+            finally:
+                bar.close()
             out_json({"id": cid}) if args.json else print(cid)
         elif args.cmd == "remove":
             lib.remove_clip(args.clip_id)

@@ -38,8 +38,9 @@ def add_export_parser(sub) -> None:
 class Progress:
     """A bar when stderr is a terminal, else plain percentage lines (at most one a second)."""
 
-    def __init__(self, label: str):
-        self.label = label
+    def __init__(self, label: str, after: float = 0.0):
+        """``after``: show nothing for work that ends within that many seconds."""
+        self.label, self.after = label, after
         self.tty = sys.stderr.isatty()
         self.last_pct = -1
         self.last_t = 0.0
@@ -48,6 +49,8 @@ class Progress:
     def __call__(self, pct: float) -> None:
         t = time.monotonic()
         ipct = int(pct)
+        if t - self.t0 < self.after:
+            return
         if self.tty:
             if ipct != self.last_pct:
                 filled = ipct * 30 // 100

@@ -180,7 +180,8 @@ class Library:
 
     # ------------------------------------------------------------------ clips
     def add_clip(self, project_id: str, media_path: str | os.PathLike,
-                 start: float | None = None, end: float | None = None) -> str:
+                 start: float | None = None, end: float | None = None, progress=None) -> str:
+        """``progress(done_bytes, total_bytes)``: the media file being read into the store."""
         from app.services.media import import_media
 
         with self.db.read() as s:  # fail fast on an unknown project, before hashing a big file
@@ -197,7 +198,7 @@ class Library:
                 raise UserError(f"--end {e0:g} must be after --start and at most the media's duration {duration:g} s")
             span["start"], span["end"] = s0, min(e0, duration)
 
-        media_row = import_media(self, media_path, check=check_range)
+        media_row = import_media(self, media_path, progress=progress, check=check_range)
         s0, e0 = span["start"], span["end"]
         length = e0 - s0
         with self.db.write() as s:

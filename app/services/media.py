@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.services.errors import UserError
 from app.storage.models import Media
+from app.storage.stamping import get_meta, set_meta
 
 if TYPE_CHECKING:
     from app.services.library import Library
@@ -30,8 +32,13 @@ def import_media(lib: Library, path: str | os.PathLike, progress=None, check=Non
     """Probe and store a media file; returns the media row as a dict. Idempotent by content.
 
     ``check(info)`` runs after the probe and before anything is stored: it may raise UserError.
+    ``progress(done_bytes, total_bytes)`` follows the one read of the file (hashing it, and
+    copying it when it cannot be hard-linked); raise from it to cancel.
+
+    A file already imported and unchanged since (same path, inode, size and times) is not read
+    again: cutting a tenth clip from a two-hour game costs a probe, not a hash of gigabytes.
     """
-    from app.pipeline.probe import ProbeError, probe, sha256_file
+    from app.pipeline.probe import ProbeError, probe
 
     src = Path(path).expanduser()
     check_readable_file(src)
@@ -41,21 +48,24 @@ def import_media(lib: Library, path: str | os.PathLike, progress=None, check=Non
         raise UserError(str(exc)) from None
     if check is not None:
         check(info)
-    try:
-        sha = sha256_file(src, progress=progress)
-    except OSError as exc:
-        raise UserError(f"'{src}' could not be read: {exc.strerror or exc}") from None
     ext = src.suffix.lower() if src.suffix[1:].isalnum() and len(src.suffix) <= 10 else ""
+    before = _stat(src)
     with lib.db.read() as s:
-        existing = s.get(Media, sha, execution_options={"include_deleted": True})
-        if existing is not None and not existing.deleted and lib.media.has(sha, existing.ext):
-            return _as_dict(existing)
-    try:
-        lib.media.ingest(src, sha, ext)
-    except OSError as exc:
-        raise UserError(f"could not store '{src.name}' in the data directory: {exc.strerror or exc}") from None
+        known = get_meta(s, _seen_key(src, before)) if before else None
+        row = _stored(lib, s, known) if known else None
+        if row is not None:
+            if progress is not None:
+                progress(row.size, row.size)
+            return _as_dict(row)
+    sha = _hash_into_store(lib, src, ext, progress)
+    after = _stat(src)  # hard-linking it changed its ctime: remember the file as it is now
+    unchanged = before and after and _content_sig(before) == _content_sig(after)
     with lib.db.write() as s:
+        if unchanged:
+            set_meta(s, _seen_key(src, after), sha)
         row = s.get(Media, sha, execution_options={"include_deleted": True})
+        if row is not None and not row.deleted and lib.media.has(sha, row.ext or ""):
+            return _as_dict(row)
         if row is None:
             row = Media(sha256=sha)
             s.add(row)
@@ -70,6 +80,67 @@ def import_media(lib: Library, path: str | os.PathLike, progress=None, check=Non
         row.has_audio = bool(info.has_audio)
         s.flush()
         return _as_dict(row)
+
+
+class _StoreFailed(Exception):
+    """Writing the copy into the data directory failed (full disk, permissions)."""
+
+
+def _hash_into_store(lib: Library, src: Path, ext: str, progress) -> str:
+    """Read ``src`` once: hash it and, unless the store can hard-link it, copy it while hashing.
+    Returns its sha256 with the file under that address in the store."""
+    from app.pipeline.probe import sha256_file
+
+    tmp, linked = lib.media.stage(src, ext)
+    try:
+        if linked:
+            sha = sha256_file(tmp, progress=progress)
+        else:
+            with open(tmp, "wb") as out:
+                def write(chunk) -> None:
+                    try:
+                        out.write(chunk)
+                    except OSError as exc:
+                        raise _StoreFailed(exc.strerror or str(exc)) from exc
+
+                sha = sha256_file(src, progress=progress, sink=write)
+        lib.media.ingest(tmp, sha, ext, move=True)  # the same content stored before: tmp is dropped
+        return sha
+    except _StoreFailed as exc:
+        raise UserError(f"could not store '{src.name}' in the data directory: {exc}") from None
+    except OSError as exc:
+        if linked or exc.filename is None or Path(exc.filename) == src:
+            raise UserError(f"'{src}' could not be read: {exc.strerror or exc}") from None
+        raise UserError(f"could not store '{src.name}' in the data directory: {exc.strerror or exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _stat(src: Path) -> os.stat_result | None:
+    try:
+        st = src.stat()
+    except OSError:
+        return None
+    return st if st.st_ino else None  # no inode numbers on this file system: nothing to remember
+
+
+def _content_sig(st: os.stat_result) -> tuple:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _seen_key(src: Path, st: os.stat_result) -> str:
+    """The local key under which an imported file's sha256 is remembered: its resolved path,
+    device, inode, size and modification and change times. Any write to the file, or another
+    file put in its place, changes it."""
+    sig = f"{src.resolve()}\0{_content_sig(st)}:{st.st_ctime_ns}"
+    return "imported:" + hashlib.sha256(sig.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
+def _stored(lib: Library, s, sha: str) -> Media | None:
+    row = s.get(Media, sha)
+    if row is None or row.deleted or not lib.media.has(sha, row.ext or ""):
+        return None
+    return row
 
 
 def _as_dict(m: Media) -> dict:

@@ -33,6 +33,17 @@ class MediaStore:
         self.tmp.mkdir(parents=True, exist_ok=True)
         return self.tmp / f"{uuid.uuid4().hex}{suffix}"
 
+    def stage(self, src: Path | str, ext: str = "") -> tuple[Path, bool]:
+        """A temporary name in the store for ``src``: (path, True) when it is hard-linked to
+        ``src`` (nothing to copy), else (path, False), a name the caller writes the copy to.
+        Either way the caller commits it with ``ingest(path, sha, ext, move=True)`` or removes it."""
+        tmp = self.temp_path(ext or ".tmp")
+        try:
+            os.link(src, tmp)
+        except OSError:
+            return tmp, False
+        return tmp, True
+
     def ingest(self, src: Path | str, sha256: str, ext: str = "", *, move: bool = False) -> Path:
         """Put ``src`` under its content address (hardlink, else copy; ``move`` renames)."""
         dest = self.path_for(sha256, ext)

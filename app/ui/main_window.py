@@ -501,7 +501,7 @@ class MainWindow(QMainWindow):
                        open_after: bool = False) -> None:
         """Create a project (with clips from ``files``) off the GUI thread. Unreadable files are
         rejected before anything is created, with a message naming them."""
-        lib = self.lib
+        lib, progress_for, started = self.lib, self._import_progress(), []
         files = [str(f) for f in files or []]
 
         def work():
@@ -518,15 +518,21 @@ class MainWindow(QMainWindow):
             if files and len(bad) == len(files):
                 return None, bad
             pid = lib.create_project(name, aspect)
-            for f in files:
-                if not any(b.startswith(Path(f).name + ":") for b in bad):
-                    try:
-                        lib.add_clip(pid, f)
-                    except Exception as exc:  # noqa: BLE001
-                        bad.append(f"{Path(f).name}: {exc}")
+            started.append(pid)
+            good = [f for f in files if not any(b.startswith(Path(f).name + ":") for b in bad)]
+            for i, f in enumerate(good):
+                try:
+                    lib.add_clip(pid, f, progress=progress_for(pid, f, i, len(good)))
+                except Exception as exc:  # noqa: BLE001
+                    bad.append(f"{Path(f).name}: {exc}")
             return pid, bad
 
+        def finished() -> None:
+            for pid in started:
+                self.model.set_importing(pid, None)
+
         def done(result):
+            finished()
             pid, bad = result
             if bad:
                 self.error("Some files could not be imported", "\n".join(bad))
@@ -534,22 +540,52 @@ class MainWindow(QMainWindow):
             if pid and open_after:
                 self.open_project(pid)
 
+        def failed(exc):
+            finished()
+            self.error("Cannot create the project", str(exc))
+
         self.statusBar().showMessage(f"Importing {len(files)} file(s)…" if files else "Creating project…", 3000)
-        self.pools.submit(work, done, lambda e: self.error("Cannot create the project", str(e)))
+        self.pools.submit(work, done, failed)
+
+    def _import_progress(self):
+        """``progress_for(project_id, file, i, n)``: a progress(done, total) for ``lib.add_clip``
+        that shows the file being read into the store, on the project's card and in the status
+        bar, at most four times a second, from any thread."""
+        deliver, last = self.pools.dispatcher.deliver, [0.0]
+
+        def show(state) -> None:
+            pid, what, fraction = state
+            self.model.set_importing(pid, what, fraction)
+            self.statusBar().showMessage(f"Importing {what}… {fraction * 100:.0f}%", 3000)
+
+        def progress_for(pid: str, file: str, i: int, n: int):
+            what = f"“{Path(file).name}”" + (f" ({i + 1} of {n})" if n > 1 else "")
+
+            def progress(done: int, total: int) -> None:
+                now = time.monotonic()
+                if done == 0 or done >= total or now - last[0] >= 0.25:
+                    last[0] = now
+                    deliver.emit(show, (pid, what, done / total if total else 1.0))
+
+            return progress
+
+        return progress_for
 
     def add_clips(self, project_id: str, files: list[str]) -> None:
-        lib = self.lib
+        lib, progress_for = self.lib, self._import_progress()
 
         def work():
             added, bad = [], []
-            for f in files:
+            for i, f in enumerate(files):
                 try:
-                    added.append((lib.add_clip(project_id, f), Path(f).name))
+                    added.append((lib.add_clip(project_id, f, progress=progress_for(project_id, f, i, len(files))),
+                                  Path(f).name))
                 except Exception as exc:  # noqa: BLE001
                     bad.append(f"{Path(f).name}: {exc}")
             return added, bad
 
         def done(result):
+            self.model.set_importing(project_id, None)
             added, bad = result
             s = self.sessions.get(project_id)
             for cid, name in added:
@@ -559,8 +595,12 @@ class MainWindow(QMainWindow):
                 self.error("Some files could not be added", "\n".join(bad))
             self.poll(force=True)
 
+        def failed(exc):
+            self.model.set_importing(project_id, None)
+            self.error("Cannot add the clip", str(exc))
+
         self.statusBar().showMessage(f"Importing {len(files)} file(s)…", 3000)
-        self.pools.submit(work, done, lambda e: self.error("Cannot add the clip", str(e)))
+        self.pools.submit(work, done, failed)
 
     def add_clips_dialog(self, project_id: str) -> None:
         files, _ = QFileDialog.getOpenFileNames(self, "Add clips", "", VIDEO_FILTER)

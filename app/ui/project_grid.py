@@ -66,6 +66,7 @@ class ProjectListModel(QAbstractListModel):
         self._poster_keys: dict[str, tuple] = {}
         self._loading: set[str] = set()
         self.live_progress: dict[str, float] = {}
+        self.importing: dict[str, tuple[str, float]] = {}  # project id -> (what, fraction)
         self._fresh: set[str] = set()
         self._flush = QTimer(self)
         self._flush.setSingleShot(True)
@@ -100,6 +101,17 @@ class ProjectListModel(QAbstractListModel):
             if r["id"] in changed:
                 self.dataChanged.emit(self.index(i), self.index(i))
 
+    def set_importing(self, project_id: str, what: str | None, fraction: float = 0.0) -> None:
+        """Show (``what``: e.g. "“game.mp4”") or clear (None) a file import on the project's card."""
+        if what is None:
+            if self.importing.pop(project_id, None) is None:
+                return
+        else:
+            self.importing[project_id] = (what, fraction)
+        i = self.row_of(project_id)
+        if i >= 0:
+            self.dataChanged.emit(self.index(i), self.index(i))
+
     def row_of(self, project_id: str) -> int:
         return next((i for i, r in enumerate(self.rows) if r["id"] == project_id), -1)
 
@@ -117,8 +129,9 @@ class ProjectListModel(QAbstractListModel):
         if role == ROW_ROLE:
             live = self.live_progress.get(row["id"])
             if live is not None and row["status"] in ("exporting_framing", "exporting_overlay"):
-                return {**row, "progress": live}
-            return row
+                row = {**row, "progress": live}
+            importing = self.importing.get(row["id"])
+            return {**row, "importing": importing} if importing else row
         if role == POSTER_ROLE:
             return self.poster(row["id"])
         if role == SORT_ROLE:
@@ -237,6 +250,7 @@ class CardDelegate(QStyledItemDelegate):
         progress = row.get("progress")
         key = (row["id"], row["name"], row["status"], None if progress is None else round(progress, 1),
                row["clip_count"], row.get("duration"), row["aspect_ratio"],
+               row.get("importing") and (row["importing"][0], round(row["importing"][1], 2)),
                poster.cacheKey() if poster is not None else None, selected, hover, w, h, dpr,
                option.palette.cacheKey(), option.font.key())
         card = self._cards.get(key)
@@ -291,7 +305,9 @@ class CardDelegate(QStyledItemDelegate):
             f = QFont(option.font)
             f.setPointSizeF(f.pointSizeF() * 0.9)
             p.setFont(f)
-            p.drawText(pr, Qt.AlignmentFlag.AlignCenter, "No clips yet" if not row["clip_count"] else "…")
+            importing = row.get("importing")
+            empty = "Importing…" if importing else "No clips yet"
+            p.drawText(pr, Qt.AlignmentFlag.AlignCenter, empty if not row["clip_count"] else "…")
 
         # status badge over the poster
         status = row["status"]
@@ -336,16 +352,23 @@ class CardDelegate(QStyledItemDelegate):
         p.setPen(pal.placeholderText().color())
         n = row["clip_count"]
         details = f"{n} clip{'s' if n != 1 else ''} · {fmt_duration(row.get('duration') or 0)}"
+        if row.get("importing"):
+            what, fraction = row["importing"]
+            details = f"Importing {what} · {fraction * 100:.0f}%"
         p.drawText(QRectF(r.x() + 10, y, r.width() - 20, p.fontMetrics().height()),
-                   Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, details)
+                   Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                   p.fontMetrics().elidedText(details, Qt.TextElideMode.ElideMiddle, int(r.width() - 20)))
 
-        # live export progress bar along the bottom of the card
-        if row.get("progress") is not None:
+        # live export (or import) progress bar along the bottom of the card
+        fraction = row["progress"] / 100 if row.get("progress") is not None else None
+        if row.get("importing"):
+            fraction = row["importing"][1]
+        if fraction is not None:
             bar = QRectF(r.x() + 10, r.bottom() - 12, r.width() - 20, 5)
             p.setPen(Qt.PenStyle.NoPen)
             p.setBrush(pal.mid().color())
             p.drawRoundedRect(bar, 2.5, 2.5)
-            done = QRectF(bar.x(), bar.y(), bar.width() * max(0.0, min(1.0, row["progress"] / 100)), bar.height())
+            done = QRectF(bar.x(), bar.y(), bar.width() * max(0.0, min(1.0, fraction)), bar.height())
             p.setBrush(QBrush(QColor(STATUS_COLORS["exporting_framing"])))
             p.drawRoundedRect(done, 2.5, 2.5)
         p.restore()

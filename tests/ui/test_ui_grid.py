@@ -111,3 +111,43 @@ def test_cards_repaint_from_cache_and_redraw_when_their_project_changes(qtbot, w
     qtbot.waitUntil(lambda: window.model.rows[0]["name"] == "Cup final, second half", timeout=3000)
     after = card_image()
     assert "Cup final, second half" in drawn and after != before
+
+
+def test_a_card_shows_the_file_it_imports_and_how_far(qtbot, window, tmp_path):
+    from tests.test_import import padded_video
+
+    src = padded_video(tmp_path / "match.mp4")  # 16 MB: read into the store with progress
+    seen: list[tuple] = []
+    real = window.model.set_importing
+
+    def spy(pid, what, fraction=0.0):
+        seen.append((what, fraction))
+        real(pid, what, fraction)
+
+    window.model.set_importing = spy
+    window.create_project("Match", "9:16", [str(src)])
+    qtbot.waitUntil(lambda: bool(window.model.rows) and window.model.rows[0]["clip_count"] == 1, timeout=10000)
+    qtbot.waitUntil(lambda: not window.model.importing, timeout=5000)
+    shown = [s for s in seen if s[0] is not None]
+    assert shown[0] == ("“match.mp4”", 0.0) and shown[-1] == ("“match.mp4”", 1.0)
+    assert [f for _, f in shown] == sorted(f for _, f in shown)
+    assert seen[-1][0] is None  # cleared when the import is done
+
+    # while a file is read in, the card says so instead of "0 clips", with a bar
+    pid = window.model.rows[0]["id"]
+    qtbot.waitUntil(lambda: isinstance(window.model.posters.get(pid), QImage), timeout=5000)
+    view, delegate = window.grid_page.view, window.grid_page.view.itemDelegate()
+    drawn: list[dict] = []
+    real_draw = delegate._draw
+    delegate._draw = lambda p, rect, option, r, *a: (drawn.append(r), real_draw(p, rect, option, r, *a))
+
+    def card_image() -> QImage:
+        rect = view.visualRect(window.grid_page.proxy.index(0, 0))
+        return view.viewport().grab(rect).toImage()
+
+    plain = card_image()
+    real(pid, "“second half.mp4”", 0.4)
+    busy = card_image()
+    assert busy != plain and drawn[-1]["importing"] == ("“second half.mp4”", 0.4)
+    real(pid, None)
+    assert card_image() == plain

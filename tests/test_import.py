@@ -1,0 +1,150 @@
+"""Importing media into the store: one read of the file, progress, and no second read of a file
+already imported and unchanged. Real files; bytes read are the kernel's count for this process."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.media import make_video
+
+needs_proc_io = pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="counts reads with /proc/self/io")
+PAD = 16 << 20  # a 16 MiB "free" box: the file is big enough for its reads to be counted
+
+
+def bytes_read() -> int:
+    """Bytes this process has read through the kernel (read, pread, sendfile...) so far."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+def padded_video(path: Path, seed: int = 0) -> Path:
+    """A real H.264 MP4 followed by a top-level ``free`` box that players skip."""
+    make_video(path, width=160, height=90, fps=30, duration=1.0)
+    filler = hashlib.sha256(str(seed).encode()).digest() * (PAD // 32)
+    with open(path, "ab") as f:
+        f.write(struct.pack(">I4s", 8 + len(filler), b"free") + filler)
+    return path
+
+
+def other_file_system(data_dir: Path) -> Path:
+    """A folder on another file system than the data directory (no hard link possible)."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(data_dir).st_dev:
+        pytest.skip("needs a second file system (/dev/shm)")
+    d = shm / f"reelforge-test-{os.getpid()}-{data_dir.parent.name}"
+    d.mkdir(exist_ok=True)
+    return d
+
+
+@pytest.fixture
+def elsewhere(data_dir: Path):
+    d = other_file_system(data_dir)
+    yield d
+    for f in d.iterdir():
+        f.unlink()
+    d.rmdir()
+
+
+def stored_file(lib, clip_id: str) -> Path:
+    doc = lib.document(lib_project_of(lib, clip_id))
+    media = next(c["media"] for c in doc["clips"] if c["id"] == clip_id)
+    return next(lib.media.root.glob(f"*/{media['sha256']}*"))
+
+
+def lib_project_of(lib, clip_id: str) -> str:
+    from app.storage.models import Clip
+
+    with lib.db.read() as s:
+        return s.get(Clip, clip_id).project_id
+
+
+@needs_proc_io
+def test_a_file_on_another_file_system_is_read_once_to_hash_and_copy_it(lib, data_dir, elsewhere):
+    src = padded_video(elsewhere / "game.mp4")
+    size = src.stat().st_size
+    pid = lib.create_project("Final")
+    seen: list[tuple[int, int]] = []
+    before = bytes_read()
+    cid = lib.add_clip(pid, src, progress=lambda done, total: seen.append((done, total)))
+    read = bytes_read() - before
+    assert read < 1.5 * size, f"read {read / size:.2f} times the file's size"
+    stored = stored_file(lib, cid)
+    assert stored.read_bytes() == src.read_bytes()
+    assert stored.stat().st_ino != src.stat().st_ino
+    assert seen[0] == (0, size) and seen[-1] == (size, size)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert not any((data_dir / "tmp").iterdir())  # no temporary copy left behind
+    src.unlink()  # the project survives the original going away
+    assert stored.is_file() and lib.document(pid)["clips"][0]["media"]["filename"] == "game.mp4"
+
+
+@needs_proc_io
+def test_a_second_clip_from_an_unchanged_file_does_not_read_it_again(lib, tmp_path):
+    src = padded_video(tmp_path / "game.mp4")
+    size = src.stat().st_size
+    pid = lib.create_project("Final")
+    first = lib.add_clip(pid, src, start=0.0, end=0.5)
+    seen: list[tuple[int, int]] = []
+    before = bytes_read()
+    second = lib.add_clip(pid, src, start=0.5, end=1.0, progress=lambda done, total: seen.append((done, total)))
+    assert bytes_read() - before < 0.2 * size
+    assert seen == [(size, size)]
+    assert stored_file(lib, first) == stored_file(lib, second)
+    assert len(list(lib.media.root.glob("*/*"))) == 1
+
+
+def test_a_file_rewritten_in_place_with_its_size_and_time_kept_is_imported_anew(lib, data_dir, elsewhere):
+    src = padded_video(elsewhere / "game.mp4", seed=1)
+    pid = lib.create_project("Final")
+    first = lib.add_clip(pid, src)
+    st = src.stat()
+    again = padded_video(elsewhere / "other.mp4", seed=2).read_bytes()
+    assert len(again) == st.st_size and again != src.read_bytes()
+    with open(src, "r+b") as f:  # the same file, new content, then its old modification time
+        f.write(again)
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert src.stat().st_mtime_ns == st.st_mtime_ns
+    second = lib.add_clip(pid, src)
+    assert stored_file(lib, second) != stored_file(lib, first)
+    assert stored_file(lib, second).read_bytes() == again
+
+
+def test_a_media_file_deleted_from_the_store_is_stored_again(lib, tmp_path):
+    src = padded_video(tmp_path / "game.mp4")
+    pid = lib.create_project("Final")
+    stored = stored_file(lib, lib.add_clip(pid, src))
+    stored.unlink()
+    assert stored_file(lib, lib.add_clip(pid, src)).read_bytes() == src.read_bytes()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs RLIMIT_FSIZE")
+def test_a_copy_that_cannot_be_written_is_told_and_changes_nothing(lib, data_dir, elsewhere):
+    """A real write failure while copying into the store (the file-size limit, as a full disk
+    would fail it): the error names the data directory, and nothing is left or recorded."""
+    import resource
+    import signal
+
+    from app.services.errors import UserError
+
+    src = padded_video(elsewhere / "game.mp4")
+    pid = lib.create_project("Final")
+    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4 << 20, old_limit[1]))
+    try:
+        with pytest.raises(UserError, match="could not store 'game.mp4' in the data directory: File too large"):
+            lib.add_clip(pid, src)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert lib.document(pid)["clips"] == []
+    assert not any((data_dir / "tmp").iterdir())
+    assert not list(lib.media.root.glob("*/*"))
