@@ -19,12 +19,20 @@ class UsageError(Exception):
     pass
 
 
+def error_line(text: object) -> None:
+    """The contract's last line on stderr: ``error: ...`` on one line, whatever the words hold
+    (a file name with a newline in it, a multi-line library message)."""
+    one = str(text).replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
+    sys.stderr.write(f"error: {one}\n")
+    sys.stderr.flush()
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, with the contract's last line: `error: ...` and exit 2."""
 
     def error(self, message):  # noqa: D401 - argparse API
         self.print_usage(sys.stderr)
-        sys.stderr.write(f"error: {message}\n")
+        error_line(message)
         raise SystemExit(EXIT_USAGE)
 
 
@@ -97,9 +105,23 @@ def out_json(obj) -> None:
 
 
 def open_library(args):
+    import sqlite3
+
+    from sqlalchemy.exc import DatabaseError
+
+    from app.services.errors import OperationFailed
     from app.services.library import Library
 
-    return Library(args.data_dir or default_data_dir())
+    d = Path(args.data_dir or default_data_dir()).expanduser()
+    if d.exists() and not d.is_dir():
+        raise UsageError(f"the data directory '{d}' is a file, not a folder")
+    try:
+        return Library(d)
+    except OSError as exc:
+        raise UsageError(f"cannot use the data directory '{d}': {exc.strerror or exc}") from None
+    except (DatabaseError, sqlite3.DatabaseError) as exc:
+        words = str(exc.orig) if getattr(exc, "orig", None) is not None else str(exc).splitlines()[0]
+        raise OperationFailed(f"the database in '{d}' cannot be opened: {words}") from None
 
 
 def read_document(arg: str):
@@ -179,6 +201,10 @@ def cmd_clip(args) -> int:
 
 
 def run_gui(args) -> int:
+    if sys.platform.startswith("linux") and not any(
+            os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")):
+        raise UsageError("no display to open the window on (neither DISPLAY nor WAYLAND_DISPLAY is set): "
+                         "run a command instead, e.g. `reelforge project list`, or see `reelforge --help`")
     from app.ui.main import run
 
     return run(args.data_dir or default_data_dir())
@@ -190,7 +216,7 @@ COMMANDS = {"project": cmd_project, "clip": cmd_clip}
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from app.logs import setup_logging
+    from app.logs import log_dir, setup_logging
 
     setup_logging(gui=args.group is None)
     handler = COMMANDS.get(args.group) if args.group else run_gui
@@ -201,17 +227,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(args)
     except (UserError, UsageError) as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        error_line(exc)
         return EXIT_USAGE
     except OperationFailed as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        error_line(exc)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted\n")
+        error_line("interrupted")
         return EXIT_FAILED
     except Exception as exc:  # the contract: one `error:` line, no traceback (the log has it)
         import logging
 
         logging.getLogger("reelforge").exception("command failed")
-        sys.stderr.write(f"error: {type(exc).__name__}: {exc}\n")
+        first = (str(exc).strip().splitlines() or [""])[0]  # not a database library's SQL and values
+        error_line(f"{type(exc).__name__}: {first} (details in the log in {log_dir()})")
         return EXIT_FAILED

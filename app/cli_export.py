@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 
-from app.cli import EXIT_FAILED, EXIT_OK, Parser, open_library, out_json
+from app.cli import EXIT_FAILED, EXIT_OK, Parser, UsageError, error_line, open_library, out_json
 
 
 def add_export_parser(sub) -> None:
@@ -75,6 +75,18 @@ class Progress:
             sys.stderr.write("\n")
 
 
+def require_device(pref: str) -> None:
+    """A GPU named with --device must be there: a render box's script that asks for CUDA is not
+    quietly given the CPU (``auto`` is the flag that falls back)."""
+    if pref in ("auto", "cpu"):
+        return
+    from app.pipeline.device import pick_device
+
+    if pick_device(pref) != pref:
+        raise UsageError(f"--device {pref}: no {pref.upper()} device is available here "
+                         "(--device auto renders on the best device there is)")
+
+
 def cmd_export(args) -> int:
     from app.jobs.service import ExportService, Settings
 
@@ -108,6 +120,7 @@ def cmd_export(args) -> int:
             return EXIT_OK
         if args.cmd == "save":
             return save_export(lib, args)
+        require_device(args.device)
         return run_export(svc, args)
     finally:
         lib.close()
@@ -146,6 +159,6 @@ def run_export(svc, args) -> int:
     elif job["status"] == "complete":
         print(job["output"])
     if job["status"] != "complete":
-        sys.stderr.write(f"error: export {args.kind} of {args.project_id} {job['status']}: {job['error']}\n")
+        error_line(f"export {args.kind} of {args.project_id} {job['status']}: {job['error']}")
         return EXIT_FAILED
     return EXIT_OK

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-
-from app.cli import EXIT_FAILED, EXIT_OK, Parser, UsageError, open_library, out_json
+from app.cli import EXIT_FAILED, EXIT_OK, Parser, UsageError, error_line, open_library, out_json
 
 
 def add_sync_parser(sub) -> None:
@@ -121,7 +119,7 @@ def _run(lib, args) -> int:
               f"{result.applied_objects} batch(es) ({result.applied_rows} row(s)), {result.conflicts} "
               f"conflict(s), media up {result.media_uploaded} / down {result.media_downloaded}")
     if not result.ok:
-        sys.stderr.write(f"error: sync failed ({result.state}): {result.error}\n")
+        error_line(f"sync failed ({result.state}): {result.error}")
         return EXIT_FAILED
     return EXIT_OK
 

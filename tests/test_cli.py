@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 import uuid
 
 import pytest
@@ -84,6 +86,34 @@ def test_usage_errors_exit_2(cli, args, words):
     usage_error(cli(*args), words)
 
 
+def test_an_unusable_data_directory_is_told_in_one_line(tmp_path):
+    from tests.conftest import run_cli
+
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    usage_error(run_cli("project", "list", data_dir=a_file), "is a file, not a folder")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "reelforge.db").write_bytes(b"these are not the database's bytes" * 200)
+    r = run_cli("project", "list", data_dir=broken)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith(f"error: the database in '{broken}' cannot be opened: file is not a database")
+    assert (broken / "reelforge.db").read_bytes() == b"these are not the database's bytes" * 200
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="X11/Wayland display variables")
+def test_the_window_without_a_display_is_refused_in_one_line(tmp_path):
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    r = subprocess.run([sys.executable, "-m", "app", "--data-dir", str(tmp_path / "data")], env=env, cwd=str(ROOT),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("error: no display to open the window on")
+
+
 def test_clip_add_and_remove(cli, tmp_path):
     src = make_video(tmp_path / "game.mp4", duration=3.0, audio=True)
     pid = make_project(cli)
@@ -133,6 +163,12 @@ def test_bad_media_changes_nothing(cli, tmp_path):
         usage_error(cli("clip", "add", pid, path), words)
     usage_error(cli("clip", "add", pid, str(good), "--start", "5"), "start")
     usage_error(cli("clip", "add", pid, str(good), "--start", "0.5", "--end", "0.2"), "end")
+    for bad in ("nan", "inf", "-inf"):
+        usage_error(cli("clip", "add", pid, str(good), "--start", "0.5", "--end", bad), "end")
+        usage_error(cli("clip", "add", pid, str(good), "--start", bad), "start")
+    r = cli("clip", "add", pid, str(tmp_path / "second\nhalf.mp4"))  # a name with a newline in it
+    assert usage_error(r, "does not exist").endswith("second\\nhalf.mp4' does not exist")
+    assert r.stderr.count("\n") == 1
     usage_error(cli("clip", "add", "no-such-project", str(good)), "no project")
     assert show(cli, pid)["clips"] == []
     assert not list((tmp_path / "data").rglob("*.mp4")), "nothing stored for rejected input"
@@ -217,6 +253,8 @@ INVALID = [
     ({"export_settings": {"crf": 99}}, "crf"),
     ({"export_settings": {"width": 1081}}, "width"),
     ({"export_settings": {"preset": "warp"}}, "preset"),
+    ({"export_settings": {"crf": "20"}}, "crf: must be a number"),
+    ({"export_settings": {"fps": True}}, "fps: must be a number"),
     ({"export_settings": {"upscaler": "magic"}}, "upscaler"),
     ({"overlay": {"settings": {"color": "yellow"}}}, "color"),
     ({"overlay": {"settings": {"dim": 1.5}}}, "dim"),
@@ -251,6 +289,9 @@ CLIP_INVALID = [
     ({"segments": [{"start": 0, "end": 2, "speed": 1}]}, "segments"),
     ({"segments": [{"start": 0, "end": 2, "speed": 1}, {"start": 2.5, "end": 4, "speed": 1}]}, "segments"),
     ({"segments": [{"start": 0, "end": 4, "speed": 8}]}, "speed"),
+    ({"segments": [{"start": 0, "end": 4, "speed": True}]}, "speed: must be a number"),
+    ({"segments": [{"start": 0, "end": 4, "speed": "2"}]}, "speed: must be a number"),
+    ({"crop_keyframes": [{"time": "0", "x": 0, "y": 0, "width": 202, "height": 360}]}, "time: must be a number"),
     ({"rotation": 45}, "rotation"),
     ({"audio": "yes"}, "audio"),
     ({"crop_keyframes": [{"time": 0, "x": 0, "y": 0, "width": 300, "height": 360}]}, "ratio"),

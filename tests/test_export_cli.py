@@ -189,3 +189,14 @@ def test_terminal_progress_bar_says_the_time_left(monkeypatch, capsys):
     bar(40.0)
     assert bar.eta(100.0, t0 + 30) == " " * 12  # done: the last figure is wiped
     assert "\rexport framing [############..................]  40%" in capsys.readouterr().err
+
+
+def test_a_gpu_asked_for_by_name_that_is_not_there_is_refused(cli, project):
+    from app.pipeline.device import pick_device
+
+    if pick_device("cuda") == "cuda":
+        pytest.skip("this machine has CUDA")
+    r = cli("export", "framing", project, "--device", "cuda")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("error: --device cuda: no CUDA device is available here")
+    assert json.loads(ok(cli("export", "list", "--json")).stdout) == []  # no job was made

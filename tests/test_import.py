@@ -117,6 +117,25 @@ def test_a_file_rewritten_in_place_with_its_size_and_time_kept_is_imported_anew(
     assert stored_file(lib, second).read_bytes() == again
 
 
+@needs_proc_io
+def test_a_file_on_the_same_file_system_is_copied_in_one_read_not_linked(lib, data_dir, tmp_path):
+    """The store owns its copy: a tool that later rewrites the original in place (a re-encode
+    saved over it) does not change the project's footage."""
+    src = padded_video(tmp_path / "game.mp4", seed=3)
+    size, original = src.stat().st_size, src.read_bytes()
+    pid = lib.create_project("Final")
+    before = bytes_read()
+    cid = lib.add_clip(pid, src)
+    assert bytes_read() - before < 1.5 * size
+    stored = stored_file(lib, cid)
+    assert os.stat(stored).st_ino != src.stat().st_ino or os.stat(stored).st_dev != src.stat().st_dev
+    with open(src, "r+b") as f:  # another program overwrites the original in place
+        f.write(padded_video(tmp_path / "other.mp4", seed=4).read_bytes())
+    assert src.read_bytes() != original
+    assert stored.read_bytes() == original
+    assert hashlib.sha256(stored.read_bytes()).hexdigest() == stored.name.split(".")[0]
+
+
 def test_a_media_file_deleted_from_the_store_is_stored_again(lib, tmp_path):
     src = padded_video(tmp_path / "game.mp4")
     pid = lib.create_project("Final")

@@ -11,7 +11,15 @@ import math
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+)
 from sqlalchemy.orm import Session
 
 from app.pipeline.keyframes import CropKey, box_has_ratio, parse_ratio, refit_keyframes
@@ -37,7 +45,15 @@ MAX_ROTATION = 20.0
 MIN_REGION = 0.5
 TOL = 1e-6
 
-Num = Annotated[float, Field(allow_inf_nan=False)]
+def _json_number(v):
+    """A JSON number, not a string or a boolean that a lax parser would turn into one."""
+    if isinstance(v, (bool, str)):
+        raise ValueError("must be a number")
+    return v
+
+
+Num = Annotated[float, BeforeValidator(_json_number), Field(allow_inf_nan=False)]
+Int = Annotated[int, BeforeValidator(_json_number)]
 
 
 class _M(BaseModel):
@@ -78,10 +94,10 @@ class TransitionIn(_M):
 
 
 class ExportSettingsIn(_M):
-    width: int | None = Field(default=None, ge=16, le=7680)
-    height: int | None = Field(default=None, ge=16, le=7680)
+    width: Int | None = Field(default=None, ge=16, le=7680)
+    height: Int | None = Field(default=None, ge=16, le=7680)
     fps: Num | None = Field(default=None, ge=1, le=120)
-    crf: int | None = Field(default=None, ge=0, le=51)
+    crf: Int | None = Field(default=None, ge=0, le=51)
     preset: Literal[PRESETS] | None = None  # type: ignore[valid-type]
     upscaler: Literal["lanczos", "ai"] | None = None
 
@@ -141,7 +157,8 @@ def _fmt_validation(exc: ValidationError, what: str = "invalid document") -> str
     parts = []
     for err in exc.errors()[:5]:
         loc = ".".join(str(x) for x in err["loc"])
-        parts.append(f"{loc}: {err['msg']}")
+        msg = err["msg"].removeprefix("Value error, ")  # our own validators' words, as they are
+        parts.append(f"{loc}: {msg}")
     more = len(exc.errors()) - 5
     return f"{what}: " + "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 

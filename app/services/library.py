@@ -6,6 +6,7 @@ lost on a crash) and returns plain data, so the GUI can call it from any thread.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -194,7 +195,7 @@ class Library:
             e0 = duration if end is None else float(end)
             if not (0.0 <= s0 < duration):
                 raise UserError(f"--start {s0:g} is outside the media (0 to {duration:g} s)")
-            if e0 > duration + 1e-3 or e0 <= s0:
+            if not math.isfinite(e0) or e0 > duration + 1e-3 or e0 <= s0:
                 raise UserError(f"--end {e0:g} must be after --start and at most the media's duration {duration:g} s")
             span["start"], span["end"] = s0, min(e0, duration)
 

@@ -33,7 +33,7 @@ def import_media(lib: Library, path: str | os.PathLike, progress=None, check=Non
 
     ``check(info)`` runs after the probe and before anything is stored: it may raise UserError.
     ``progress(done_bytes, total_bytes)`` follows the one read of the file (hashing it, and
-    copying it when it cannot be hard-linked); raise from it to cancel.
+    copying it when the file system cannot clone it); raise from it to cancel.
 
     A file already imported and unchanged since (same path, inode, size and times) is not read
     again: cutting a tenth clip from a two-hour game costs a probe, not a hash of gigabytes.
@@ -58,7 +58,7 @@ def import_media(lib: Library, path: str | os.PathLike, progress=None, check=Non
                 progress(row.size, row.size)
             return _as_dict(row)
     sha = _hash_into_store(lib, src, ext, progress)
-    after = _stat(src)  # hard-linking it changed its ctime: remember the file as it is now
+    after = _stat(src)  # remembered only if nothing wrote to it while it was read
     unchanged = before and after and _content_sig(before) == _content_sig(after)
     with lib.db.write() as s:
         if unchanged:
@@ -87,15 +87,16 @@ class _StoreFailed(Exception):
 
 
 def _hash_into_store(lib: Library, src: Path, ext: str, progress) -> str:
-    """Read ``src`` once: hash it and, unless the store can hard-link it, copy it while hashing.
-    Returns its sha256 with the file under that address in the store."""
+    """Read ``src`` once: hash it and, unless the file system can clone it, copy it while
+    hashing. Returns its sha256 with the file under that address in the store."""
     from app.pipeline.probe import sha256_file
 
-    tmp, linked = lib.media.stage(src, ext)
+    tmp, cloned = lib.media.stage(src, ext)
     try:
-        if linked:
+        if cloned:
             sha = sha256_file(tmp, progress=progress)
         else:
+            _check_room(lib, src)
             with open(tmp, "wb") as out:
                 def write(chunk) -> None:
                     try:
@@ -109,11 +110,25 @@ def _hash_into_store(lib: Library, src: Path, ext: str, progress) -> str:
     except _StoreFailed as exc:
         raise UserError(f"could not store '{src.name}' in the data directory: {exc}") from None
     except OSError as exc:
-        if linked or exc.filename is None or Path(exc.filename) == src:
+        if cloned or exc.filename is None or Path(exc.filename) == src:
             raise UserError(f"'{src}' could not be read: {exc.strerror or exc}") from None
         raise UserError(f"could not store '{src.name}' in the data directory: {exc.strerror or exc}") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _check_room(lib: Library, src: Path) -> None:
+    """Refuse before copying a file the data directory's disk cannot hold."""
+    import shutil
+
+    need = src.stat().st_size
+    try:
+        free = shutil.disk_usage(lib.media.tmp).free
+    except OSError:
+        return
+    if need > free:
+        raise UserError(f"not enough free space in the data directory for '{src.name}': "
+                        f"{need / 1e9:.1f} GB needed, {free / 1e9:.1f} GB free")
 
 
 def _stat(src: Path) -> os.stat_result | None:

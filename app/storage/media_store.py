@@ -1,14 +1,18 @@
 """Content-addressed files in the data directory: ``media/ab/<sha256><ext>``.
 
-Sources are hard-linked when the file system allows (no second copy of a 90-minute game),
-else copied under a temporary name and renamed, so a crash never leaves a half file under a
-final name. Outputs (working and final videos) live here too, addressed the same way.
+A source is cloned when the file system can (copy-on-write: btrfs, XFS, APFS; instant and no
+extra space), else copied, always under a temporary name and then renamed, so a crash never
+leaves a half file under a final name. Never hard-linked: a hard link is the user's file itself,
+and a tool that rewrites the original in place (a re-encode saved over it) would change the
+project's footage under its address. Outputs (working and final videos) live here too,
+addressed the same way.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 import uuid
 from pathlib import Path
 
@@ -34,18 +38,15 @@ class MediaStore:
         return self.tmp / f"{uuid.uuid4().hex}{suffix}"
 
     def stage(self, src: Path | str, ext: str = "") -> tuple[Path, bool]:
-        """A temporary name in the store for ``src``: (path, True) when it is hard-linked to
-        ``src`` (nothing to copy), else (path, False), a name the caller writes the copy to.
-        Either way the caller commits it with ``ingest(path, sha, ext, move=True)`` or removes it."""
+        """A temporary name in the store for ``src``: (path, True) when it holds a clone of
+        ``src`` already (nothing to copy), else (path, False), a name the caller writes the
+        copy to. Either way the caller commits it with ``ingest(path, sha, ext, move=True)`` or
+        removes it."""
         tmp = self.temp_path(ext or ".tmp")
-        try:
-            os.link(src, tmp)
-        except OSError:
-            return tmp, False
-        return tmp, True
+        return tmp, clone_file(src, tmp)
 
     def ingest(self, src: Path | str, sha256: str, ext: str = "", *, move: bool = False) -> Path:
-        """Put ``src`` under its content address (hardlink, else copy; ``move`` renames)."""
+        """Put ``src`` under its content address (a clone, else a copy; ``move`` renames)."""
         dest = self.path_for(sha256, ext)
         if dest.is_file():
             if move:
@@ -57,11 +58,38 @@ class MediaStore:
             return dest
         tmp = self.temp_path(ext or ".tmp")
         try:
-            try:
-                os.link(src, tmp)
-            except OSError:
+            if not clone_file(src, tmp):
                 shutil.copyfile(src, tmp)
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)
         return dest
+
+
+FICLONE = 0x40049409  # Linux ioctl: make dst share src's extents, copy-on-write
+
+
+def clone_file(src: Path | str, dst: Path | str) -> bool:
+    """Clone ``src`` as ``dst`` on a copy-on-write file system: instant, no extra space, and a
+    later write to either file leaves the other unchanged. False (and no ``dst``) where the
+    file system or the platform cannot."""
+    if sys.platform.startswith("linux"):
+        import fcntl
+
+        try:
+            with open(src, "rb") as a, open(dst, "xb") as b:
+                try:
+                    fcntl.ioctl(b.fileno(), FICLONE, a.fileno())
+                    return True
+                except OSError:
+                    pass
+        except OSError:
+            return False
+        Path(dst).unlink(missing_ok=True)
+        return False
+    if sys.platform == "darwin":
+        import ctypes
+
+        clonefile = getattr(ctypes.CDLL(None, use_errno=True), "clonefile", None)
+        return clonefile is not None and clonefile(os.fsencode(src), os.fsencode(dst), 0) == 0
+    return False
