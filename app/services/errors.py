@@ -8,3 +8,7 @@ class NotFound(UserError):
 
 class OperationFailed(Exception):
     """The operation ran and failed (CLI exit code 1)."""
+
+
+class Cancelled(Exception):
+    """Work stopped at the user's request (an import, a save): nothing to report as an error."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from PySide6.QtWidgets import (
 
 from app.jobs.service import ExportService
 from app.services import editing
-from app.services.errors import UserError
+from app.services.errors import Cancelled, UserError
 from app.services.library import ASPECTS, Library
 from app.services.outputs import VIDEO_WORDS, project_output, save_copy, suggested_name
 from app.ui.export_settings import ExportSettingsDialog, saved_weights
@@ -260,6 +261,8 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.unsaved_label)
         self._discard_unsaved = False  # the user chose to quit with edits not saved
         self._cancel_exports_on_quit = False  # the user chose to quit while exports run
+        self._import_stops: dict[str, threading.Event] = {}  # project id -> "stop its import"
+        self._quitting = threading.Event()  # imports in flight stop when the window closes
         self.device_label = QLabel("Renders on: …")
         self.device_label.setMinimumWidth(160)
         self.statusBar().addPermanentWidget(self.device_label)
@@ -396,6 +399,7 @@ class MainWindow(QMainWindow):
         self.ops.close(0.5 if stalled else 10.0)
         for ev_cancel in list(self.exports.cancels.values()):
             ev_cancel.set()
+        self._quitting.set()  # an import in flight stops at its next chunk; its temporary copy goes
         self.proxies.stop()
         self.frames.stop()
         self.pools.close(5000)
@@ -501,7 +505,7 @@ class MainWindow(QMainWindow):
                        open_after: bool = False) -> None:
         """Create a project (with clips from ``files``) off the GUI thread. Unreadable files are
         rejected before anything is created, with a message naming them."""
-        lib, progress_for, started = self.lib, self._import_progress(), []
+        lib, progress_for, started, stops = self.lib, self._import_progress(), [], self._import_stops
         files = [str(f) for f in files or []]
 
         def work():
@@ -516,24 +520,34 @@ class MainWindow(QMainWindow):
                 except Exception as exc:  # noqa: BLE001 - ProbeError or an unreadable file
                     bad.append(f"{Path(f).name}: {exc}")
             if files and len(bad) == len(files):
-                return None, bad
+                return None, bad, False
             pid = lib.create_project(name, aspect)
             started.append(pid)
             good = [f for f in files if not any(b.startswith(Path(f).name + ":") for b in bad)]
+            added = 0
             for i, f in enumerate(good):
                 try:
                     lib.add_clip(pid, f, progress=progress_for(pid, f, i, len(good)))
+                    added += 1
+                except Cancelled:
+                    if not added and stops[pid].is_set():  # nothing of it left: no empty project either
+                        lib.delete_project(pid)
+                        return None, [], True
+                    return pid, bad, True
                 except Exception as exc:  # noqa: BLE001
                     bad.append(f"{Path(f).name}: {exc}")
-            return pid, bad
+            return pid, bad, False
 
         def finished() -> None:
             for pid in started:
                 self.model.set_importing(pid, None)
+                stops.pop(pid, None)
 
         def done(result):
             finished()
-            pid, bad = result
+            pid, bad, cancelled = result
+            if cancelled:
+                self.statusBar().showMessage("Import cancelled", 4000)
             if bad:
                 self.error("Some files could not be imported", "\n".join(bad))
             self.poll(force=True)
@@ -551,7 +565,7 @@ class MainWindow(QMainWindow):
         """``progress_for(project_id, file, i, n)``: a progress(done, total) for ``lib.add_clip``
         that shows the file being read into the store, on the project's card and in the status
         bar, at most four times a second, from any thread."""
-        deliver, last = self.pools.dispatcher.deliver, [0.0]
+        deliver, last, quitting = self.pools.dispatcher.deliver, [0.0], self._quitting
 
         def show(state) -> None:
             pid, what, fraction = state
@@ -560,8 +574,11 @@ class MainWindow(QMainWindow):
 
         def progress_for(pid: str, file: str, i: int, n: int):
             what = f"“{Path(file).name}”" + (f" ({i + 1} of {n})" if n > 1 else "")
+            stop = self._import_stops.setdefault(pid, threading.Event())
 
             def progress(done: int, total: int) -> None:
+                if stop.is_set() or quitting.is_set():
+                    raise Cancelled("import cancelled")
                 now = time.monotonic()
                 if done == 0 or done >= total or now - last[0] >= 0.25:
                     last[0] = now
@@ -573,6 +590,7 @@ class MainWindow(QMainWindow):
 
     def add_clips(self, project_id: str, files: list[str]) -> None:
         lib, progress_for = self.lib, self._import_progress()
+        self._import_stops.setdefault(project_id, threading.Event())  # cancellable before it starts
 
         def work():
             added, bad = [], []
@@ -580,13 +598,18 @@ class MainWindow(QMainWindow):
                 try:
                     added.append((lib.add_clip(project_id, f, progress=progress_for(project_id, f, i, len(files))),
                                   Path(f).name))
+                except Cancelled:
+                    return added, bad, True
                 except Exception as exc:  # noqa: BLE001
                     bad.append(f"{Path(f).name}: {exc}")
-            return added, bad
+            return added, bad, False
 
         def done(result):
             self.model.set_importing(project_id, None)
-            added, bad = result
+            self._import_stops.pop(project_id, None)
+            added, bad, cancelled = result
+            if cancelled:
+                self.statusBar().showMessage("Import cancelled", 4000)
             s = self.sessions.get(project_id)
             for cid, name in added:
                 if s is not None:
@@ -597,10 +620,18 @@ class MainWindow(QMainWindow):
 
         def failed(exc):
             self.model.set_importing(project_id, None)
+            self._import_stops.pop(project_id, None)
             self.error("Cannot add the clip", str(exc))
 
         self.statusBar().showMessage(f"Importing {len(files)} file(s)…", 3000)
         self.pools.submit(work, done, failed)
+
+    def cancel_import(self, project_id: str) -> None:
+        """Stop the import running into ``project_id``: the file being read is dropped (the clips
+        imported before it stay), the rest are not started."""
+        stop = self._import_stops.get(project_id)
+        if stop is not None:
+            stop.set()
 
     def add_clips_dialog(self, project_id: str) -> None:
         files, _ = QFileDialog.getOpenFileNames(self, "Add clips", "", VIDEO_FILTER)
@@ -709,6 +740,9 @@ class MainWindow(QMainWindow):
         row = idx.data(Qt.ItemDataRole.UserRole)
         pid = row["id"]
         m = QMenu(self)
+        if pid in self.model.importing:
+            m.addAction("Cancel import", lambda: self.cancel_import(pid))
+            m.addSeparator()
         m.addAction("Open in framing", lambda: self.open_project(pid, "framing"))
         m.addAction("Open in overlay", lambda: self.open_project(pid, "overlay"))
         m.addSeparator()

@@ -151,3 +151,20 @@ def test_a_card_shows_the_file_it_imports_and_how_far(qtbot, window, tmp_path):
     assert busy != plain and drawn[-1]["importing"] == ("“second half.mp4”", 0.4)
     real(pid, None)
     assert card_image() == plain
+
+
+def test_an_import_cancelled_from_its_card_leaves_nothing_behind(qtbot, window, lib, tmp_path, data_dir):
+    from tests.test_import import padded_video
+
+    pid = lib.create_project("Match")
+    wait_rows(qtbot, window, 1)
+    first, second = padded_video(tmp_path / "first half.mp4", seed=5), padded_video(tmp_path / "second half.mp4", seed=6)
+    window.add_clips(pid, [str(first), str(second)])
+    window.cancel_import(pid)  # before the worker reads a byte
+    qtbot.waitUntil(lambda: window.statusBar().currentMessage() == "Import cancelled", timeout=10000)
+    assert not hasattr(window, "last_error")  # a cancel is not an error
+    assert lib.document(pid)["clips"] == []  # neither file was added
+    assert not list((data_dir / "media").glob("*/*")) and not list((data_dir / "tmp").glob("*"))
+    assert not window.model.importing and not window._import_stops
+    window.add_clips(pid, [str(first)])  # and the next import runs as usual
+    qtbot.waitUntil(lambda: len(lib.document(pid)["clips"]) == 1, timeout=10000)
