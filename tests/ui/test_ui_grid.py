@@ -168,3 +168,22 @@ def test_an_import_cancelled_from_its_card_leaves_nothing_behind(qtbot, window, 
     assert not window.model.importing and not window._import_stops
     window.add_clips(pid, [str(first)])  # and the next import runs as usual
     qtbot.waitUntil(lambda: len(lib.document(pid)["clips"]) == 1, timeout=10000)
+
+
+def test_cancelling_the_import_that_made_a_project_takes_the_empty_project_away(qtbot, window, lib, tmp_path):
+    import threading
+
+    from tests.test_import import padded_video
+
+    src = padded_video(tmp_path / "match.mp4")
+    real_create = window.lib.create_project
+
+    def create_then_cancel(*args):  # the user picks "Cancel import" as soon as the card is there
+        pid = real_create(*args)
+        window._import_stops.setdefault(pid, threading.Event()).set()
+        return pid
+
+    window.lib.create_project = create_then_cancel
+    window.create_project("Match", "9:16", [str(src)])
+    qtbot.waitUntil(lambda: window.statusBar().currentMessage() == "Import cancelled", timeout=10000)
+    assert lib.list_projects() == [] and not hasattr(window, "last_error")
