@@ -7,7 +7,7 @@ import importlib
 import json
 import sys
 
-BENCHES = ["bench_cli", "bench_framing", "bench_overlay", "bench_splice", "bench_memory", "bench_sync", "bench_ui", "bench_playback"]
+BENCHES = ["bench_cli", "bench_import", "bench_framing", "bench_overlay", "bench_splice", "bench_memory", "bench_sync", "bench_ui", "bench_playback"]
 
 
 def main() -> int:

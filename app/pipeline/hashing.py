@@ -13,7 +13,6 @@ def sha256_file(
     path: str | os.PathLike,
     chunk: int = 1 << 20,
     progress: Callable[[int, int], object] | None = None,
-    sink: Callable[[memoryview], object] | None = None,
 ) -> str:
     """Return the lowercase hex SHA-256 of the file at ``path``, reading ``chunk`` bytes at a time.
 
@@ -21,9 +20,6 @@ def sha256_file(
     to cancel, raise from it (the exception propagates, the file is closed). Memory use is one
     chunk whatever the file size, and hashlib releases the GIL while hashing, so this is safe to
     run in a worker thread.
-
-    ``sink(chunk)`` receives every chunk read, in order, before it is hashed: a copy written
-    while hashing reads the source once. The view is reused for the next chunk.
     """
     if chunk <= 0:
         raise ValueError("chunk must be positive")
@@ -39,8 +35,6 @@ def sha256_file(
             n = f.readinto(buf)
             if not n:
                 break
-            if sink is not None:
-                sink(view[:n])
             digest.update(view[:n])
             done += n
             if progress is not None:

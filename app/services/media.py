@@ -32,8 +32,8 @@ def import_media(lib: Library, path: str | os.PathLike, progress=None, check=Non
     """Probe and store a media file; returns the media row as a dict. Idempotent by content.
 
     ``check(info)`` runs after the probe and before anything is stored: it may raise UserError.
-    ``progress(done_bytes, total_bytes)`` follows the one read of the file (hashing it, and
-    copying it when the file system cannot clone it); raise from it to cancel.
+    ``progress(done_bytes, total_bytes)`` follows the copy into the store and the hashing of
+    that copy; raise from it to cancel.
 
     A file already imported and unchanged since (same path, inode, size and times) is not read
     again: cutting a tenth clip from a two-hour game costs a probe, not a hash of gigabytes.
@@ -82,37 +82,39 @@ def import_media(lib: Library, path: str | os.PathLike, progress=None, check=Non
         return _as_dict(row)
 
 
-class _StoreFailed(Exception):
-    """Writing the copy into the data directory failed (full disk, permissions)."""
-
-
 def _hash_into_store(lib: Library, src: Path, ext: str, progress) -> str:
-    """Read ``src`` once: hash it and, unless the file system can clone it, copy it while
-    hashing. Returns its sha256 with the file under that address in the store."""
+    """Clone ``src`` into the store where the file system can, else copy it (in the kernel),
+    then hash what was stored: the address is the hash of the stored bytes by construction,
+    whatever happens to the original meanwhile. Returns its sha256, with the file under that
+    address. ``progress(done, total)`` counts the copy as the first half of the file's bytes
+    and the hashing as the second."""
     from app.pipeline.probe import sha256_file
+    from app.storage.media_store import StoreWriteFailed, copy_file
 
+    size = src.stat().st_size
     tmp, cloned = lib.media.stage(src, ext)
     try:
         if cloned:
-            sha = sha256_file(tmp, progress=progress)
+            half = 0
         else:
             _check_room(lib, src)
-            with open(tmp, "wb") as out:
-                def write(chunk) -> None:
-                    try:
-                        out.write(chunk)
-                    except OSError as exc:
-                        raise _StoreFailed(exc.strerror or str(exc)) from exc
-
-                sha = sha256_file(src, progress=progress, sink=write)
-        lib.media.ingest(tmp, sha, ext, move=True)  # the same content stored before: tmp is dropped
+            tmp.unlink(missing_ok=True)
+            half = size // 2
+            try:
+                copy_file(src, tmp, None if progress is None else lambda d, t: progress(d * half // max(1, t), size))
+            except StoreWriteFailed as exc:
+                raise UserError(f"could not store '{src.name}' in the data directory: {exc.strerror}") from None
+            except OSError as exc:
+                if exc.filename is not None and Path(exc.filename) != src:
+                    raise UserError(f"could not store '{src.name}' in the data directory: {exc.strerror or exc}") from None
+                raise UserError(f"'{src}' could not be read: {exc.strerror or exc}") from None
+        try:
+            sha = sha256_file(tmp, progress=None if progress is None else
+                              lambda d, t: progress(half + d * (size - half) // max(1, t), size))
+            lib.media.ingest(tmp, sha, ext, move=True)  # the same content stored before: tmp is dropped
+        except OSError as exc:
+            raise UserError(f"could not store '{src.name}' in the data directory: {exc.strerror or exc}") from None
         return sha
-    except _StoreFailed as exc:
-        raise UserError(f"could not store '{src.name}' in the data directory: {exc}") from None
-    except OSError as exc:
-        if cloned or exc.filename is None or Path(exc.filename) == src:
-            raise UserError(f"'{src}' could not be read: {exc.strerror or exc}") from None
-        raise UserError(f"could not store '{src.name}' in the data directory: {exc.strerror or exc}") from None
     finally:
         tmp.unlink(missing_ok=True)
 
