@@ -49,7 +49,11 @@ def test_hostile_objects_are_rejected_and_the_valid_ones_applied(make_device, s3
         raw.put_object(Bucket=BUCKET, Key=key, Body=body)
         return key
 
-    devs = [str(uuid.uuid4()) for _ in range(12)]
+    devs = [str(uuid.uuid4()) for _ in range(16)]
+    huge = json.dumps({"format": 1, "kind": "changes", "device": devs[12], "first": 1, "last": 1, "prev": 0,
+                       "created_at": "2026-01-02T03:04:05+00:00", "digest": "0" * 64, "media": [],
+                       "rows": [{"t": "export_settings", "id": str(uuid.uuid4()), "b": {},
+                                 "f": {"crf": ["HUGE", stamp(devs[12])]}}]}).replace('"HUGE"', "1" * 6001)
     good = str(uuid.uuid4())
     good_pid = str(uuid.uuid4())
     valid = batch(good, [project_entry(good, good_pid, "Also legit")])
@@ -75,6 +79,17 @@ def test_hostile_objects_are_rejected_and_the_valid_ones_applied(make_device, s3
                 "media_sha256": ["../../../../tmp/evil", stamp(devs[8])]}}])): "not a sha256",
         put(f"changes/{devs[9]}/000000000001.json.gz", batch(devs[10], [])): "another device",
         put(f"changes/{devs[11]}/000000000001.json.gz", gzip.compress(b"[1, 2, NaN]")): "invalid number",
+        # well-formed values a project may not hold: it would become one that cannot be edited
+        put(f"changes/{devs[12]}/000000000001.json.gz", gzip.compress(huge.encode())): "unreadable JSON number",
+        put(f"changes/{devs[13]}/000000000001.json.gz",
+            batch(devs[13], [{**project_entry(devs[13], str(uuid.uuid4()), "x"),
+                              "f": {"aspect_ratio": ["banana", stamp(devs[13])]}}])): "aspect_ratio: must be one of",
+        put(f"changes/{devs[14]}/000000000001.json.gz",
+            batch(devs[14], [{"t": "export_settings", "id": str(uuid.uuid4()), "b": {},
+                              "f": {"crf": [999, stamp(devs[14])]}}])): "crf: must be 0 to 51",
+        put(f"changes/{devs[15]}/000000000001.json.gz",
+            batch(devs[15], [{"t": "clip", "id": str(uuid.uuid4()), "b": {},
+                              "f": {"rotation": [1000.0, stamp(devs[15])]}}])): "rotation: must be within",
         put("changes/../../escape/000000000001.json.gz", valid): "not a device",
         put("changes/not-a-device/000000000001.json.gz", valid): "not a device",
         put(f"changes/{good}/../../000000000009.json.gz", valid): "",
@@ -125,3 +140,19 @@ def test_a_corrupt_manifest_and_a_tampered_media_object_are_not_used(make_device
     assert b.visible() == {pid: "Media"}  # rows from the batches all the same
     assert not b.lib.media.has(sha, ".mp4")
     assert not any(b.lib.media.tmp.glob("*")) if b.lib.media.tmp.exists() else True
+
+
+def test_the_values_a_remote_row_may_hold_are_those_the_document_allows():
+    """The sync schema's value rules repeat the document's (storage cannot import services):
+    this fails when one side changes without the other."""
+    from app.pipeline.keyframes import ASPECTS
+    from app.pipeline.timeline import MAX_SPEED, MIN_SPEED
+    from app.services.document import MAX_ROTATION, PRESETS, ExportSettingsIn, OverlaySettingsIn, TransitionIn
+
+    assert schema.ASPECTS == tuple(ASPECTS)
+    assert schema.PRESETS == PRESETS and schema.MAX_ROTATION == MAX_ROTATION
+    assert schema.SPEEDS == (MIN_SPEED, MAX_SPEED)
+    for model, table in ((ExportSettingsIn, "export_settings"), (OverlaySettingsIn, "overlay_settings"),
+                         (TransitionIn, "transition")):
+        for name in model.model_fields:
+            assert (table, name) in schema.DOMAINS, f"{table}.{name} has no value rule for remote rows"

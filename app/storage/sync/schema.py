@@ -174,6 +174,8 @@ def parse_json(raw: bytes):
         return json.loads(raw.decode("utf-8"), parse_constant=_no_constants)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SchemaError(f"not JSON ({exc})") from None
+    except ValueError as exc:  # e.g. an integer of thousands of digits
+        raise SchemaError(f"unreadable JSON number ({str(exc)[:80]})") from None
     except RecursionError:
         raise SchemaError("JSON nested too deeply") from None
 
@@ -240,8 +242,68 @@ def _num(v, where: str) -> float:
     return v
 
 
+# --------------------------------------------------------------------------- field values
+# What a row may hold, as `project apply` and the editors allow it (tests/sync checks that these
+# agree with the document's rules). A value outside them is refused with its whole batch, so a
+# remote can never leave a project that cannot be edited or exported.
+
+ASPECTS = ("9:16", "16:9", "1:1", "4:5")
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+SPEEDS = (0.25, 4.0)
+MAX_ROTATION = 20.0
+COLOR_RE = re.compile(r"#[0-9A-Fa-f]{6}")
+SLACK = 1e-3  # the document's own tolerances on starts and box edges are smaller than this
+
+
+def _within(lo: float, hi: float, lo_open: bool = False):
+    return lambda v: (lo < v if lo_open else lo <= v) and v <= hi
+
+
+def _even_size(v) -> bool:
+    return 16 <= v <= 7680 and v % 2 == 0
+
+
+def _items(rule):
+    return lambda items: all(rule(i) for i in items)
+
+
+DOMAINS: dict[tuple[str, str], tuple[object, str]] = {
+    ("project", "name"): (lambda v: 1 <= len(v) <= 200, "1 to 200 characters"),
+    ("project", "aspect_ratio"): (lambda v: v in ASPECTS, "one of " + ", ".join(ASPECTS)),
+    ("transition", "type"): (lambda v: v in ("cut", "fade", "dissolve"), "cut, fade or dissolve"),
+    ("transition", "duration"): (_within(0, 5, lo_open=True), "over 0 and at most 5 s"),
+    ("export_settings", "width"): (_even_size, "an even number of pixels, 16 to 7680"),
+    ("export_settings", "height"): (_even_size, "an even number of pixels, 16 to 7680"),
+    ("export_settings", "fps"): (_within(1, 120), "1 to 120"),
+    ("export_settings", "crf"): (_within(0, 51), "0 to 51"),
+    ("export_settings", "preset"): (lambda v: v in PRESETS, "an x264 preset"),
+    ("export_settings", "upscaler"): (lambda v: v in ("lanczos", "ai"), "lanczos or ai"),
+    ("overlay_settings", "color"): (lambda v: bool(COLOR_RE.fullmatch(v)), "a colour like #FFEB3B"),
+    ("overlay_settings", "shape"): (lambda v: v in ("body", "ground"), "body or ground"),
+    ("overlay_settings", "stroke_width"): (_within(0, 50), "0 to 50"),
+    ("overlay_settings", "fill_opacity"): (_within(0, 1), "0 to 1"),
+    ("overlay_settings", "dim"): (_within(0, 1), "0 to 1"),
+    ("clip", "rotation"): (_within(-MAX_ROTATION, MAX_ROTATION), f"within ±{MAX_ROTATION:g} degrees"),
+    ("clip", "segments"): (_items(lambda i: SPEEDS[0] <= i["speed"] <= SPEEDS[1] and -SLACK <= i["start"] < i["end"]),
+                           f"segments forward in time at speeds {SPEEDS[0]:g} to {SPEEDS[1]:g}"),
+    ("clip", "crop_keyframes"): (_items(lambda i: i["time"] >= 0 and i["width"] >= 16 and i["height"] >= 16
+                                        and i["x"] >= -SLACK and i["y"] >= -SLACK), "boxes of 16 px or more, in the frame"),
+    ("region", "keyframes"): (_items(lambda i: i["time"] >= 0 and i["rx"] > 0 and i["ry"] > 0),
+                              "ellipses with radii over 0"),
+}
+
+
 def check_value(table: str, field: str, v, where: str = ""):
-    """The value, validated against the field's type (raises SchemaError)."""
+    """The value, validated against the field's type and, where it has one, the values the
+    field may hold (raises SchemaError)."""
+    v = _check_type(table, field, v, where)
+    rule = DOMAINS.get((table, field))
+    if rule is not None and v is not None and not rule[0](v):
+        raise SchemaError(f"{where or f'{table}.{field}'}: must be {rule[1]}")
+    return v
+
+
+def _check_type(table: str, field: str, v, where: str = ""):
     spec = FIELDS[table][field]
     where = where or f"{table}.{field}"
     if v is None:
