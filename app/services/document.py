@@ -168,9 +168,22 @@ def _check_export_size(w: int, h: int, aspect: str, what: str) -> None:
         raise UserError(f"{what}: {w}x{h} is not of the aspect ratio {aspect}")
 
 
+def _form_number(v):
+    """The number a form field's text spells ("1080", "29.97"), else the value as it is."""
+    if not isinstance(v, str):
+        return v
+    for kind in (int, float):
+        try:
+            return kind(v.strip())
+        except ValueError:
+            pass
+    return v
+
+
 def check_export_settings(raw: dict, aspect: str) -> dict:
     """A complete ``export_settings`` object (values may be the text of form fields) checked as
     `project apply` checks it for a project of ``aspect``: the typed values, or UserError."""
+    raw = {k: _form_number(v) if k in ("width", "height", "fps", "crf") else v for k, v in raw.items()}
     try:
         es = ExportSettingsIn.model_validate(raw).model_dump()
     except ValidationError as exc:
