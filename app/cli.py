@@ -47,7 +47,7 @@ def default_data_dir() -> Path:
 
 def build_parser() -> Parser:
     from app import __version__
-    from app.pipeline.keyframes import ASPECTS
+    from app.limits import ASPECTS
 
     p = Parser(prog="reelforge", description="Reelforge: highlight reels from long footage.")
     p.add_argument("--version", action="version", version=f"reelforge {__version__}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-MIN_SPEED, MAX_SPEED = 0.25, 4.0
+from app.limits import MAX_SPEED, MIN_SPEED
 
 
 @dataclass(frozen=True, slots=True)

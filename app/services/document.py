@@ -22,6 +22,7 @@ from pydantic import (
 )
 from sqlalchemy.orm import Session
 
+from app.limits import MAX_ROTATION, PRESETS
 from app.pipeline.keyframes import CropKey, box_has_ratio, parse_ratio, refit_keyframes
 from app.pipeline.timeline import MAX_SPEED, MIN_SPEED, Segment, validate_segments
 from app.services.errors import UserError
@@ -40,8 +41,6 @@ from app.storage.models import (
 from app.storage.status import project_status
 from app.storage.tombstones import set_deleted
 
-PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
-MAX_ROTATION = 20.0
 MIN_REGION = 0.5
 TOL = 1e-6
 

@@ -11,4 +11,4 @@ class OperationFailed(Exception):
 
 
 class Cancelled(Exception):
-    """Work stopped at the user's request (an import, a save): nothing to report as an error."""
+    """Work stopped at the user's request (an import): nothing to report as an error."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.pipeline.keyframes import ASPECTS as RATIOS
+from app.limits import ASPECTS as RATIOS
 from app.services.errors import NotFound, UserError
 from app.storage.db import Database
 from app.storage.media_store import MediaStore

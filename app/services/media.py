@@ -52,8 +52,8 @@ def import_media(lib: Library, path: str | os.PathLike, progress=None, check=Non
     before = _stat(src)
     with lib.db.read() as s:
         known = get_meta(s, _seen_key(src, before)) if before else None
-        row = _stored(lib, s, known) if known else None
-        if row is not None:
+        row = s.get(Media, known) if known else None
+        if _stored(lib, row):
             if progress is not None:
                 progress(row.size, row.size)
             return _as_dict(row)
@@ -64,7 +64,7 @@ def import_media(lib: Library, path: str | os.PathLike, progress=None, check=Non
         if unchanged:
             set_meta(s, _seen_key(src, after), sha)
         row = s.get(Media, sha, execution_options={"include_deleted": True})
-        if row is not None and not row.deleted and lib.media.has(sha, row.ext or ""):
+        if _stored(lib, row):
             return _as_dict(row)
         if row is None:
             row = Media(sha256=sha)
@@ -97,8 +97,7 @@ def _hash_into_store(lib: Library, src: Path, ext: str, progress) -> str:
         if cloned:
             half = 0
         else:
-            _check_room(lib, src)
-            tmp.unlink(missing_ok=True)
+            _check_room(lib, src, size)
             half = size // 2
             try:
                 copy_file(src, tmp, None if progress is None else lambda d, t: progress(d * half // max(1, t), size))
@@ -119,11 +118,10 @@ def _hash_into_store(lib: Library, src: Path, ext: str, progress) -> str:
         tmp.unlink(missing_ok=True)
 
 
-def _check_room(lib: Library, src: Path) -> None:
-    """Refuse before copying a file the data directory's disk cannot hold."""
+def _check_room(lib: Library, src: Path, need: int) -> None:
+    """Refuse before copying a file (``need`` bytes) the data directory's disk cannot hold."""
     import shutil
 
-    need = src.stat().st_size
     try:
         free = shutil.disk_usage(lib.media.tmp).free
     except OSError:
@@ -153,11 +151,9 @@ def _seen_key(src: Path, st: os.stat_result) -> str:
     return "imported:" + hashlib.sha256(sig.encode("utf-8", "surrogatepass")).hexdigest()[:40]
 
 
-def _stored(lib: Library, s, sha: str) -> Media | None:
-    row = s.get(Media, sha)
-    if row is None or row.deleted or not lib.media.has(sha, row.ext or ""):
-        return None
-    return row
+def _stored(lib: Library, row: Media | None) -> bool:
+    """``row`` is a live media row whose file is in the store."""
+    return row is not None and not row.deleted and lib.media.has(row.sha256, row.ext or "")
 
 
 def _as_dict(m: Media) -> dict:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import sys
 import uuid
 from collections.abc import Callable
@@ -61,7 +60,7 @@ class MediaStore:
         tmp = self.temp_path(ext or ".tmp")
         try:
             if not clone_file(src, tmp):
-                shutil.copyfile(src, tmp)
+                copy_file(src, tmp)
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)

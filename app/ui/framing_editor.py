@@ -25,7 +25,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.pipeline.keyframes import ASPECTS, Box, CropKey, crop_at, parse_ratio
+from app.limits import ASPECTS
+from app.pipeline.keyframes import Box, CropKey, crop_at, parse_ratio
 from app.pipeline.timeline import MAX_SPEED, MIN_SPEED, Segment
 from app.services.document import with_aspect
 from app.services.editing import split_segments

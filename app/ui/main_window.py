@@ -204,6 +204,21 @@ class EditorPage(QWidget):
         lay.addWidget(self.tabs, 1)
 
 
+def add_files(lib: Library, project_id: str, files: list[str], progress_for) -> tuple[list, list[str], bool]:
+    """Add ``files`` as clips (on a pool thread): ([(clip id, file name)], ["name: why" for each
+    refused file], whether the user cancelled; a cancel stops at the file being read)."""
+    added, bad = [], []
+    for i, f in enumerate(files):
+        try:
+            added.append((lib.add_clip(project_id, f, progress=progress_for(project_id, f, i, len(files))),
+                          Path(f).name))
+        except Cancelled:
+            return added, bad, True
+        except Exception as exc:  # noqa: BLE001 - shown to the user in one message
+            bad.append(f"{Path(f).name}: {exc}")
+    return added, bad, False
+
+
 class MainWindow(QMainWindow):
     def __init__(self, lib: Library, export_service: ExportService | None = None, poll_ms: int = 1000):
         super().__init__()
@@ -524,24 +539,15 @@ class MainWindow(QMainWindow):
             pid = lib.create_project(name, aspect)
             started.append(pid)
             good = [f for f in files if not any(b.startswith(Path(f).name + ":") for b in bad)]
-            added = 0
-            for i, f in enumerate(good):
-                try:
-                    lib.add_clip(pid, f, progress=progress_for(pid, f, i, len(good)))
-                    added += 1
-                except Cancelled:
-                    if not added and stops[pid].is_set():  # nothing of it left: no empty project either
-                        lib.delete_project(pid)
-                        return None, [], True
-                    return pid, bad, True
-                except Exception as exc:  # noqa: BLE001
-                    bad.append(f"{Path(f).name}: {exc}")
-            return pid, bad, False
+            added, more, cancelled = add_files(lib, pid, good, progress_for)
+            if cancelled and not added and stops[pid].is_set():  # nothing of it left: no empty project either
+                lib.delete_project(pid)
+                return None, [], True
+            return pid, bad + more, cancelled
 
         def finished() -> None:
             for pid in started:
-                self.model.set_importing(pid, None)
-                stops.pop(pid, None)
+                self._import_ended(pid)
 
         def done(result):
             finished()
@@ -592,21 +598,8 @@ class MainWindow(QMainWindow):
         lib, progress_for = self.lib, self._import_progress()
         self._import_stops.setdefault(project_id, threading.Event())  # cancellable before it starts
 
-        def work():
-            added, bad = [], []
-            for i, f in enumerate(files):
-                try:
-                    added.append((lib.add_clip(project_id, f, progress=progress_for(project_id, f, i, len(files))),
-                                  Path(f).name))
-                except Cancelled:
-                    return added, bad, True
-                except Exception as exc:  # noqa: BLE001
-                    bad.append(f"{Path(f).name}: {exc}")
-            return added, bad, False
-
         def done(result):
-            self.model.set_importing(project_id, None)
-            self._import_stops.pop(project_id, None)
+            self._import_ended(project_id)
             added, bad, cancelled = result
             if cancelled:
                 self.statusBar().showMessage("Import cancelled", 4000)
@@ -619,12 +612,15 @@ class MainWindow(QMainWindow):
             self.poll(force=True)
 
         def failed(exc):
-            self.model.set_importing(project_id, None)
-            self._import_stops.pop(project_id, None)
+            self._import_ended(project_id)
             self.error("Cannot add the clip", str(exc))
 
         self.statusBar().showMessage(f"Importing {len(files)} file(s)…", 3000)
-        self.pools.submit(work, done, failed)
+        self.pools.submit(lambda: add_files(lib, project_id, files, progress_for), done, failed)
+
+    def _import_ended(self, project_id: str) -> None:
+        self.model.set_importing(project_id, None)
+        self._import_stops.pop(project_id, None)
 
     def cancel_import(self, project_id: str) -> None:
         """Stop the import running into ``project_id``: the file being read is dropped (the clips

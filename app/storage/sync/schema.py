@@ -29,6 +29,7 @@ from datetime import datetime
 
 from sqlalchemy import JSON, Boolean, Float, Integer, String, Text
 
+from app.limits import ASPECTS, MAX_ROTATION, MAX_SPEED, MIN_SPEED, PRESETS
 from app.storage.models import SYNCED_MODELS, IsoDateTime
 
 FORMAT = 1
@@ -243,14 +244,11 @@ def _num(v, where: str) -> float:
 
 
 # --------------------------------------------------------------------------- field values
-# What a row may hold, as `project apply` and the editors allow it (tests/sync checks that these
-# agree with the document's rules). A value outside them is refused with its whole batch, so a
+# What a row may hold, as `project apply` and the editors allow it: the named values come from
+# app.limits as the document's do; the numeric bounds repeat the document's fields (tests/sync
+# checks that every settings field has a rule). A value outside them is refused with its whole batch, so a
 # remote can never leave a project that cannot be edited or exported.
 
-ASPECTS = ("9:16", "16:9", "1:1", "4:5")
-PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
-SPEEDS = (0.25, 4.0)
-MAX_ROTATION = 20.0
 COLOR_RE = re.compile(r"#[0-9A-Fa-f]{6}")
 SLACK = 1e-3  # the document's own tolerances on starts and box edges are smaller than this
 
@@ -284,8 +282,8 @@ DOMAINS: dict[tuple[str, str], tuple[object, str]] = {
     ("overlay_settings", "fill_opacity"): (_within(0, 1), "0 to 1"),
     ("overlay_settings", "dim"): (_within(0, 1), "0 to 1"),
     ("clip", "rotation"): (_within(-MAX_ROTATION, MAX_ROTATION), f"within ±{MAX_ROTATION:g} degrees"),
-    ("clip", "segments"): (_items(lambda i: SPEEDS[0] <= i["speed"] <= SPEEDS[1] and -SLACK <= i["start"] < i["end"]),
-                           f"segments forward in time at speeds {SPEEDS[0]:g} to {SPEEDS[1]:g}"),
+    ("clip", "segments"): (_items(lambda i: MIN_SPEED <= i["speed"] <= MAX_SPEED and -SLACK <= i["start"] < i["end"]),
+                           f"segments forward in time at speeds {MIN_SPEED:g} to {MAX_SPEED:g}"),
     ("clip", "crop_keyframes"): (_items(lambda i: i["time"] >= 0 and i["width"] >= 16 and i["height"] >= 16
                                         and i["x"] >= -SLACK and i["y"] >= -SLACK), "boxes of 16 px or more, in the frame"),
     ("region", "keyframes"): (_items(lambda i: i["time"] >= 0 and i["rx"] > 0 and i["ry"] > 0),
