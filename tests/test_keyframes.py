@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -19,6 +20,7 @@ from app.pipeline.keyframes import (
     ellipse_at,
     ground_ring,
     interpolate,
+    keyframes_of_ratio,
     parse_ratio,
     refit_keyframes,
     region_fade,
@@ -151,6 +153,24 @@ def test_refit_keeps_centre_and_fits(data, new_ratio):
         cx_old, cx_new = old.x + old.width / 2, new.x + new.width / 2
         if new.x > 0.5 and new.x + new.width < w - 0.5:
             assert abs(cx_old - cx_new) <= 1.0
+
+
+@settings(max_examples=100, deadline=None)
+@given(crop_keys(), crop_keys(), st.data())
+def test_keyframes_of_another_ratio_are_refitted_and_the_others_kept(data, other, pick):
+    """Keys merged from a device that still had the old aspect ratio: only those are refitted."""
+    w, h, ratio, keys = data
+    _, _, old_ratio, old = other
+    old = [dataclasses.replace(refit_keyframes([k], w, h, old_ratio)[0], time=k.time + 61) for k in old]
+    mixed = sorted(pick.draw(st.permutations(keys + old)), key=lambda k: k.time)
+    out = keyframes_of_ratio(mixed, w, h, ratio)
+    assert [k.time for k in out] == [k.time for k in mixed]
+    for before, after in zip(mixed, out, strict=True):
+        assert box_has_ratio(after.width, after.height, ratio)
+        assert inside(Box(after.x, after.y, after.width, after.height), w, h)
+        if box_has_ratio(before.width, before.height, ratio):
+            assert after == before
+    assert keyframes_of_ratio(out, w, h, ratio) == out
 
 
 def test_refit_same_height_where_it_fits():

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from app.pipeline.keyframes import CropKey, EllipseKey, parse_ratio
+from app.pipeline.keyframes import CropKey, EllipseKey, keyframes_of_ratio, parse_ratio
 from app.pipeline.plan import (
     Cancelled,
     ClipPlan,
@@ -388,21 +388,24 @@ class ExportService:
             raise UserError("the project has no clips")
         ex = s.get(ExportSettings, project_id)
         tr = s.get(Transition, project_id)
+        ratio = parse_ratio(p.aspect_ratio)
         plans = []
         for c in clips:
             m = s.get(Media, c.media_sha256)
             path = self.lib.media_path(m)
             if not path.is_file():
                 raise RenderError(f"the media of clip {c.id} ('{m.filename}') is missing from the data directory")
+            trim = c.trim
             plans.append(ClipPlan(
                 media_path=str(path), width=m.width, height=m.height, fps=m.fps, has_audio=m.has_audio,
-                source_start=c.source_start, source_end=c.source_end, trim_start=c.trim_start,
-                trim_end=c.trim_end, segments=tuple(Segment(x["start"], x["end"], x["speed"]) for x in c.segments),
-                rotation=c.rotation, crop_keyframes=tuple(CropKey(**k) for k in c.crop_keyframes),
+                source_start=c.source_start, source_end=c.source_end, trim_start=trim[0],
+                trim_end=trim[1], segments=tuple(Segment(x["start"], x["end"], x["speed"]) for x in c.segments),
+                rotation=c.rotation, crop_keyframes=tuple(keyframes_of_ratio(
+                    [CropKey(**k) for k in c.crop_keyframes], m.width, m.height, ratio)),
                 audio=c.audio, display_rotation=m.rotation, vfr=m.vfr,
             ))
         return FramingPlan(
-            clips=tuple(plans), ratio=parse_ratio(p.aspect_ratio), width=ex.width, height=ex.height,
+            clips=tuple(plans), ratio=ratio, width=ex.width, height=ex.height,
             fps=ex.fps, crf=ex.crf, preset=ex.preset, upscaler=ex.upscaler, ai_weights=self.settings.ai_weights,
             transition=tr.type if tr else "cut", transition_duration=tr.duration if tr else 0.5,
             device=self.settings.device,

@@ -218,6 +218,17 @@ def box_has_ratio(width: float, height: float, ratio: float) -> bool:
     return abs(width - round(height * ratio)) <= 1.0
 
 
+def keyframes_of_ratio(keyframes: Sequence[CropKey], frame_w: float, frame_h: float, ratio: float) -> list[CropKey]:
+    """The keyframes a clip is shown and exported with in a project of ``ratio``: each key not of
+    that ratio refitted around its centre (as an aspect change refits them), the others as they
+    are. Sync merges field by field, so a project's new aspect ratio from one device can meet
+    keyframes drawn for the old one on another; preview and export both read them through here."""
+    if all(box_has_ratio(k.width, k.height, ratio) for k in keyframes):
+        return list(keyframes)
+    return [k if box_has_ratio(k.width, k.height, ratio) else refit_keyframes([k], frame_w, frame_h, ratio)[0]
+            for k in keyframes]
+
+
 # --------------------------------------------------------------------------- overlay
 
 

@@ -23,7 +23,7 @@ from pydantic import (
 from sqlalchemy.orm import Session
 
 from app.limits import MAX_ROTATION, PRESETS
-from app.pipeline.keyframes import CropKey, box_has_ratio, parse_ratio, refit_keyframes
+from app.pipeline.keyframes import CropKey, box_has_ratio, keyframes_of_ratio, parse_ratio, refit_keyframes
 from app.pipeline.timeline import MAX_SPEED, MIN_SPEED, Segment, validate_segments
 from app.services.errors import UserError
 from app.services.library import ASPECTS, DEFAULT_SIZES, Library
@@ -246,6 +246,7 @@ def build_document(lib: Library, s: Session, project_id: str) -> dict:
     ov = s.get(OverlaySettings, project_id)
     wv = s.get(WorkingVideo, p.working_video_id) if p.working_video_id else None
     fv = s.get(FinalVideo, p.final_video_id) if p.final_video_id else None
+    ratio = parse_ratio(p.aspect_ratio)
 
     def clip_doc(c: Clip) -> dict:
         m = medias.get(c.media_sha256)
@@ -258,10 +259,12 @@ def build_document(lib: Library, s: Session, project_id: str) -> dict:
             },
             "source_start": c.source_start,
             "source_end": c.source_end,
-            "trim": {"start": c.trim_start, "end": c.trim_end},
+            "trim": dict(zip(("start", "end"), c.trim, strict=True)),
             "segments": [dict(x) for x in c.segments],
             "rotation": c.rotation,
-            "crop_keyframes": [dict(k) for k in c.crop_keyframes],
+            "crop_keyframes": [dict(k) for k in c.crop_keyframes] if m is None else [
+                dataclasses.asdict(k) for k in keyframes_of_ratio([CropKey(**k) for k in c.crop_keyframes],
+                                                                  m.width, m.height, ratio)],
             "audio": c.audio,
         }
 
@@ -323,6 +326,14 @@ def validate_crop_keyframes(keys: list[CropKeyIn], media: Media, length: float, 
     return [{"time": k.time, "x": k.x, "y": k.y, "width": k.width, "height": k.height} for k in keys]
 
 
+def _region_keys(r: RegionIn) -> list[dict]:
+    return [k.model_dump() for k in sorted(r.keyframes, key=lambda k: k.time)]
+
+
+def _region_as_stored(r: RegionIn, row: Region) -> bool:
+    return (r.start, r.end) == (row.start, row.end) and _region_keys(r) == row.keyframes
+
+
 def apply_document(lib: Library, s: Session, project_id: str, raw) -> None:
     doc = parse_document(raw)
     p = lib.get_project(s, project_id)
@@ -377,6 +388,11 @@ def apply_document(lib: Library, s: Session, project_id: str, raw) -> None:
     if doc.overlay is not None and doc.overlay.regions is not None:
         new_regions = sorted(doc.overlay.regions, key=lambda r: r.start)
         seen: set[str] = set()
+        # Regions restated exactly as stored are not checked again: regions drawn on two devices
+        # can meet once merged (each was valid where it was drawn), and an edit elsewhere, which
+        # restates them (the editor sends its whole snapshot), must still apply. What an edit
+        # adds or changes is checked in full, against every region.
+        stored = {id(r) for r in new_regions if r.id in region_rows and _region_as_stored(r, region_rows[r.id])}
         for i, r in enumerate(new_regions):
             if r.id is not None:
                 if r.id not in region_rows:
@@ -384,10 +400,14 @@ def apply_document(lib: Library, s: Session, project_id: str, raw) -> None:
                 if r.id in seen:
                     raise UserError(f"invalid document: overlay.regions: region {r.id!r} is named twice")
                 seen.add(r.id)
+            if id(r) in stored:
+                if any(r.start < q.end - TOL and id(q) not in stored for q in new_regions[:i]):
+                    raise UserError(f"invalid document: overlay.regions: regions overlap at {r.start:g} s")
+                continue
             if r.end - r.start < MIN_REGION - TOL:
                 raise UserError(f"invalid document: overlay.regions: a region is at least {MIN_REGION} s long "
                                 f"({r.start:g}-{r.end:g})")
-            if i and r.start < new_regions[i - 1].end - TOL:
+            if any(r.start < q.end - TOL for q in new_regions[:i]):
                 raise UserError(f"invalid document: overlay.regions: regions overlap at {r.start:g} s")
             for k in r.keyframes:
                 if not (r.start - TOL <= k.time <= r.end + TOL):
@@ -453,7 +473,7 @@ def apply_document(lib: Library, s: Session, project_id: str, raw) -> None:
                 set_deleted(s, row, True)
                 changed = True
         for r in new_regions:
-            keys = [k.model_dump() for k in sorted(r.keyframes, key=lambda k: k.time)]
+            keys = _region_keys(r)
             if r.id:
                 row = region_rows[r.id]
                 for k, v in (("start", r.start), ("end", r.end), ("keyframes", keys)):

@@ -196,7 +196,8 @@ def poster_source(lib: Library, project_id: str) -> tuple[str, float] | None:
         path = lib.media_path(m)
         if not path.is_file():
             return None
-        return str(path), c.source_start + c.trim_start + min(1.0, (c.trim_end - c.trim_start) / 3)
+        start, end = c.trim
+        return str(path), c.source_start + start + min(1.0, (end - start) / 3)
 
 
 def live_media_paths(lib: Library) -> list[str]:

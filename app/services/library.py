@@ -25,6 +25,7 @@ from app.storage.models import (
     Project,
     Region,
     Transition,
+    effective_trim,
     iso,
     utcnow,
 )
@@ -150,12 +151,13 @@ class Library:
             statuses = project_statuses(s)
             counts: dict[str, int] = {}
             durations: dict[str, float] = {}
-            for c in s.execute(select(Clip.project_id, Clip.trim_start, Clip.trim_end, Clip.segments)
+            for c in s.execute(select(Clip.project_id, Clip.trim_start, Clip.trim_end, Clip.segments,
+                                      Clip.source_start, Clip.source_end, Clip.stamps)
                                .where(Clip.deleted.is_(False))):
                 counts[c.project_id] = counts.get(c.project_id, 0) + 1
                 segs = [Segment(x["start"], x["end"], x["speed"]) for x in c.segments]
-                durations[c.project_id] = durations.get(c.project_id, 0.0) + output_duration(
-                    c.trim_start, c.trim_end, segs)
+                trim = effective_trim(c.trim_start, c.trim_end, c.source_end - c.source_start, c.stamps)
+                durations[c.project_id] = durations.get(c.project_id, 0.0) + output_duration(*trim, segs)
             out = []
             for p in projects:
                 st = statuses[p.id]

@@ -178,6 +178,28 @@ class Clip(Synced, Base):
     def length(self) -> float:
         return self.source_end - self.source_start
 
+    @property
+    def trim(self) -> tuple[float, float]:
+        """The trim the clip is shown, exported and counted with: see :func:`effective_trim`."""
+        return effective_trim(self.trim_start, self.trim_end, self.length, self.stamps)
+
+
+def effective_trim(start: float, end: float, length: float, stamps: dict | None) -> tuple[float, float]:
+    """The trim of a clip as stored, made valid. Each device keeps start < end, but sync merges
+    field by field: a start set on one device and an end set on another can cross (start 1.5 from
+    here, end 0.6 from there). Then the newer of the two edits is kept and the older field is taken
+    at its bound (the clip's start or end). The stored values stay the merge's registers and this
+    is a function of them alone, so every device derives the same trim whatever order the writes
+    came in; the next edit of the trim stores valid values again."""
+    if start < end:
+        return start, end
+    stamps = stamps or {}
+    if stamps.get("trim_start", "") > stamps.get("trim_end", "") and start < length:
+        return start, length
+    if end > 0.0:
+        return 0.0, end
+    return 0.0, length
+
 
 class Region(Synced, Base):
     """A spotlight region of the overlay: [start, end] of working-video time with ellipse keyframes."""

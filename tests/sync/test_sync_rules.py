@@ -1,0 +1,118 @@
+"""Edits that are valid on each device stay valid once merged: per-field last-write-wins can pair
+a trim start from one device with a trim end from another, or a project's new aspect ratio with
+crop keyframes drawn for the old one. The merged project must still open, export and round-trip
+through its own document on every device, identically (SYNC.md 4)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.jobs.service import ExportService, Settings
+from app.services import editing
+from app.services.errors import UserError
+from app.storage.models import effective_trim
+from tests.sync.test_sync_converge import editable
+
+
+def shared_clip(a, b, sample_video):
+    pid = a.lib.create_project("Rules")
+    cid = a.lib.add_clip(pid, sample_video, 0.0, 2.0)
+    a.lib.apply(pid, {"export_settings": {"width": 144, "height": 256, "preset": "ultrafast"}})
+    a.sync_ok()
+    b.sync_ok(fetch_media=True)
+    return pid, cid
+
+
+def trim(dev, pid):
+    return dev.lib.document(pid)["clips"][0]["trim"]
+
+
+def test_crossed_trims_keep_the_newer_edit_and_a_valid_clip(make_device, sample_video):
+    a, b = make_device("a"), make_device("b")
+    pid, cid = shared_clip(a, b, sample_video)
+    b.lib.apply(pid, {"clips": [{"id": cid, "trim": {"start": 0.0, "end": 0.6}}]})  # older
+    a.lib.apply(pid, {"clips": [{"id": cid, "trim": {"start": 1.5, "end": 2.0}}]})  # newer
+    b.sync_ok()
+    a.sync_ok()
+    b.sync_ok()
+    # A's start (the newer edit) is kept; B's end, which would put the end before it, yields
+    assert trim(a, pid) == trim(b, pid) == {"start": 1.5, "end": 2.0}
+    assert editable(a.lib.document(pid)) == editable(b.lib.document(pid))
+    assert a.dump() == b.dump()
+    for dev in (a, b):
+        dev.lib.apply(pid, editable(dev.lib.document(pid)) | {"id": pid})  # its own document is valid
+        job = ExportService(dev.lib, Settings(device="cpu")).export(pid, "framing")
+        assert job["status"] == "complete", job
+
+
+def test_keyframes_drawn_for_the_old_aspect_ratio_follow_the_new_one(make_device, sample_video):
+    a, b = make_device("a"), make_device("b")
+    pid, cid = shared_clip(a, b, sample_video)
+    a.lib.apply(pid, {"aspect_ratio": "1:1", "export_settings": {"width": 144, "height": 144}})
+    # B, not knowing yet, draws a 9:16 box (the sample is 320x180: 101x180 is 9:16)
+    b.lib.apply(pid, {"clips": [{"id": cid, "crop_keyframes": [
+        {"time": 0.0, "x": 40, "y": 0, "width": 101, "height": 180},
+        {"time": 1.0, "x": 200, "y": 0, "width": 101, "height": 180}]}]})
+    a.sync_ok()
+    b.sync_ok()
+    a.sync_ok()
+    assert a.dump() == b.dump()
+    for dev in (a, b):
+        doc = dev.lib.document(pid)
+        assert doc["aspect_ratio"] == "1:1"
+        keys = doc["clips"][0]["crop_keyframes"]
+        # square boxes around the drawn centres (90.5 and 250.5), inside the frame
+        assert [(k["width"], k["height"]) for k in keys] == [(180.0, 180.0), (180.0, 180.0)]
+        assert [k["x"] for k in keys] == [0.0, 140.0]
+        dev.lib.apply(pid, editable(doc) | {"id": pid})  # its own document is valid
+        job = ExportService(dev.lib, Settings(device="cpu")).export(pid, "framing")
+        assert job["status"] == "complete", job
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(0.5, 30), st.data())
+def test_the_trim_of_any_merge_of_valid_edits_is_valid_and_keeps_the_newer_edit(length, data):
+    """Each device's trim is valid (0 <= start < end <= length); the merge takes each field from
+    whichever device wrote it last. The trim derived from that is valid, and it is exactly the
+    stored one when that is valid, else the newer field's value is kept."""
+    # a valid trim's start is in [0, length) and its end in (0, length]: one from each device
+    start = data.draw(st.floats(0, length, exclude_max=True))
+    end = data.draw(st.floats(0, length, exclude_min=True))
+    stamps = dict(zip(("trim_start", "trim_end"), data.draw(st.permutations(["0001", "0002"])), strict=True))
+    got = effective_trim(start, end, length, stamps)
+    assert 0.0 <= got[0] < got[1] <= length
+    if start < end:
+        assert got == (start, end)
+    elif stamps["trim_start"] > stamps["trim_end"]:
+        assert got == (start, length)
+    else:
+        assert got == (0.0, end)
+
+
+def test_regions_added_on_two_devices_that_overlap_do_not_lock_the_editor(make_device, sample_video):
+    a, b = make_device("a"), make_device("b")
+    pid, cid = shared_clip(a, b, sample_video)
+    key = {"x": 72, "y": 128, "rx": 20, "ry": 40}
+    ra = editing.add_region(a.lib, pid, 0.5, 1.5, [{"time": 0.5, **key}])
+    rb = editing.add_region(b.lib, pid, 1.0, 2.0, [{"time": 1.0, **key}])  # valid where it was drawn
+    a.sync_ok()
+    b.sync_ok()
+    a.sync_ok()
+    assert a.dump() == b.dump()
+    for dev in (a, b):
+        doc = dev.lib.document(pid)
+        assert [r["id"] for r in doc["overlay"]["regions"]] == [ra, rb]  # both kept, nothing lost
+        # the editor sends its whole snapshot with every edit: an edit elsewhere still applies
+        snap = editing.editable(doc)
+        snap["clips"][0]["trim"] = {"start": 0.2, "end": 1.8}
+        editing.apply_edit(dev.lib, pid, snap)
+        assert dev.lib.document(pid)["clips"][0]["trim"] == {"start": 0.2, "end": 1.8}
+        # but an edit that makes a new overlap is refused, as before
+        snap["overlay"]["regions"][0]["end"] = 1.9
+        with pytest.raises(UserError, match="overlap"):
+            editing.apply_edit(dev.lib, pid, snap)
+        # resolving it by hand works
+        snap["overlay"]["regions"][0]["end"] = 1.0
+        editing.apply_edit(dev.lib, pid, snap)
