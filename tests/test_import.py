@@ -161,3 +161,40 @@ def test_a_copy_that_cannot_be_written_is_told_and_changes_nothing(lib, data_dir
     assert lib.document(pid)["clips"] == []
     assert not any((data_dir / "tmp").iterdir())
     assert not list(lib.media.root.glob("*/*"))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs RLIMIT_FSIZE")
+def test_a_copy_of_a_stored_video_under_another_name_is_not_stored_again(lib, data_dir, elsewhere):
+    """The same game saved under another name: it is recognised by a read, nothing is copied, so
+    it imports even where the data directory could not take a second copy (the file-size limit
+    stands for a nearly full disk). A file of the same size but other bytes is still stored."""
+    import resource
+    import shutil
+    import signal
+
+    src = padded_video(elsewhere / "game.mp4")
+    pid = lib.create_project("Final")
+    first = lib.add_clip(pid, src)
+    copy = shutil.copy(src, elsewhere / "game (copy).mp4")
+    seen = []
+    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4 << 20, old_limit[1]))
+    try:
+        second = lib.add_clip(pid, copy, progress=lambda d, t: seen.append((d, t)))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert stored_file(lib, second) == stored_file(lib, first)
+    size = Path(copy).stat().st_size
+    assert seen[-1] == (size, size) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert not any((data_dir / "tmp").iterdir())
+
+    other = bytearray(Path(src).read_bytes())
+    other[-1] ^= 0xFF  # same size, one byte different (inside the free box: still a video)
+    (elsewhere / "other.mp4").write_bytes(other)
+    seen.clear()
+    third = lib.add_clip(pid, elsewhere / "other.mp4", progress=lambda d, t: seen.append((d, t)))
+    assert stored_file(lib, third) != stored_file(lib, first)
+    assert stored_file(lib, third).read_bytes() == bytes(other)
+    assert seen[-1] == (size, size) and [d for d, _ in seen] == sorted(d for d, _ in seen)
