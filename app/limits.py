@@ -8,3 +8,4 @@ ASPECTS: dict[str, tuple[int, int]] = {"9:16": (9, 16), "16:9": (16, 9), "1:1": 
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 MIN_SPEED, MAX_SPEED = 0.25, 4.0
 MAX_ROTATION = 20.0  # degrees either way
+MAX_NAME = 200  # characters of a project name

@@ -22,7 +22,7 @@ from pydantic import (
 )
 from sqlalchemy.orm import Session
 
-from app.limits import MAX_ROTATION, PRESETS
+from app.limits import MAX_NAME, MAX_ROTATION, PRESETS
 from app.pipeline.keyframes import CropKey, box_has_ratio, keyframes_of_ratio, parse_ratio, refit_keyframes
 from app.pipeline.timeline import MAX_SPEED, MIN_SPEED, Segment, validate_segments
 from app.services.errors import UserError
@@ -144,7 +144,7 @@ class OverlayIn(_M):
 
 
 class DocumentIn(_M):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME)
     aspect_ratio: Literal[ASPECTS] | None = None  # type: ignore[valid-type]
     clips: list[ClipIn] | None = None
     transition: TransitionIn | None = None
@@ -388,11 +388,17 @@ def apply_document(lib: Library, s: Session, project_id: str, raw) -> None:
     if doc.overlay is not None and doc.overlay.regions is not None:
         new_regions = sorted(doc.overlay.regions, key=lambda r: r.start)
         seen: set[str] = set()
-        # Regions restated exactly as stored are not checked again: regions drawn on two devices
-        # can meet once merged (each was valid where it was drawn), and an edit elsewhere, which
-        # restates them (the editor sends its whole snapshot), must still apply. What an edit
-        # adds or changes is checked in full, against every region.
-        stored = {id(r) for r in new_regions if r.id in region_rows and _region_as_stored(r, region_rows[r.id])}
+        # Regions drawn on two devices can overlap once merged (each was valid where it was
+        # drawn), and an edit elsewhere restates them (the editor sends its whole snapshot): an
+        # overlap of two regions that already overlapped is let be, and a region restated exactly
+        # as stored is not checked again. Whatever an edit adds or changes is checked in full.
+        old = {id(r): region_rows[r.id] for r in new_regions if r.id in region_rows}
+        stored = {id(r) for r in new_regions if id(r) in old and _region_as_stored(r, old[id(r)])}
+
+        def overlapped_before(a: RegionIn, b: RegionIn) -> bool:
+            oa, ob = old.get(id(a)), old.get(id(b))
+            return oa is not None and ob is not None and oa.start < ob.end - TOL and ob.start < oa.end - TOL
+
         for i, r in enumerate(new_regions):
             if r.id is not None:
                 if r.id not in region_rows:
@@ -400,15 +406,13 @@ def apply_document(lib: Library, s: Session, project_id: str, raw) -> None:
                 if r.id in seen:
                     raise UserError(f"invalid document: overlay.regions: region {r.id!r} is named twice")
                 seen.add(r.id)
+            if any(r.start < q.end - TOL and not overlapped_before(q, r) for q in new_regions[:i]):
+                raise UserError(f"invalid document: overlay.regions: regions overlap at {r.start:g} s")
             if id(r) in stored:
-                if any(r.start < q.end - TOL and id(q) not in stored for q in new_regions[:i]):
-                    raise UserError(f"invalid document: overlay.regions: regions overlap at {r.start:g} s")
                 continue
             if r.end - r.start < MIN_REGION - TOL:
                 raise UserError(f"invalid document: overlay.regions: a region is at least {MIN_REGION} s long "
                                 f"({r.start:g}-{r.end:g})")
-            if any(r.start < q.end - TOL for q in new_regions[:i]):
-                raise UserError(f"invalid document: overlay.regions: regions overlap at {r.start:g} s")
             for k in r.keyframes:
                 if not (r.start - TOL <= k.time <= r.end + TOL):
                     raise UserError(f"invalid document: overlay.regions: keyframe at {k.time:g} s is outside its "

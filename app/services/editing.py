@@ -54,6 +54,39 @@ def editable(doc: dict) -> dict:
     return out
 
 
+def changes(old: dict, new: dict) -> dict:
+    """What editable snapshot ``new`` changes from ``old``, as a document to apply: an edit (or its
+    undo) writes only the fields it touches. The rest of the snapshot is the editor's copy, which
+    may be older than the database (a sync pull, `project apply` from another process): writing
+    it back would quietly undo those changes. Clips, when any changed, are all named, in order."""
+    out: dict = {}
+    if "aspect_ratio" in new and new["aspect_ratio"] != old.get("aspect_ratio"):
+        out["aspect_ratio"] = new["aspect_ratio"]
+    if "clips" in new:
+        before = {c["id"]: c for c in old.get("clips", [])}
+        clips = [{"id": c["id"], **{k: copy.deepcopy(v) for k, v in c.items()
+                                    if k != "id" and before.get(c["id"], {}).get(k) != v}} for c in new["clips"]]
+        if any(len(c) > 1 for c in clips) or [c["id"] for c in clips] != list(before):
+            out["clips"] = clips
+    if "transition" in new and new["transition"] != old.get("transition"):
+        out["transition"] = dict(new["transition"])
+    if new.get("export_settings") is not None:
+        was = old.get("export_settings") or {}
+        if diff := {k: v for k, v in new["export_settings"].items() if was.get(k) != v}:
+            out["export_settings"] = diff
+    ov, was_ov = new.get("overlay") or {}, old.get("overlay") or {}
+    overlay: dict = {}
+    if ov.get("settings") is not None:
+        was = was_ov.get("settings") or {}
+        if diff := {k: v for k, v in ov["settings"].items() if was.get(k) != v}:
+            overlay["settings"] = diff
+    if ov.get("regions") is not None and ov["regions"] != was_ov.get("regions"):
+        overlay["regions"] = copy.deepcopy(ov["regions"])
+    if overlay:
+        out["overlay"] = overlay
+    return out
+
+
 def _reconcile(lib: Library, s, project_id: str, doc: dict) -> dict:
     doc = copy.deepcopy(doc)
     live = [c.id for c in lib.clips_of(s, project_id)]

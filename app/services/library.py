@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.limits import ASPECTS as RATIOS
+from app.limits import MAX_NAME
 from app.services.errors import NotFound, UserError
 from app.storage.db import Database
 from app.storage.media_store import MediaStore
@@ -81,8 +82,8 @@ class Library:
         name = (name or "").strip()
         if not name:
             raise UserError("a project needs a name")
-        if len(name) > 200:
-            raise UserError("a project name has at most 200 characters")
+        if len(name) > MAX_NAME:
+            raise UserError(f"a project name has at most {MAX_NAME} characters")
         if aspect not in ASPECTS:
             raise UserError(f"aspect must be one of {', '.join(ASPECTS)}, not {aspect!r}")
         w, h = DEFAULT_SIZES[aspect]
@@ -99,9 +100,11 @@ class Library:
         name = (name or "").strip()
         if not name:
             raise UserError("a project needs a name")
+        if len(name) > MAX_NAME:
+            raise UserError(f"a project name has at most {MAX_NAME} characters")
         with self.db.write() as s:
             p = self.get_project(s, project_id)
-            p.name = name[:200]
+            p.name = name
             self.touch(p)
 
     def delete_project(self, project_id: str) -> None:
@@ -127,7 +130,7 @@ class Library:
         """A new project with the same clips and edits (outputs are not copied)."""
         with self.db.write() as s:
             src = self.get_project(s, project_id)
-            p = Project(name=(name or f"{src.name} (copy)")[:200], aspect_ratio=src.aspect_ratio)
+            p = Project(name=(name or f"{src.name} (copy)")[:MAX_NAME], aspect_ratio=src.aspect_ratio)
             s.add(p)
             s.flush()
             for model in (Transition, ExportSettings, OverlaySettings):

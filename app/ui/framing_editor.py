@@ -171,6 +171,7 @@ class PlayerMixin:
         if self.session is session:
             return
         if self.session is not None:
+            self._flush_pending()  # into the project it was made in, before the editor changes project
             self.session.changed.disconnect(self.refresh)
             self.session.changed.disconnect(self._follow_edit)
         self.set_rate(0.0)
@@ -182,6 +183,9 @@ class PlayerMixin:
 
     def _forget_selection(self) -> None:
         """What was selected in the last project (its clip, its region)."""
+
+    def _flush_pending(self) -> None:
+        """Commit an edit still waiting in a widget (a slider at rest soon, a value being typed)."""
 
     # -- what an editor says about its media
     def media(self) -> tuple[str, float] | None:
@@ -452,7 +456,9 @@ class FramingEditor(QWidget, PlayerMixin):
         self.speed.setRange(MIN_SPEED, MAX_SPEED)
         self.speed.setSingleStep(0.25)
         self.speed.setSuffix("×")
-        self.speed.editingFinished.connect(lambda: self.set_speed(self.speed.value()))
+        self._typed_speed: tuple[str, int, float] | None = None  # (clip, segment, speed) typed, not yet committed
+        self.speed.valueChanged.connect(self._on_speed_typed)
+        self.speed.editingFinished.connect(self._flush_pending)
         cf.addRow("Segment speed", self.speed)
         self.split_btn = QPushButton(icon("split"), "Split at playhead (S)")
         self.split_btn.clicked.connect(self.split)
@@ -544,8 +550,7 @@ class FramingEditor(QWidget, PlayerMixin):
                                    [k["time"] for k in c["crop_keyframes"]], self.fps())
             self.timeline.strip.set_source(s.media_paths.get(c["id"]), c["source_start"],
                                            m.get("width", 16) / max(m.get("height", 9), 1))
-            seg = self.segment_index(self.t)
-            self.speed.setValue(c["segments"][seg]["speed"] if c["segments"] else 1.0)
+            self._show_speed()
             n = len(c["crop_keyframes"])
             self.info.setText(f"{m.get('width')}×{m.get('height')} · {m.get('fps', 0):g} fps · "
                               f"{n} keyframe{'s' if n != 1 else ''} · trim {c['trim']['start']:.2f}–"
@@ -594,8 +599,8 @@ class FramingEditor(QWidget, PlayerMixin):
         """The playhead at ``t``: timeline, readout, segment speed and the crop box (crop_at)."""
         self._move_playhead(t)
         if not self._syncing and self.clip():
-            seg = self.segment_index(self.t)
-            self.speed.setValue(self.clip()["segments"][seg]["speed"])
+            self._flush_pending()  # a speed typed for the segment the playhead leaves
+            self._show_speed()
         self.update_box()
 
     def media(self) -> tuple[str, float] | None:
@@ -674,6 +679,11 @@ class FramingEditor(QWidget, PlayerMixin):
 
     def move_key(self, i: int, t: float) -> None:
         t = self.snapped(t)
+        half = 0.5 / self.fps()
+        if any(abs(k["time"] - t) < half for j, k in enumerate(self._keys()) if j != i):
+            self.message.emit(f"A keyframe is already at {t:.2f} s: move or delete that one first")
+            self.refresh()  # the dragged diamond goes back
+            return
 
         def fn(c):
             keys = c["crop_keyframes"]
@@ -699,14 +709,37 @@ class FramingEditor(QWidget, PlayerMixin):
             return
         self._clip_edit("Split", lambda cc: cc.__setitem__("segments", split_segments(cc["segments"], t)))
 
-    def set_speed(self, speed: float) -> None:
+    def set_speed(self, speed: float, segment: int | None = None) -> None:
         c = self.clip()
         if c is None or self._syncing:
             return
-        i = self.segment_index(self.t)
-        if abs(c["segments"][i]["speed"] - speed) < 1e-9:
+        i = self.segment_index(self.t) if segment is None else segment
+        if not 0 <= i < len(c["segments"]) or abs(c["segments"][i]["speed"] - speed) < 1e-9:
             return
         self._clip_edit("Segment speed", lambda cc: cc["segments"][i].__setitem__("speed", float(speed)))
+
+    def _show_speed(self) -> None:
+        """The speed box shows the speed of the segment under the playhead."""
+        c = self.clip()
+        segs = c["segments"] if c else []
+        self.speed.blockSignals(True)  # not a user's edit
+        try:
+            self.speed.setValue(segs[self.segment_index(self.t)]["speed"] if segs else 1.0)
+        finally:
+            self.speed.blockSignals(False)
+
+    def _on_speed_typed(self, v: float) -> None:
+        """Remember which segment a speed is being typed for: a click elsewhere on the timeline
+        moves the playhead before the box loses focus, and the speed still goes to that segment."""
+        c = self.clip()
+        if c is not None and not self._syncing:
+            self._typed_speed = (c["id"], self.segment_index(self.t), float(v))
+
+    def _flush_pending(self) -> None:
+        pending, self._typed_speed = self._typed_speed, None
+        c = self.clip()
+        if pending is not None and c is not None and c["id"] == pending[0]:
+            self.set_speed(pending[2], pending[1])
 
     def _on_rotation_moved(self, v: int) -> None:
         self.rotation_label.setText(f"{v / 10:.1f}°")
@@ -755,6 +788,7 @@ class FramingEditor(QWidget, PlayerMixin):
             return
         cid = cur.data(Qt.ItemDataRole.UserRole)
         if cid != self.clip_id:
+            self._flush_pending()  # a speed typed for the clip being left
             self.clip_id = cid
             self.set_rate(0.0)
             self.t = 0.0

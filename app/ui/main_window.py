@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import logging
 import sys
 import threading
@@ -9,7 +10,7 @@ import time
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QAction, QDesktopServices, QKeySequence, QUndoGroup
+from PySide6.QtGui import QAction, QDesktopServices, QKeySequence, QShortcut, QUndoGroup
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
     QMenu,
     QMessageBox,
     QPushButton,
+    QSizePolicy,
     QStackedWidget,
     QSystemTrayIcon,
     QTabWidget,
@@ -35,6 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.jobs.service import ExportService
+from app.limits import MAX_NAME
 from app.services import editing
 from app.services.errors import Cancelled, UserError
 from app.services.library import ASPECTS, Library
@@ -61,6 +64,7 @@ from app.ui.workers import Pools, collect_on_gui_thread, settle_heap
 log = logging.getLogger(__name__)
 
 VIDEO_EXTS = (".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mts", ".m2ts", ".3gp", ".mpg", ".mpeg", ".ts")
+TITLE_CHARS = 60  # a longer project name is shortened in the editor's header (whole in its tooltip)
 VIDEO_FILTER = f"Videos ({' '.join('*' + e for e in VIDEO_EXTS)});;All files (*)"  # for the file dialogs
 
 SHORTCUTS = [
@@ -79,6 +83,7 @@ SHORTCUTS = [
     ("Ctrl+E", "Export (in an editor)"),
     ("Ctrl+Shift+S", "Save the exported video as… (in an editor)"),
     ("Esc", "Back to the projects"),
+    ("Enter / F2 / Delete", "Open / rename / delete the selected project (in the projects)"),
 ]
 
 
@@ -192,6 +197,8 @@ class EditorPage(QWidget):
         self.back_btn.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.back_btn.clicked.connect(self.back.emit)
         self.title = QLabel()
+        # a long name never widens the window: it is shortened, and clipped if there is less room
+        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.status = QLabel()
         top.addWidget(self.back_btn)
         top.addWidget(self.title)
@@ -349,6 +356,12 @@ class MainWindow(QMainWindow):
         g.new_btn.clicked.connect(self.new_project_dialog)
         g.import_btn.clicked.connect(self.import_dialog)
         g.view.doubleClicked.connect(lambda idx: self.open_project(idx.data(Qt.ItemDataRole.UserRole)["id"]))
+        for keys, fn in (((Qt.Key.Key_Return, Qt.Key.Key_Enter), self.open_project),
+                         ((Qt.Key.Key_F2,), self.rename_dialog),
+                         ((Qt.Key.Key_Delete,), self.delete_project)):
+            for key in keys:  # the keyboard on the selected card
+                sc = QShortcut(QKeySequence(key), g.view, context=Qt.ShortcutContext.WidgetShortcut)
+                sc.activated.connect(lambda fn=fn: self._on_current_card(fn))
         g.view.customContextMenuRequested.connect(self._context_menu)
         self.framing.exportRequested.connect(self.start_export)
         self.overlay.exportRequested.connect(self.start_export)
@@ -409,6 +422,8 @@ class MainWindow(QMainWindow):
         st.setValue("window/geometry", self.saveGeometry())
         st.setValue("window/state", self.saveState())
         self.poll_timer.stop()
+        for ed in (self.framing, self.overlay):
+            ed._flush_pending()  # a slider at rest soon, a speed being typed
         for s in self.sessions.values():
             s.close(0.5 if stalled else 10.0)
         self.ops.close(0.5 if stalled else 10.0)
@@ -452,6 +467,11 @@ class MainWindow(QMainWindow):
             self.names.clear()
             self.names.update({r["id"]: r["name"] for r in rows})
             self.model.set_rows(rows)
+            for r in rows:  # an open project changed elsewhere (a sync pull, another process): show it
+                s = self.sessions.get(r["id"])
+                if s is not None and s.doc is not None and s.writer.pending == 0 \
+                        and r["updated_at"] != s.doc.get("updated_at"):
+                    s.load()
             self.grid_page.proxy.invalidate()
             self.exports.set_polled(jobs)
             self.grid_page.update_state()
@@ -520,27 +540,30 @@ class MainWindow(QMainWindow):
                        open_after: bool = False) -> None:
         """Create a project (with clips from ``files``) off the GUI thread. Unreadable files are
         rejected before anything is created, with a message naming them."""
-        lib, progress_for, started, stops = self.lib, self._import_progress(), [], self._import_stops
+        lib, progress_for, started, stops, quitting = (self.lib, self._import_progress(), [], self._import_stops,
+                                                       self._quitting)
         files = [str(f) for f in files or []]
 
         def work():
             from app.pipeline.probe import probe
             from app.services.media import check_readable_file
 
-            bad = []
-            for f in files:
+            bad, good = [], []
+            for f in files:  # by path: two camera cards often hold files of the same name
                 try:
                     check_readable_file(Path(f))
                     probe(f)
+                    good.append(f)
                 except Exception as exc:  # noqa: BLE001 - ProbeError or an unreadable file
                     bad.append(f"{Path(f).name}: {exc}")
-            if files and len(bad) == len(files):
+            if files and not good:
                 return None, bad, False
             pid = lib.create_project(name, aspect)
             started.append(pid)
-            good = [f for f in files if not any(b.startswith(Path(f).name + ":") for b in bad)]
             added, more, cancelled = add_files(lib, pid, good, progress_for)
-            if cancelled and not added and stops[pid].is_set():  # nothing of it left: no empty project either
+            stop = stops.get(pid)
+            if cancelled and not added and (quitting.is_set() or (stop is not None and stop.is_set())):
+                # cancelled, or the window closed: nothing of it left, no empty project either
                 lib.delete_project(pid)
                 return None, [], True
             return pid, bad + more, cancelled
@@ -634,10 +657,23 @@ class MainWindow(QMainWindow):
         if files:
             self.add_clips(project_id, files)
 
+    def _on_current_card(self, fn) -> None:
+        idx = self.grid_page.view.currentIndex()
+        if idx.isValid():
+            fn(idx.data(Qt.ItemDataRole.UserRole)["id"])
+
+    def rename_dialog(self, project_id: str) -> None:
+        old = self.names.get(project_id, "")
+        name, ok = QInputDialog.getText(self, "Rename project", "Name", text=old)
+        if ok and name.strip():
+            self.rename_project(project_id, name)
+
     def rename_project(self, project_id: str, name: str) -> None:
         old = self.names.get(project_id, "")
         if not name.strip():
             self.error("Cannot rename", "a project needs a name")
+        elif len(name.strip()) > MAX_NAME:
+            self.error("Cannot rename", f"a project name has at most {MAX_NAME} characters")
         elif name.strip() != old:
             self.ops.rename(project_id, old, name)
 
@@ -743,12 +779,7 @@ class MainWindow(QMainWindow):
         m.addAction("Open in overlay", lambda: self.open_project(pid, "overlay"))
         m.addSeparator()
 
-        def rename():
-            name, ok = QInputDialog.getText(self, "Rename project", "Name", text=row["name"])
-            if ok and name.strip():
-                self.rename_project(pid, name)
-
-        m.addAction("Rename…", rename)
+        m.addAction("Rename…", lambda: self.rename_dialog(pid))
         m.addAction("Duplicate", lambda: self.duplicate_project(pid))
         m.addAction("Reveal outputs", lambda: self.reveal_outputs(pid))
         if row.get("has_final_video"):
@@ -844,7 +875,9 @@ class MainWindow(QMainWindow):
         i = self.model.row_of(s.project_id)
         row = self.model.data(self.model.index(i), ROW_ROLE) if i >= 0 else None  # live export progress
         name = (s.doc or {}).get("name") or (row or {}).get("name", "")
-        self.editor_page.title.setText(f"<span style='font-size:14pt; font-weight:600'>{name}</span>")
+        short = name if len(name) <= TITLE_CHARS else name[:TITLE_CHARS - 1] + "…"
+        self.editor_page.title.setText(f"<span style='font-size:14pt; font-weight:600'>{html.escape(short)}</span>")
+        self.editor_page.title.setToolTip(name if short != name else "")
         if row:
             label = STATUS_LABELS.get(row["status"], row["status"])
             if row.get("progress") is not None:

@@ -365,6 +365,12 @@ class OverlayEditor(QWidget, PlayerMixin):
              "dim": self.dim.value() / 100}
         self.session.edit("Spotlight settings", lambda d: d["overlay"].__setitem__("settings", s))
 
+    def _flush_pending(self) -> None:
+        """A fill or dim still settling is committed to the project it was set in, at once."""
+        if self._settings_timer.isActive():
+            self._settings_timer.stop()
+            self.commit_settings()
+
     def hideEvent(self, ev) -> None:  # noqa: N802
         self.set_rate(0.0)
         super().hideEvent(ev)

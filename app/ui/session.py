@@ -32,10 +32,10 @@ class DocCommand(QUndoCommand):
         self.session, self.before, self.after = session, before, after
 
     def redo(self) -> None:
-        self.session._set_editable(self.after)
+        self.session._set_editable(editing.changes(self.before, self.after))
 
     def undo(self) -> None:
-        self.session._set_editable(self.before)
+        self.session._set_editable(editing.changes(self.after, self.before))
 
 
 class ClipCommand(QUndoCommand):
@@ -142,8 +142,9 @@ class ProjectSession(QObject):
         self.undo_stack.push(DocCommand(self, text, before, after))
 
     def _set_editable(self, snap: dict) -> None:
+        """Show ``snap`` (the fields an edit changes: :func:`editing.changes`) and write it."""
         doc = self.doc
-        if doc is None:
+        if doc is None or not snap:
             return
         if "aspect_ratio" in snap:
             doc["aspect_ratio"] = snap["aspect_ratio"]
@@ -158,9 +159,13 @@ class ProjectSession(QObject):
         if "transition" in snap:
             doc["transition"] = dict(snap["transition"])
         if "export_settings" in snap:
-            doc["export_settings"] = dict(snap["export_settings"])
+            doc["export_settings"] = {**(doc.get("export_settings") or {}), **snap["export_settings"]}
         if "overlay" in snap:
-            doc.setdefault("overlay", {}).update(copy.deepcopy(snap["overlay"]))
+            ov = doc.setdefault("overlay", {})
+            if "settings" in snap["overlay"]:
+                ov["settings"] = {**(ov.get("settings") or {}), **snap["overlay"]["settings"]}
+            if "regions" in snap["overlay"]:
+                ov["regions"] = copy.deepcopy(snap["overlay"]["regions"])
         self.changed.emit()
         lib, pid, snap = self.lib, self.project_id, copy.deepcopy(snap)
         self.submit("edit", lambda: editing.apply_edit(lib, pid, snap))

@@ -109,10 +109,16 @@ def test_regions_added_on_two_devices_that_overlap_do_not_lock_the_editor(make_d
         snap["clips"][0]["trim"] = {"start": 0.2, "end": 1.8}
         editing.apply_edit(dev.lib, pid, snap)
         assert dev.lib.document(pid)["clips"][0]["trim"] == {"start": 0.2, "end": 1.8}
-        # but an edit that makes a new overlap is refused, as before
-        snap["overlay"]["regions"][0]["end"] = 1.9
+        # one of the two can still be edited where it stays on the other
+        snap["overlay"]["regions"][1]["end"] = 2.2
+        editing.apply_edit(dev.lib, pid, snap)
+        # but an overlap that an edit makes is refused, as before
         with pytest.raises(UserError, match="overlap"):
-            editing.apply_edit(dev.lib, pid, snap)
-        # resolving it by hand works
+            editing.apply_edit(dev.lib, pid, snap | {"overlay": {"regions": [
+                *snap["overlay"]["regions"], {"id": None, "start": 1.8, "end": 2.6, "keyframes": [{"time": 2.0, **key}]}]}})
+        # resolving it by hand works, and it then stays resolved
         snap["overlay"]["regions"][0]["end"] = 1.0
         editing.apply_edit(dev.lib, pid, snap)
+        snap["overlay"]["regions"][0]["end"] = 1.5
+        with pytest.raises(UserError, match="overlap"):
+            editing.apply_edit(dev.lib, pid, snap)

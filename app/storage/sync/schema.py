@@ -29,7 +29,7 @@ from datetime import datetime
 
 from sqlalchemy import JSON, Boolean, Float, Integer, String, Text
 
-from app.limits import ASPECTS, MAX_ROTATION, MAX_SPEED, MIN_SPEED, PRESETS
+from app.limits import ASPECTS, MAX_NAME, MAX_ROTATION, MAX_SPEED, MIN_SPEED, PRESETS
 from app.storage.models import SYNCED_MODELS, IsoDateTime
 
 FORMAT = 1
@@ -266,7 +266,7 @@ def _items(rule):
 
 
 DOMAINS: dict[tuple[str, str], tuple[object, str]] = {
-    ("project", "name"): (lambda v: 1 <= len(v) <= 200, "1 to 200 characters"),
+    ("project", "name"): (lambda v: 1 <= len(v) <= MAX_NAME, f"1 to {MAX_NAME} characters"),
     ("project", "aspect_ratio"): (lambda v: v in ASPECTS, "one of " + ", ".join(ASPECTS)),
     ("transition", "type"): (lambda v: v in ("cut", "fade", "dissolve"), "cut, fade or dissolve"),
     ("transition", "duration"): (_within(0, 5, lo_open=True), "over 0 and at most 5 s"),
