@@ -36,7 +36,8 @@ def add_export_parser(sub) -> None:
 
 
 class Progress:
-    """A bar when stderr is a terminal, else plain percentage lines (at most one a second)."""
+    """A bar when stderr is a terminal, else plain percentage lines: one a second (the same
+    percentage again while a slow export stays on it) and the last at 100 %."""
 
     def __init__(self, label: str, after: float = 0.0):
         """``after``: show nothing for work that ends within that many seconds."""
@@ -56,7 +57,7 @@ class Progress:
                 filled = ipct * 30 // 100
                 sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {ipct:3d}%{self.eta(pct, t)}")
                 sys.stderr.flush()
-        elif ipct != self.last_pct and (t - self.last_t >= 1.0 or ipct == 100):
+        elif t - self.last_t >= 1.0 or (ipct == 100 and self.last_pct != 100):
             sys.stderr.write(f"{self.label} {ipct}%\n")
             sys.stderr.flush()
             self.last_t = t

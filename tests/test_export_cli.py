@@ -191,6 +191,24 @@ def test_terminal_progress_bar_says_the_time_left(monkeypatch, capsys):
     assert "\rexport framing [############..................]  40%" in capsys.readouterr().err
 
 
+def test_plain_progress_says_something_every_second_even_when_slow(monkeypatch, capsys):
+    """Off a terminal: a line a second, the same percentage again while a slow export (a slow
+    preset, a long 4K clip) stays on it, never more often, and the last at 100 %."""
+    import app.cli_export as ce
+
+    clock = [1000.0]
+    monkeypatch.setattr(ce.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    bar = ce.Progress("export framing")
+    for step in range(41):  # 10 s at 0.25 s a call, 0.3 % a second
+        clock[0] = 1000.0 + step * 0.25
+        bar(step * 0.075)
+    bar(100.0)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[:3] == ["export framing 0%"] * 3
+    assert len(lines) == 12 and lines[-2] == "export framing 3%" and lines[-1] == "export framing 100%"
+
+
 def test_a_gpu_asked_for_by_name_that_is_not_there_is_refused(cli, project):
     from app.pipeline.device import pick_device
 

@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+from sqlalchemy import select
 
 from app.jobs.service import ExportService, Settings
 from app.storage.models import ExportJob, Project, WorkingVideo
@@ -82,6 +83,41 @@ def test_output_committed_after_the_file_is_in_place(lib, tmp_path):
         from app.pipeline.hashing import sha256_file
 
         assert sha256_file(lib.output_path(wv.sha256)) == wv.sha256
+
+
+@pytest.mark.parametrize("when", ["while hashing", "at the commit"])
+def test_a_cancel_that_lands_while_the_output_is_committed_leaves_no_file(lib, tmp_path, monkeypatch, when):
+    """`export cancel` from another process arriving after the render, while the output is hashed
+    or while it is being committed: the export ends cancelled and nothing of it stays in the
+    store (no orphan video that nothing points at). The cancel's moment is injected: it cannot be
+    timed for real."""
+    import app.pipeline.hashing as hashing
+
+    src = make_video(tmp_path / "h.mp4", duration=1.0)
+    pid = lib.create_project("Race")
+    lib.add_clip(pid, src)
+    svc = ExportService(lib, Settings(device="cpu"))
+    before = set(lib.media.root.rglob("*.mp4"))
+    if when == "while hashing":
+        real = hashing.sha256_file
+
+        def hashing_then_cancel(path, *a, **kw):
+            out = real(path, *a, **kw)
+            job = next(j for j in svc.list_jobs() if j["status"] == "running")
+            ExportService(lib).cancel(job["id"])  # the other process's command
+            return out
+
+        monkeypatch.setattr(hashing, "sha256_file", hashing_then_cancel)
+    else:
+        def register_fails(*_a, **_kw):
+            raise OSError(5, "Input/output error")  # the commit fails once the file is placed
+
+        monkeypatch.setattr(svc, "_register", register_fails)
+    job = svc.export(pid, "framing")
+    assert job["status"] == ("cancelled" if when == "while hashing" else "failed"), job
+    assert set(lib.media.root.rglob("*.mp4")) == before
+    assert lib.document(pid)["working_video"] is None
+    assert lib.status(pid).status != "exporting_framing"
 
 
 def test_cancel_of_a_queued_job(lib, tmp_path):
@@ -173,7 +209,7 @@ def test_deleting_a_project_stops_its_export(lib, tmp_path):
     t.join(10)
     assert not t.is_alive() and time.monotonic() - t0 < 2.0  # stopped, not rendered to the end
     job = out["result"]
-    assert (job["status"], job["error"]) == ("cancelled", "cancelled: the project was deleted")
+    assert (job["status"], job["error"]) == ("cancelled", "the project was deleted")
     assert list(lib.media.tmp.glob("*")) == []
     lib.restore_project(pid)  # Edit → Undo: the project is back as it was, without an output
     assert lib.document(pid)["working_video"] is None
@@ -191,7 +227,7 @@ def test_a_delete_that_sync_brings_in_stops_the_export_too(lib, tmp_path):
         set_deleted(s, s.get(Project, pid), True)
     t.join(10)
     assert not t.is_alive() and time.monotonic() - t0 < 2.0
-    assert (out["result"]["status"], out["result"]["error"]) == ("cancelled", "cancelled: the project was deleted")
+    assert (out["result"]["status"], out["result"]["error"]) == ("cancelled", "the project was deleted")
 
 
 def test_a_queued_export_of_a_deleted_project_is_cancelled_when_its_turn_comes(lib, tmp_path):
@@ -201,5 +237,34 @@ def test_a_queued_export_of_a_deleted_project_is_cancelled_when_its_turn_comes(l
     lib.delete_project(pid)
     job = svc.run(job_id)
     assert not gate.started.is_set()  # nothing rendered
-    assert (job["status"], job["error"]) == ("cancelled", "cancelled: the project was deleted")
+    assert (job["status"], job["error"]) == ("cancelled", "the project was deleted")
     assert list(lib.media.tmp.glob("*")) == []
+
+
+def test_a_live_export_kept_from_its_heartbeat_is_not_called_gone_and_a_reaped_one_stops(lib, tmp_path):
+    """On this host, an export whose process is still there may miss heartbeats for a while (paused,
+    or the database held by a long lock) before it counts as interrupted; one on another host
+    counts as gone after 10 s of silence. An export that was marked interrupted all the same
+    stops working at its next heartbeat instead of rendering on for nothing."""
+    from datetime import UTC, datetime, timedelta
+
+    from app.storage.procs import HOST
+    from app.storage.status import job_alive
+
+    t = datetime.now(UTC)
+    here = ExportJob(project_id="p", type="framing", status="running", pid=os.getpid(), host=HOST)
+    there = ExportJob(project_id="p", type="framing", status="running", pid=os.getpid(), host=HOST + "-other")
+    for job, silent, alive in ((here, 30, True), (here, 70, False), (there, 5, True), (there, 30, False)):
+        job.heartbeat_at = t - timedelta(seconds=silent)
+        assert job_alive(job, t) is alive, (job.host, silent)
+
+    pid, gate, svc = gated_project(lib, tmp_path, "Reaped")
+    th, out = in_thread(svc.export, pid, "framing")
+    assert gate.started.wait(10)
+    with lib.db.write() as s:  # what a reaper does to a job it takes for gone
+        job = s.scalars(select(ExportJob)).one()
+        job.status, job.error = "interrupted", "the export's process ended before it finished"
+    th.join(10)  # the gate is never opened: only the stop ends it
+    assert not th.is_alive()
+    assert out["result"]["status"] == "interrupted"
+    assert lib.document(pid)["working_video"] is None

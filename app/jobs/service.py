@@ -104,7 +104,7 @@ def cancel_if_project_deleted(s, job: ExportJob) -> bool:
     (here, in another process or by a sync merge); a delete is recorded as the job's cancel reason."""
     if not job.cancel_requested and s.get(Project, job.project_id) is None:
         job.cancel_requested = True
-        job.error = job.error or "cancelled: the project was deleted"
+        job.error = job.error or "the project was deleted"
     return bool(job.cancel_requested)
 
 
@@ -250,6 +250,7 @@ class ExportService:
         hb.start()
         tmp: Path | None = None
         try:
+            self.reap()  # what an export killed before this one left in tmp/
             if not self._wait_for_slot(job_id, state, stop):
                 return self._finish(job_id, "cancelled", "cancelled before it started")
             self._fetch_inputs(job_id)
@@ -311,7 +312,8 @@ class ExportService:
             try:
                 with self.lib.db.write() as s:
                     job = s.get(ExportJob, job_id)
-                    if job is None or job.status not in ACTIVE:
+                    if job is None or job.status not in ACTIVE:  # reaped as gone: stop working
+                        state["cancel"] = True
                         return
                     job.heartbeat_at = now()
                     if job.status == "running":
@@ -349,22 +351,23 @@ class ExportService:
         with self.lib.db.read() as s:
             job = s.get(ExportJob, job_id)
             p = self.lib.get_project(s, job.project_id)
-            if job.type == "framing":
-                wanted = {(m.sha256, m.ext) for c in self.lib.clips_of(s, p.id)
+            if job.type == "framing":  # (sha256, ext) -> what the user knows it as
+                wanted = {(m.sha256, m.ext): f"the video '{m.filename}'" for c in self.lib.clips_of(s, p.id)
                           if (m := s.get(Media, c.media_sha256)) is not None}
             else:
                 wv = s.get(WorkingVideo, p.working_video_id) if p.working_video_id else None
-                wanted = {(wv.sha256, ".mp4")} if wv else set()
-        missing = [(sha, ext) for sha, ext in wanted if not self.lib.media.has(sha, ext)]
+                wanted = {(wv.sha256, ".mp4"): "the working video"} if wv else {}
+        missing = [(key, name) for key, name in wanted.items() if not self.lib.media.has(*key)]
         if not missing:
             return
         from app.storage.sync.engine import MediaUnavailable, ensure_local
 
-        for sha, ext in missing:
+        for (sha, ext), name in missing:
             try:
                 ensure_local(self.lib, sha, ext)
             except MediaUnavailable as exc:
-                raise RenderError(f"a file this export needs is missing from this device: {exc}") from None
+                raise RenderError(f"{name} is missing from this device's data directory "
+                                  f"({self.lib.media.path_for(sha, ext)}): {exc}") from None
 
     def _claim(self, job_id: str):
         """queued -> running, and snapshot the plan and its inputs fingerprint in one transaction."""
@@ -443,45 +446,59 @@ class ExportService:
                 raise Cancelled()
         sha = sha256_file(tmp)
         size = tmp.stat().st_size
-        final_path = self.lib.media.ingest(tmp, sha, ".mp4", move=True)
         fps = extra.get("fps") or 0.0
-        with self.lib.db.write() as s:
-            job = s.get(ExportJob, job_id)
-            if job.cancel_requested:
-                raise Cancelled()
-            p = s.get(Project, job.project_id)
-            if p is None or p.deleted:
-                raise UserError("the project was deleted during the export")
-            # an export that started before an edit and ends after a newer export of that edit:
-            # its output is kept (the job opens it) but the project keeps the newer one
-            st = project_status(s, p.id)
-            held_current = st.working_current if kind == "framing" else st.final_current
-            fresh = inputs_hash == st.inputs_hash(kind)
-            publish = fresh or not held_current
-            if not publish:
-                log.info("export %s finished after a newer one of the same project; the project keeps that", job_id)
-            if kind == "framing":
-                ex = s.get(ExportSettings, job.project_id)
-                row = WorkingVideo(project_id=p.id, sha256=sha, size=size, width=result.width,
-                                   height=result.height, fps=ex.fps if ex else fps, duration=result.duration,
-                                   inputs_hash=inputs_hash)
-                s.add(row)
-                s.flush()
-                if publish:
-                    p.working_video_id = row.id
-            else:
-                row = FinalVideo(project_id=p.id, working_video_id=extra["working_video_id"], sha256=sha,
-                                 size=size, width=result.width, height=result.height, fps=fps,
-                                 duration=result.duration, inputs_hash=inputs_hash)
-                s.add(row)
-                s.flush()
-                if publish:
-                    p.final_video_id = row.id
+        final_path, placed = None, False
+        try:
+            with self.lib.db.write() as s:
+                # the output goes into the store inside this transaction: a cancel (a write) waits
+                # for it, and a failure to commit takes the file back out
+                job = s.get(ExportJob, job_id)
+                if job.cancel_requested:
+                    raise Cancelled()
+                p = s.get(Project, job.project_id)
+                if p is None or p.deleted:
+                    raise UserError("the project was deleted during the export")
+                placed = not self.lib.media.has(sha, ".mp4")
+                final_path = self.lib.media.ingest(tmp, sha, ".mp4", move=True)
+                return self._register(s, job, p, kind, sha, size, fps, result, inputs_hash, extra, final_path)
+        except BaseException:
+            if placed and final_path is not None:
+                final_path.unlink(missing_ok=True)
+            raise
+
+    def _register(self, s, job: ExportJob, p: Project, kind: str, sha: str, size: int, fps: float,
+                  result: RenderResult, inputs_hash: str, extra: dict, final_path: Path) -> dict:
+        """The output's row, the project's pointer and the job's end, in the caller's transaction."""
+        # an export that started before an edit and ends after a newer export of that edit:
+        # its output is kept (the job opens it) but the project keeps the newer one
+        st = project_status(s, p.id)
+        held_current = st.working_current if kind == "framing" else st.final_current
+        fresh = inputs_hash == st.inputs_hash(kind)
+        publish = fresh or not held_current
+        if not publish:
+            log.info("export %s finished after a newer one of the same project; the project keeps that", job.id)
+        if kind == "framing":
+            ex = s.get(ExportSettings, job.project_id)
+            row = WorkingVideo(project_id=p.id, sha256=sha, size=size, width=result.width,
+                               height=result.height, fps=ex.fps if ex else fps, duration=result.duration,
+                               inputs_hash=inputs_hash)
+            s.add(row)
+            s.flush()
             if publish:
-                self.lib.touch(p)
-            job.status, job.progress, job.finished_at = "complete", 100.0, now()
-            job.output, job.device, job.error = str(final_path), result.device, None
-            return job_dict(job, current=publish)
+                p.working_video_id = row.id
+        else:
+            row = FinalVideo(project_id=p.id, working_video_id=extra["working_video_id"], sha256=sha,
+                             size=size, width=result.width, height=result.height, fps=fps,
+                             duration=result.duration, inputs_hash=inputs_hash)
+            s.add(row)
+            s.flush()
+            if publish:
+                p.final_video_id = row.id
+        if publish:
+            self.lib.touch(p)
+        job.status, job.progress, job.finished_at = "complete", 100.0, now()
+        job.output, job.device, job.error = str(final_path), result.device, None
+        return job_dict(job, current=publish)
 
     def _finish(self, job_id: str, status: str, error: str) -> dict:
         with self.lib.db.write() as s:

@@ -11,7 +11,7 @@ import av
 
 from app.pipeline.audio import CHANNELS, LAYOUT, SAMPLE_RATE
 from app.pipeline.decode import local_file, quiet_ffmpeg
-from app.pipeline.plan import RenderError
+from app.pipeline.plan import RenderError, disk_full
 
 _NTSC = (Fraction(24000, 1001), Fraction(30000, 1001), Fraction(60000, 1001), Fraction(120000, 1001))
 
@@ -31,9 +31,10 @@ def open_mp4(path: str) -> Any:
     """An MP4 container writing at exactly ``path`` (whatever its extension: the job layer writes
     to a temporary name), with faststart: the index is moved in front of the media data."""
     try:
+        open(path, "wb").close()  # FFmpeg opens the file only at the first packet: ask now, and say where
         return av.open(local_file(path), "w", format="mp4", options={"movflags": "+faststart"})
     except (av.FFmpegError, OSError) as exc:
-        raise RenderError(f"Cannot write {path}: {exc}") from exc
+        raise disk_full(exc) or RenderError(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}") from exc
 
 
 def add_x264(container: Any, rate: Fraction, width: int, height: int, crf: int, preset: str, time_base: Fraction) -> Any:

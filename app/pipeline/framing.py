@@ -62,6 +62,7 @@ from app.pipeline.plan import (
     RenderResult,
     Reporter,
     disk_full,
+    where,
 )
 from app.pipeline.timeline import Part, clip_time_at, kept_parts
 
@@ -404,7 +405,7 @@ def render_framing(
         if isinstance(err, (av.FFmpegError, OSError)) and (full := disk_full(err)):
             raise full from err
         if isinstance(err, av.FFmpegError):
-            raise RenderError(f"Export failed: {err}") from err
+            raise RenderError(f"writing the working video failed: {err}{where(err)}") from err
         if err is not None:
             raise err
         raise RenderError("Export stopped before the end")

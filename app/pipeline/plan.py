@@ -35,6 +35,12 @@ def disk_full(exc: BaseException) -> RenderError | None:
                        "Free some space, then export again.")
 
 
+def where(exc: BaseException) -> str:
+    """" (the file)" an OS or FFmpeg error names, for a message that says where; else ""."""
+    name = getattr(exc, "filename", None)
+    return f" ({str(name).removeprefix('file:')})" if name else ""
+
+
 WEIGHTS_NAME = "realesr-general-x4v3.pth"  # the AI upscaler's weights (FramingPlan.ai_weights), not bundled
 
 ProgressFn = Callable[[float], None]  # fraction 0..1, called at least once a second

@@ -32,6 +32,7 @@ from app.storage.procs import HOST, pid_alive
 
 ACTIVE = ("queued", "running")
 HEARTBEAT_TIMEOUT_S = 10.0
+STALL_TIMEOUT_S = 60.0
 EPS = 1e-6
 
 
@@ -39,16 +40,17 @@ EPS = 1e-6
 
 
 def job_alive(job: ExportJob, now: datetime | None = None) -> bool:
-    """An active job whose process is gone (or silent for 10 s) is not alive."""
+    """An active job whose process is gone is not alive. On another host only the heartbeat
+    tells (silent for 10 s: gone); on this one a process that is still there may be silent for
+    a minute (paused, or kept from the database by a long lock) before it counts as gone, which
+    also covers its pid being taken by another program."""
     if job.status not in ACTIVE:
         return False
     now = now or datetime.now(UTC)
-    beat = job.heartbeat_at or job.created_at
-    if (now - beat).total_seconds() > HEARTBEAT_TIMEOUT_S:
-        return False
-    if job.pid and job.host == HOST and not pid_alive(job.pid):
-        return False
-    return True
+    silent = (now - (job.heartbeat_at or job.created_at)).total_seconds()
+    if job.pid and job.host == HOST:
+        return silent <= STALL_TIMEOUT_S and pid_alive(job.pid)
+    return silent <= HEARTBEAT_TIMEOUT_S
 
 
 def effective_job_status(job: ExportJob, now: datetime | None = None) -> str:
