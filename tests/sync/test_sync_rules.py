@@ -25,6 +25,14 @@ def shared_clip(a, b, sample_video):
     return pid, cid
 
 
+def exchange(first, second) -> None:
+    """Both devices' changes through the remote to the other; they then hold the same data."""
+    first.sync_ok()
+    second.sync_ok()
+    first.sync_ok()
+    assert first.dump() == second.dump()
+
+
 def trim(dev, pid):
     return dev.lib.document(pid)["clips"][0]["trim"]
 
@@ -34,13 +42,10 @@ def test_crossed_trims_keep_the_newer_edit_and_a_valid_clip(make_device, sample_
     pid, cid = shared_clip(a, b, sample_video)
     b.lib.apply(pid, {"clips": [{"id": cid, "trim": {"start": 0.0, "end": 0.6}}]})  # older
     a.lib.apply(pid, {"clips": [{"id": cid, "trim": {"start": 1.5, "end": 2.0}}]})  # newer
-    b.sync_ok()
-    a.sync_ok()
-    b.sync_ok()
+    exchange(b, a)
     # A's start (the newer edit) is kept; B's end, which would put the end before it, yields
     assert trim(a, pid) == trim(b, pid) == {"start": 1.5, "end": 2.0}
     assert editable(a.lib.document(pid)) == editable(b.lib.document(pid))
-    assert a.dump() == b.dump()
     for dev in (a, b):
         dev.lib.apply(pid, editable(dev.lib.document(pid)) | {"id": pid})  # its own document is valid
         job = ExportService(dev.lib, Settings(device="cpu")).export(pid, "framing")
@@ -55,10 +60,7 @@ def test_keyframes_drawn_for_the_old_aspect_ratio_follow_the_new_one(make_device
     b.lib.apply(pid, {"clips": [{"id": cid, "crop_keyframes": [
         {"time": 0.0, "x": 40, "y": 0, "width": 101, "height": 180},
         {"time": 1.0, "x": 200, "y": 0, "width": 101, "height": 180}]}]})
-    a.sync_ok()
-    b.sync_ok()
-    a.sync_ok()
-    assert a.dump() == b.dump()
+    exchange(a, b)
     for dev in (a, b):
         doc = dev.lib.document(pid)
         assert doc["aspect_ratio"] == "1:1"
@@ -97,10 +99,7 @@ def test_regions_added_on_two_devices_that_overlap_do_not_lock_the_editor(make_d
     key = {"x": 72, "y": 128, "rx": 20, "ry": 40}
     ra = editing.add_region(a.lib, pid, 0.5, 1.5, [{"time": 0.5, **key}])
     rb = editing.add_region(b.lib, pid, 1.0, 2.0, [{"time": 1.0, **key}])  # valid where it was drawn
-    a.sync_ok()
-    b.sync_ok()
-    a.sync_ok()
-    assert a.dump() == b.dump()
+    exchange(a, b)
     for dev in (a, b):
         doc = dev.lib.document(pid)
         assert [r["id"] for r in doc["overlay"]["regions"]] == [ra, rb]  # both kept, nothing lost
