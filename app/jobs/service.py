@@ -32,6 +32,7 @@ from app.pipeline.plan import (
     RenderError,
     RenderResult,
     disk_full,
+    file_of,
 )
 from app.pipeline.timeline import Segment
 from app.services.errors import NotFound, UserError
@@ -281,7 +282,7 @@ class ExportService:
         except OSError as exc:
             if full := disk_full(exc):
                 return self._finish(job_id, "failed", str(full))
-            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            where = f" ({name})" if (name := file_of(exc)) else ""
             return self._finish(job_id, "failed", f"{exc.strerror or exc}{where}")
         except Exception as exc:  # a bug: record it, never leave the job 'running'
             log.exception("export %s failed", job_id)

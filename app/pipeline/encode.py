@@ -11,7 +11,7 @@ import av
 
 from app.pipeline.audio import CHANNELS, LAYOUT, SAMPLE_RATE
 from app.pipeline.decode import local_file, quiet_ffmpeg
-from app.pipeline.plan import RenderError, disk_full
+from app.pipeline.plan import RenderError, write_failed
 
 _NTSC = (Fraction(24000, 1001), Fraction(30000, 1001), Fraction(60000, 1001), Fraction(120000, 1001))
 
@@ -34,7 +34,7 @@ def open_mp4(path: str) -> Any:
         open(path, "wb").close()  # FFmpeg opens the file only at the first packet: ask now, and say where
         return av.open(local_file(path), "w", format="mp4", options={"movflags": "+faststart"})
     except (av.FFmpegError, OSError) as exc:
-        raise disk_full(exc) or RenderError(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+        raise write_failed("the video", exc, path) from exc
 
 
 def add_x264(container: Any, rate: Fraction, width: int, height: int, crf: int, preset: str, time_base: Fraction) -> Any:

@@ -62,7 +62,7 @@ from app.pipeline.plan import (
     RenderResult,
     Reporter,
     disk_full,
-    where,
+    write_failed,
 )
 from app.pipeline.timeline import Part, clip_time_at, kept_parts
 
@@ -402,10 +402,10 @@ def render_framing(
         err = run.error
         if isinstance(err, RenderError):
             raise err
-        if isinstance(err, (av.FFmpegError, OSError)) and (full := disk_full(err)):
-            raise full from err
         if isinstance(err, av.FFmpegError):
-            raise RenderError(f"writing the working video failed: {err}{where(err)}") from err
+            raise write_failed("the working video", err) from err
+        if isinstance(err, OSError) and (full := disk_full(err)):
+            raise full from err
         if err is not None:
             raise err
         raise RenderError("Export stopped before the end")

@@ -34,7 +34,7 @@ from app.pipeline.decode import local_file, put_until_stopped, quiet_ffmpeg
 from app.pipeline.device import describe, pick_device
 from app.pipeline.encode import add_x264, copy_colour, open_mp4, x264_encoder
 from app.pipeline.frames import plane_view
-from app.pipeline.plan import OverlayPlan, RenderError, RenderResult, Reporter, disk_full, where
+from app.pipeline.plan import OverlayPlan, RenderError, RenderResult, Reporter, write_failed
 from app.pipeline.spotlight import SpotlightStyle, draw_spotlight, spotlight_at
 
 log = logging.getLogger(__name__)
@@ -292,7 +292,7 @@ def _reencode(plan: OverlayPlan, style: SpotlightStyle, inp: Any, vin: Any, ain:
             if i % 4 == 0:
                 rep.tick()
     except av.FFmpegError as exc:
-        raise disk_full(exc) or RenderError(f"writing the final video failed: {exc}{where(exc)}") from exc
+        raise write_failed("the final video", exc) from exc
     finally:
         _stop_reader(stop, dec, q)
         out.close()
@@ -494,7 +494,7 @@ def _splice_render(plan: OverlayPlan, inp: Any, vin: Any, ain: Any | None, out_p
             frames += 1
             rep.tick(0.97 * frames / total)
     except av.FFmpegError as exc:
-        raise disk_full(exc) or RenderError(f"writing the final video failed: {exc}{where(exc)}") from exc
+        raise write_failed("the final video", exc) from exc
     finally:
         _stop_reader(stop, reader, q)
         out.close()

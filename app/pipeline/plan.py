@@ -29,16 +29,25 @@ def disk_full(exc: BaseException) -> RenderError | None:
     folder it was writing to; None for any other error."""
     if getattr(exc, "errno", None) not in (errno.ENOSPC, errno.EDQUOT):
         return None
-    name = getattr(exc, "filename", None)
-    where = f" in {Path(str(name).removeprefix('file:')).parent}" if name else ""
+    name = file_of(exc)
+    where = f" in {Path(name).parent}" if name else ""
     return RenderError(f"The disk is full: no space left to write the export{where}. "
                        "Free some space, then export again.")
 
 
-def where(exc: BaseException) -> str:
-    """" (the file)" an OS or FFmpeg error names, for a message that says where; else ""."""
+def write_failed(what: str, exc: BaseException, path: str | None = None) -> RenderError:
+    """The user-facing error for a write of ``what`` that failed: the disk full, or why and where
+    (the file the error names, else ``path``)."""
+    if full := disk_full(exc):
+        return full
+    name = file_of(exc) or path
+    return RenderError(f"writing {what} failed: {getattr(exc, 'strerror', None) or exc}" + (f" ({name})" if name else ""))
+
+
+def file_of(exc: BaseException) -> str | None:
+    """The file an OS or FFmpeg error names (FFmpeg's ``file:`` prefix taken off), or None."""
     name = getattr(exc, "filename", None)
-    return f" ({str(name).removeprefix('file:')})" if name else ""
+    return str(name).removeprefix("file:") if name else None
 
 
 WEIGHTS_NAME = "realesr-general-x4v3.pth"  # the AI upscaler's weights (FramingPlan.ai_weights), not bundled

@@ -66,16 +66,11 @@ def import_media(lib: Library, path: str | os.PathLike, progress=None, check=Non
         # Stored media of exactly its size: most likely a copy of a video imported before, under
         # another name or folder. One read tells; then nothing is copied (nor refused for want
         # of room). The hash takes the first third of the progress, the copy the rest.
-        third = size // 3
-        sha = _same_as_stored(src, twins, None if progress is None else
-                              lambda d, t: progress(d * third // max(1, t), size))
+        sha = _same_as_stored(src, twins, _span(progress, 0, size // 3, size))
         if sha is not None and progress is not None:
             progress(size, size)
-        elif progress is not None:
-            outer = progress
-
-            def progress(d, t):
-                outer(third + d * (t - third) // max(1, t), t)
+        else:
+            progress = _span(progress, size // 3, size, size)
     if sha is None:
         sha = _hash_into_store(lib, src, ext, progress)
     after = _stat(src)  # remembered only if nothing wrote to it while it was read
@@ -120,7 +115,7 @@ def _hash_into_store(lib: Library, src: Path, ext: str, progress) -> str:
             _check_room(lib, src, size)
             half = size // 2
             try:
-                copy_file(src, tmp, None if progress is None else lambda d, t: progress(d * half // max(1, t), size))
+                copy_file(src, tmp, _span(progress, 0, half, size))
             except StoreWriteFailed as exc:
                 raise UserError(f"could not store '{src.name}' in the data directory: {exc.strerror}") from None
             except OSError as exc:
@@ -128,14 +123,20 @@ def _hash_into_store(lib: Library, src: Path, ext: str, progress) -> str:
                     raise UserError(f"could not store '{src.name}' in the data directory: {exc.strerror or exc}") from None
                 raise UserError(f"'{src}' could not be read: {exc.strerror or exc}") from None
         try:
-            sha = sha256_file(tmp, progress=None if progress is None else
-                              lambda d, t: progress(half + d * (size - half) // max(1, t), size))
+            sha = sha256_file(tmp, progress=_span(progress, half, size, size))
             lib.media.ingest(tmp, sha, ext, move=True)  # the same content stored before: tmp is dropped
         except OSError as exc:
             raise UserError(f"could not store '{src.name}' in the data directory: {exc.strerror or exc}") from None
         return sha
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _span(progress, lo: int, hi: int, total: int):
+    """``progress(done, of)`` of one step, reported as bytes ``lo``..``hi`` of the whole ``total``."""
+    if progress is None:
+        return None
+    return lambda d, t: progress(lo + d * (hi - lo) // max(1, t), total)
 
 
 def _same_as_stored(src: Path, stored: set[str], progress) -> str | None:

@@ -679,8 +679,7 @@ class FramingEditor(QWidget, PlayerMixin):
 
     def move_key(self, i: int, t: float) -> None:
         t = self.snapped(t)
-        half = 0.5 / self.fps()
-        if any(abs(k["time"] - t) < half for j, k in enumerate(self._keys()) if j != i):
+        if self.key_index_at(t) not in (-1, i):
             self.message.emit(f"A keyframe is already at {t:.2f} s: move or delete that one first")
             self.refresh()  # the dragged diamond goes back
             return
