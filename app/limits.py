@@ -9,3 +9,4 @@ PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "sl
 MIN_SPEED, MAX_SPEED = 0.25, 4.0
 MAX_ROTATION = 20.0  # degrees either way
 MAX_NAME = 200  # characters of a project name
+MIN_REGION = 0.5  # seconds: the shortest spotlight region

@@ -426,8 +426,8 @@ class ExportService:
         ov = s.get(OverlaySettings, project_id)
         ex = s.get(ExportSettings, project_id)
         regions = tuple(
-            RegionPlan(r.start, r.end, tuple(EllipseKey(**k) for k in r.keyframes))
-            for r in self.lib.regions_of(s, project_id)
+            RegionPlan(start, end, tuple(EllipseKey(**k) for k in keys))
+            for start, end, keys in (r.span for r in self.lib.regions_of(s, project_id))
         )
         plan = OverlayPlan(
             working_path=str(path), color=ov.color, shape=ov.shape, stroke_width=ov.stroke_width,

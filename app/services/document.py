@@ -22,7 +22,7 @@ from pydantic import (
 )
 from sqlalchemy.orm import Session
 
-from app.limits import MAX_NAME, MAX_ROTATION, PRESETS
+from app.limits import MAX_NAME, MAX_ROTATION, MIN_REGION, PRESETS
 from app.pipeline.keyframes import CropKey, box_has_ratio, keyframes_of_ratio, parse_ratio, refit_keyframes
 from app.pipeline.timeline import MAX_SPEED, MIN_SPEED, Segment, validate_segments
 from app.services.errors import UserError
@@ -41,7 +41,6 @@ from app.storage.models import (
 from app.storage.status import project_status
 from app.storage.tombstones import set_deleted
 
-MIN_REGION = 0.5
 TOL = 1e-6
 
 def _json_number(v):
@@ -233,7 +232,8 @@ def _output(lib: Library, video, current: bool | None) -> dict | None:
 
 
 def region_doc(r: Region) -> dict:
-    return {"id": r.id, "start": r.start, "end": r.end, "keyframes": [dict(k) for k in r.keyframes]}
+    start, end, keys = r.span
+    return {"id": r.id, "start": start, "end": end, "keyframes": [dict(k) for k in keys]}
 
 
 def build_document(lib: Library, s: Session, project_id: str) -> dict:
@@ -331,7 +331,8 @@ def _region_keys(r: RegionIn) -> list[dict]:
 
 
 def _region_as_stored(r: RegionIn, row: Region) -> bool:
-    return (r.start, r.end) == (row.start, row.end) and _region_keys(r) == row.keyframes
+    start, end, keys = row.span
+    return (r.start, r.end) == (start, end) and _region_keys(r) == keys
 
 
 def apply_document(lib: Library, s: Session, project_id: str, raw) -> None:
@@ -397,7 +398,10 @@ def apply_document(lib: Library, s: Session, project_id: str, raw) -> None:
 
         def overlapped_before(a: RegionIn, b: RegionIn) -> bool:
             oa, ob = old.get(id(a)), old.get(id(b))
-            return oa is not None and ob is not None and oa.start < ob.end - TOL and ob.start < oa.end - TOL
+            if oa is None or ob is None:
+                return False
+            (sa, ea, _), (sb, eb, _) = oa.span, ob.span
+            return sa < eb - TOL and sb < ea - TOL
 
         for i, r in enumerate(new_regions):
             if r.id is not None:

@@ -15,6 +15,8 @@ from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String,
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from app.limits import MIN_REGION
+
 
 def new_id() -> str:
     return str(uuid.uuid4())
@@ -215,6 +217,29 @@ class Region(Synced, Base):
     end: Mapped[float] = mapped_column(Float, nullable=False)
     # [{"time", "x", "y", "rx", "ry"}]
     keyframes: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+
+    @property
+    def span(self) -> tuple[float, float, list]:
+        """(start, end, keyframes) as shown, rendered and edited: see :func:`effective_region`."""
+        return effective_region(self.start, self.end, self.keyframes, self.stamps)
+
+
+def effective_region(start: float, end: float, keyframes: list, stamps: dict | None) -> tuple[float, float, list]:
+    """A region as stored, made valid. As with :func:`effective_trim`, a start moved on one device
+    and an end moved on another can cross once merged (start 3.8 from here, end 2.5 from there).
+    Then the newer of the two edits is kept and the region takes the shortest length from it
+    (``MIN_REGION``, onwards from a kept start, back from a kept end), with the keyframes that lie
+    in it. A function of the stored registers alone, so every device derives the same region; the
+    next edit of the region stores valid values again."""
+    if start < end:
+        return start, end, keyframes
+    stamps = stamps or {}
+    if stamps.get("start", "") > stamps.get("end", ""):
+        lo, hi = start, start + MIN_REGION
+    else:
+        hi = max(end, MIN_REGION)
+        lo = hi - MIN_REGION
+    return lo, hi, [k for k in keyframes if lo - 1e-6 <= k.get("time", lo) <= hi + 1e-6]
 
 
 class WorkingVideo(Synced, Base):

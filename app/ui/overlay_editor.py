@@ -21,10 +21,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.limits import MIN_REGION
 from app.pipeline.keyframes import Ellipse, EllipseKey, ellipse_at
 from app.pipeline.plan import RegionPlan
 from app.pipeline.spotlight import spotlight_rgb  # numpy only: no torch in the preview
-from app.services.document import MIN_REGION
 from app.ui.framing_editor import PlayerMixin, hint_label
 from app.ui.icons import icon
 from app.ui.preview import EllipseView

@@ -16,7 +16,7 @@ from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPainterPath, QPen, QPolygonF
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from app.services.document import MIN_REGION
+from app.limits import MIN_REGION
 from app.ui.video import VideoReader
 from app.ui.workers import PyPool
 

@@ -10,9 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.jobs.service import ExportService, Settings
+from app.limits import MIN_REGION
 from app.services import editing
 from app.services.errors import UserError
-from app.storage.models import effective_trim
+from app.storage.models import effective_region, effective_trim
 from tests.sync.test_sync_converge import editable
 
 
@@ -122,3 +123,48 @@ def test_regions_added_on_two_devices_that_overlap_do_not_lock_the_editor(make_d
         snap["overlay"]["regions"][0]["end"] = 1.5
         with pytest.raises(UserError, match="overlap"):
             editing.apply_edit(dev.lib, pid, snap)
+
+
+def test_a_region_whose_ends_crossed_in_a_merge_keeps_the_newer_edit(make_device, sample_video):
+    """Start moved past the old end here, end moved before the old start there: once merged the
+    stored start lies after the stored end. The region is shown, edited and rendered as the newer
+    edit with the shortest region length, on both devices alike."""
+    a, b = make_device("a"), make_device("b")
+    pid, cid = shared_clip(a, b, sample_video)
+    assert ExportService(a.lib, Settings(device="cpu")).export(pid, "framing")["status"] == "complete"
+    key = {"x": 72, "y": 128, "rx": 20, "ry": 40}
+    rid = editing.add_region(a.lib, pid, 0.2, 2.0, [{"time": 1.0, **key}])
+    a.sync_ok()
+    b.sync_ok(fetch_media=True)
+    b.lib.apply(pid, {"overlay": {"regions": [  # older: the end pulled back before 1.3
+        {"id": rid, "start": 0.2, "end": 0.9, "keyframes": [{"time": 0.5, **key}]}]}})
+    a.lib.apply(pid, {"overlay": {"regions": [  # newer: the start pushed on past 0.9
+        {"id": rid, "start": 1.3, "end": 2.0, "keyframes": [{"time": 1.5, **key}]}]}})
+    exchange(b, a)
+    for dev in (a, b):
+        doc = dev.lib.document(pid)
+        assert doc["overlay"]["regions"] == [
+            {"id": rid, "start": 1.3, "end": 1.3 + MIN_REGION, "keyframes": [{"time": 1.5, **key}]}]
+        dev.lib.apply(pid, editable(doc) | {"id": pid})  # its own document is valid
+        job = ExportService(dev.lib, Settings(device="cpu")).export(pid, "overlay")
+        assert job["status"] == "complete", job
+    # the next edit of the region stores valid values again
+    snap = editing.editable(a.lib.document(pid))
+    snap["overlay"]["regions"][0]["end"] = 2.0
+    editing.apply_edit(a.lib, pid, snap)
+    exchange(a, b)
+    assert [(r["start"], r["end"]) for r in b.lib.document(pid)["overlay"]["regions"]] == [(1.3, 2.0)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(0, 60), st.floats(0, 60), st.lists(st.floats(0, 60), max_size=4), st.data())
+def test_any_merged_region_is_at_least_the_shortest_length_with_its_keys_inside(start, end, times, data):
+    stamps = dict(zip(("start", "end"), data.draw(st.permutations(["0001", "0002"])), strict=True))
+    keys = [{"time": t} for t in times]
+    lo, hi, kept = effective_region(start, end, keys, stamps)
+    if start < end:
+        assert (lo, hi, kept) == (start, end, keys)
+        return
+    assert 0.0 <= lo and hi - lo == pytest.approx(MIN_REGION)
+    assert all(lo - 1e-6 <= k["time"] <= hi + 1e-6 for k in kept)
+    assert (lo if stamps["start"] > stamps["end"] else hi) == (start if stamps["start"] > stamps["end"] else max(end, MIN_REGION))
