@@ -297,3 +297,41 @@ def slices_per_picture(path: Path) -> set[int]:
             if pkt.size:
                 counts.add(n)
     return counts
+
+
+def damage_packets(src: Path | str, dst: Path | str, packets: range, seed: int = 0) -> Path:
+    """Copy a video with the bytes of some of its video packets (by decode order) replaced by
+    random ones: the index stays intact, those packets no longer decode (a damaged stretch)."""
+    data = bytearray(Path(src).read_bytes())
+    rng = np.random.default_rng(seed)
+    with av.open(str(src)) as c:
+        spans = [(p.pos, p.size) for p in c.demux(c.streams.video[0]) if p.size and p.pos is not None]
+    for i in packets:
+        pos, size = spans[i]
+        data[pos:pos + size] = rng.bytes(size)
+    Path(dst).write_bytes(bytes(data))
+    return Path(dst)
+
+
+def make_two_streams(path: Path | str, duration: float = 1.0, fps: int = 30) -> Path:
+    """An MP4 with two video streams: first a small flat grey one (160x90), then the larger
+    one (320x180) showing the "binary" frame index."""
+    path = Path(path)
+    with av.open(str(path), "w") as out:
+        streams = []
+        for w, h in ((160, 90), (320, 180)):
+            vs = out.add_stream("libx264", rate=fps)
+            vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+            vs.options = {"preset": "ultrafast", "crf": "18"}
+            streams.append(vs)
+        for i in range(max(1, round(duration * fps))):
+            for vs, pattern in zip(streams, ("gray", "binary"), strict=True):
+                frame = av.VideoFrame.from_ndarray(_frame_rgb(pattern, vs.width, vs.height, i, fps), format="rgb24")
+                frame.pts = i
+                frame.time_base = Fraction(1, fps)
+                for pkt in vs.encode(frame):
+                    out.mux(pkt)
+        for vs in streams:
+            for pkt in vs.encode():
+                out.mux(pkt)
+    return path

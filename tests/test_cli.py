@@ -163,6 +163,8 @@ def test_bad_media_changes_nothing(cli, tmp_path):
         usage_error(cli("clip", "add", pid, path), words)
     usage_error(cli("clip", "add", pid, str(good), "--start", "5"), "start")
     usage_error(cli("clip", "add", pid, str(good), "--start", "0.5", "--end", "0.2"), "end")
+    usage_error(cli("clip", "add", pid, str(good), "--start", "0", "--end", "1e-9"), "shorter than one frame")
+    usage_error(cli("clip", "add", pid, str(tmp_path / ("x" * 300 + ".mp4"))), "File name too long")
     for bad in ("nan", "inf", "-inf"):
         usage_error(cli("clip", "add", pid, str(good), "--start", "0.5", "--end", bad), "end")
         usage_error(cli("clip", "add", pid, str(good), "--start", bad), "start")

@@ -406,7 +406,7 @@ class ExportService:
                 trim_end=trim[1], segments=tuple(Segment(x["start"], x["end"], x["speed"]) for x in c.segments),
                 rotation=c.rotation, crop_keyframes=tuple(keyframes_of_ratio(
                     [CropKey(**k) for k in c.crop_keyframes], m.width, m.height, ratio)),
-                audio=c.audio, display_rotation=m.rotation, vfr=m.vfr,
+                audio=c.audio, display_rotation=m.rotation, vfr=m.vfr, name=m.filename or "",
             ))
         return FramingPlan(
             clips=tuple(plans), ratio=ratio, width=ex.width, height=ex.height,

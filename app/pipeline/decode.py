@@ -54,6 +54,51 @@ def open_media(path: str) -> av.container.InputContainer:
         raise RenderError(f"Cannot read media file {name}: {exc}") from exc
 
 
+def main_video_stream(container: av.container.InputContainer):
+    """The video stream a media file is probed, shown and exported by: the largest picture (a
+    cover image excepted), the first of equals. None when it has none."""
+    from av.stream import Disposition
+
+    candidates = [s for s in container.streams.video if not (s.disposition & Disposition.attached_pic)]
+    return max(candidates, key=lambda s: (_area(s), -s.index), default=None)
+
+
+def _area(s) -> int:
+    cc = s.codec_context
+    return (cc.width * cc.height) if cc is not None else -1
+
+
+# undecodable packets skipped in a row before a file counts as unreadable (FFmpeg itself skips
+# any number; a damaged stretch of a long game is usually a few packets)
+MAX_BAD_PACKETS = 300
+
+
+def decode_frames(container: av.container.InputContainer, stream, name: str) -> Iterator[av.VideoFrame]:
+    """The decoded frames of ``stream``. A packet that does not decode (a damaged stretch of the
+    file) is skipped, as FFmpeg does: its frames are missing and the nearest good frame stands in
+    for them. A file that decodes nothing for ``MAX_BAD_PACKETS`` packets, or cannot be read on,
+    raises :class:`RenderError` naming ``name``."""
+    bad = 0
+    try:
+        for packet in container.demux(stream):
+            try:
+                frames = stream.codec_context.decode(packet if packet.size else None)
+            except av.EOFError:
+                return
+            except (av.InvalidDataError, av.PatchWelcomeError) as exc:
+                bad += 1
+                if bad == 1:
+                    log.warning("%s: skipping undecodable video data (%s)", name, exc)
+                if bad >= MAX_BAD_PACKETS:
+                    raise RenderError(f"Cannot decode {name}: the video data is damaged ({exc})") from exc
+                continue
+            if frames:
+                bad = 0
+            yield from frames
+    except av.FFmpegError as exc:
+        raise RenderError(f"Cannot decode {name}: {exc}") from exc
+
+
 def media_origin(container: av.container.InputContainer) -> float:
     start = container.start_time
     return start / 1_000_000 if start is not None else 0.0
@@ -66,14 +111,14 @@ class VideoSource:
     nearest (frame resampling by timestamp: works for CFR, VFR and any speed).
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, name: str | None = None):
         self.path = path
-        self.name = os.path.basename(path) or path
+        self.name = name or os.path.basename(path) or path
         self.container = open_media(path)
-        if not self.container.streams.video:
+        self.stream = main_video_stream(self.container)
+        if self.stream is None:
             self.container.close()
             raise RenderError(f"{self.name} has no video stream")
-        self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"  # frame + slice threads; thread_count 0 = one per core
         self.stream.codec_context.thread_count = 0
         self.origin = media_origin(self.container)
@@ -101,11 +146,8 @@ class VideoSource:
         return t
 
     def _decode(self) -> Iterator[tuple[float, av.VideoFrame]]:
-        try:
-            for frame in self.container.decode(self.stream):
-                yield self._time(frame), frame
-        except av.FFmpegError as exc:
-            raise RenderError(f"Cannot decode {self.name}: {exc}") from exc
+        for frame in decode_frames(self.container, self.stream, self.name):
+            yield self._time(frame), frame
 
     def _seek(self, t: float) -> None:
         if t <= 0:

@@ -47,7 +47,7 @@ import av
 
 from app.pipeline import device as devices
 from app.pipeline.audio import SAMPLE_RATE, AudioSpan, audio_frames, clip_audio, timeline_audio
-from app.pipeline.decode import VideoSource, open_media, put_until_stopped
+from app.pipeline.decode import VideoSource, main_video_stream, open_media, put_until_stopped
 from app.pipeline.encode import Output, frame_rate
 from app.pipeline.frames import AiFramer, CpuFramer, TorchFramer, fade_to_black, mix
 from app.pipeline.keyframes import crop_at
@@ -173,8 +173,8 @@ def _check_media(plan: FramingPlan) -> bool:
     for clip in plan.clips:
         container = open_media(clip.media_path)
         try:
-            if not container.streams.video:
-                raise RenderError(f"{os.path.basename(clip.media_path)} has no video stream")
+            if main_video_stream(container) is None:
+                raise RenderError(f"{clip.label} has no video stream")
             if clip.audio and clip.has_audio and container.streams.audio:
                 any_audio = True
         finally:
@@ -242,7 +242,7 @@ class _Renderer:
         clip, parts, rate = span.clip, span.parts, self.layout.rate
         clip_times = [clip_time_at(parts, float(i / rate)) for i in range(span.frames)]
         framer = self.framer(clip)
-        with VideoSource(clip.media_path) as source:
+        with VideoSource(clip.media_path, clip.label) as source:
             frames = source.frames_at(clip.source_start + t for t in clip_times)
             try:
                 for t, frame in zip(clip_times, frames, strict=False):
@@ -275,7 +275,7 @@ class _Renderer:
                     if frame is None:
                         if stop.is_set():
                             return
-                        raise RenderError(f"{os.path.basename(spans[k].clip.media_path)} ended early")
+                        raise RenderError(f"{spans[k].clip.label} ended early")
                     layers.append((spans[k], n - spans[k].start, frame))
                     k += 1
                 if len(layers) == 1:

@@ -7,6 +7,7 @@ The pipeline never sees the database; the job layer turns rows into these plans.
 from __future__ import annotations
 
 import errno
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -111,6 +112,12 @@ class ClipPlan:
     audio: bool = True
     display_rotation: int = 0  # 0/90/180/270 from the media's metadata
     vfr: bool = False
+    name: str = ""  # the file's name as the user imported it (the store's is a hash)
+
+    @property
+    def label(self) -> str:
+        """How messages name the clip's file."""
+        return self.name or os.path.basename(self.media_path)
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,9 @@ from pathlib import Path
 import av
 import av.logging
 import numpy as np
-from av.stream import Discard, Disposition
+from av.stream import Discard
 
-from app.pipeline.decode import local_file
+from app.pipeline.decode import local_file, main_video_stream
 from app.pipeline.hashing import sha256_file
 
 __all__ = ["MAX_DIMENSION", "MediaInfo", "ProbeError", "probe", "sha256_file"]
@@ -209,16 +209,15 @@ def _probe_container(c, p: Path, name: str) -> MediaInfo:
     if _TEXT_FORMATS.intersection(fmt_names):
         raise ProbeError(f"{name} is not a video file", path=p, kind="not_video")
 
-    candidates = [s for s in c.streams.video if not (s.disposition & Disposition.attached_pic)]
+    vs = main_video_stream(c)
     audio = [s for s in c.streams.audio if s.codec_context is not None]
-    if not candidates:
+    if vs is None:
         if audio or c.streams.audio:
             raise ProbeError(f"{name} has no video stream (audio only)", path=p, kind="no_video")
         raise ProbeError(f"{name} is not a video file (it has no video stream)", path=p, kind="no_video")
     if "image2" in fmt_names or any(n.endswith("_pipe") for n in fmt_names):
         raise ProbeError(f"{name} is a still image, not a video", path=p, kind="image")
 
-    vs = max(candidates, key=lambda s: (_area(s), -s.index))
     cc = vs.codec_context
     if cc is None:
         codec = getattr(getattr(vs, "codec", None), "name", None) or "unknown"
@@ -295,10 +294,6 @@ def _probe_container(c, p: Path, name: str) -> MediaInfo:
         container=_container_name(fmt_names, p),
     )
 
-
-def _area(s) -> int:
-    cc = s.codec_context
-    return (cc.width * cc.height) if cc is not None else -1
 
 
 def _check_size(w: int, h: int, name: str, p: Path) -> None:

@@ -207,6 +207,9 @@ class Library:
                 raise UserError(f"--start {s0:g} is outside the media (0 to {duration:g} s)")
             if not math.isfinite(e0) or e0 > duration + 1e-3 or e0 <= s0:
                 raise UserError(f"--end {e0:g} must be after --start and at most the media's duration {duration:g} s")
+            frame = 1.0 / float(info.fps) if info.fps else 1.0 / 30
+            if min(e0, duration) - s0 < frame - 1e-6:
+                raise UserError(f"the clip from {s0:g} to {e0:g} s is shorter than one frame ({frame:.4g} s)")
             span["start"], span["end"] = s0, min(e0, duration)
 
         media_row = import_media(self, media_path, progress=progress, check=check_range)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,18 +18,34 @@ from app.storage.stamping import get_meta, set_meta
 if TYPE_CHECKING:
     from app.services.library import Library
 
+log = logging.getLogger(__name__)
+
 
 def check_readable_file(path: Path) -> None:
-    if not path.exists():
-        raise UserError(f"'{path}' does not exist")
-    if path.is_dir():
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise UserError(f"'{path}' does not exist") from None
+    except OSError as exc:  # a folder on the way that cannot be entered, a name too long, ...
+        raise UserError(f"'{path}' cannot be read: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
         raise UserError(f"'{path}' is a directory, not a video file")
-    if not path.is_file():
+    if not stat.S_ISREG(st.st_mode):
         raise UserError(f"'{path}' is not a regular file")
-    if path.stat().st_size == 0:
+    if st.st_size == 0:
         raise UserError(f"'{path}' is empty (0 bytes)")
     if not os.access(path, os.R_OK):
         raise UserError(f"'{path}' cannot be read (permission denied)")
+
+
+def display_name(path: Path) -> str:
+    """The file's name as text: a name that is not valid UTF-8 (legal on Linux) is shown with
+    replacement characters instead of failing where it is stored or printed."""
+    return os.fsencode(path.name).decode("utf-8", "replace")
+
+
+def _vanished(src: Path) -> UserError:
+    return UserError(f"'{display_name(src)}' was moved or deleted while it was being imported; nothing was added")
 
 
 def import_media(lib: Library, path: str | os.PathLike, progress=None, check=None) -> dict:
@@ -52,7 +70,10 @@ def import_media(lib: Library, path: str | os.PathLike, progress=None, check=Non
         check(info)
     ext = src.suffix.lower() if src.suffix[1:].isalnum() and len(src.suffix) <= 10 else ""
     before = _stat(src)
-    size = before.st_size if before else src.stat().st_size
+    try:
+        size = before.st_size if before else src.stat().st_size
+    except OSError:
+        raise _vanished(src) from None
     with lib.db.read() as s:
         known = get_meta(s, _seen_key(src, before)) if before else None
         row = s.get(Media, known) if known else None
@@ -61,7 +82,7 @@ def import_media(lib: Library, path: str | os.PathLike, progress=None, check=Non
                 progress(row.size, row.size)
             return _as_dict(row)
         twins = {m.sha256 for m in s.scalars(select(Media).where(Media.size == size)) if _stored(lib, m)}
-    sha = None
+    sha, fresh = None, False
     if twins:
         # Stored media of exactly its size: most likely a copy of a video imported before, under
         # another name or folder. One read tells; then nothing is copied (nor refused for want
@@ -72,7 +93,17 @@ def import_media(lib: Library, path: str | os.PathLike, progress=None, check=Non
         else:
             progress = _span(progress, size // 3, size, size)
     if sha is None:
-        sha = _hash_into_store(lib, src, ext, progress)
+        sha, fresh = _hash_into_store(lib, src, ext, progress)
+    try:
+        return _record(lib, src, ext, sha, info, before)
+    except BaseException:
+        if fresh:  # stored by this import and not recorded: take it back out (no orphan file)
+            _unstore(lib, sha, ext)
+        raise
+
+
+def _record(lib: Library, src: Path, ext: str, sha: str, info, before) -> dict:
+    """The media row of the file now stored under ``sha``."""
     after = _stat(src)  # remembered only if nothing wrote to it while it was read
     unchanged = before and after and _content_sig(before) == _content_sig(after)
     with lib.db.write() as s:
@@ -85,9 +116,9 @@ def import_media(lib: Library, path: str | os.PathLike, progress=None, check=Non
             row = Media(sha256=sha)
             s.add(row)
         row.deleted = False
-        row.filename = src.name[:400]
+        row.filename = display_name(src)[:400]
         row.ext = ext
-        row.size = src.stat().st_size
+        row.size = lib.media.path_for(sha, ext).stat().st_size  # the stored copy: the original may be gone
         row.width, row.height, row.rotation = info.width, info.height, info.rotation
         row.fps, row.vfr, row.duration = float(info.fps), bool(info.vfr), float(info.duration)
         row.frame_count = int(info.frame_count)
@@ -97,16 +128,19 @@ def import_media(lib: Library, path: str | os.PathLike, progress=None, check=Non
         return _as_dict(row)
 
 
-def _hash_into_store(lib: Library, src: Path, ext: str, progress) -> str:
+def _hash_into_store(lib: Library, src: Path, ext: str, progress) -> tuple[str, bool]:
     """Clone ``src`` into the store where the file system can, else copy it (in the kernel),
     then hash what was stored: the address is the hash of the stored bytes by construction,
     whatever happens to the original meanwhile. Returns its sha256, with the file under that
-    address. ``progress(done, total)`` counts the copy as the first half of the file's bytes
+    address, and whether this import put it there. ``progress(done, total)`` counts the copy as the first half of the file's bytes
     and the hashing as the second."""
     from app.pipeline.probe import sha256_file
     from app.storage.media_store import StoreWriteFailed, copy_file
 
-    size = src.stat().st_size
+    try:
+        size = src.stat().st_size
+    except OSError:
+        raise _vanished(src) from None
     tmp, cloned = lib.media.stage(src, ext)
     try:
         if cloned:
@@ -117,19 +151,32 @@ def _hash_into_store(lib: Library, src: Path, ext: str, progress) -> str:
             try:
                 copy_file(src, tmp, _span(progress, 0, half, size))
             except StoreWriteFailed as exc:
-                raise UserError(f"could not store '{src.name}' in the data directory: {exc.strerror}") from None
+                raise UserError(f"could not store '{display_name(src)}' in the data directory: {exc.strerror}") from None
             except OSError as exc:
                 if exc.filename is not None and Path(exc.filename) != src:
-                    raise UserError(f"could not store '{src.name}' in the data directory: {exc.strerror or exc}") from None
+                    raise UserError(f"could not store '{display_name(src)}' in the data directory: {exc.strerror or exc}") from None
                 raise UserError(f"'{src}' could not be read: {exc.strerror or exc}") from None
         try:
             sha = sha256_file(tmp, progress=_span(progress, half, size, size))
+            fresh = not lib.media.has(sha, ext)
             lib.media.ingest(tmp, sha, ext, move=True)  # the same content stored before: tmp is dropped
         except OSError as exc:
-            raise UserError(f"could not store '{src.name}' in the data directory: {exc.strerror or exc}") from None
-        return sha
+            raise UserError(f"could not store '{display_name(src)}' in the data directory: {exc.strerror or exc}") from None
+        return sha, fresh
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _unstore(lib: Library, sha: str, ext: str) -> None:
+    """Remove a stored file that no media row records (another import of the same content may
+    have recorded it meanwhile: then it stays)."""
+    try:
+        with lib.db.read() as s:
+            if s.get(Media, sha, execution_options={"include_deleted": True}) is not None:
+                return
+        lib.media.path_for(sha, ext).unlink(missing_ok=True)
+    except Exception:  # the import's own error is the one to report
+        log.warning("could not remove the unrecorded media file %s", sha, exc_info=True)
 
 
 def _span(progress, lo: int, hi: int, total: int):
@@ -160,7 +207,7 @@ def _check_room(lib: Library, src: Path, need: int) -> None:
     except OSError:
         return
     if need > free:
-        raise UserError(f"not enough free space in the data directory for '{src.name}': "
+        raise UserError(f"not enough free space in the data directory for '{display_name(src)}': "
                         f"{need / 1e9:.1f} GB needed, {free / 1e9:.1f} GB free")
 
 

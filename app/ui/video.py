@@ -24,7 +24,14 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
-from app.pipeline.decode import display_rotation_of, local_file, media_origin, quiet_ffmpeg
+from app.pipeline.decode import (
+    decode_frames,
+    display_rotation_of,
+    local_file,
+    main_video_stream,
+    media_origin,
+    quiet_ffmpeg,
+)
 from app.ui.workers import lower_this_thread
 
 log = logging.getLogger(__name__)
@@ -142,12 +149,12 @@ def make_proxy(media_path: str, dest: Path, cancel: threading.Event | None = Non
     tmp = dest.with_suffix(".part.mkv")
     try:
         with av.open(local_file(media_path)) as src, av.open(local_file(tmp), "w", format="matroska") as out:
-            vs = src.streams.video[0]
+            vs = main_video_stream(src)
             vs.thread_type = "AUTO"
             ostream = None
             origin = media_origin(src)
             last_ms = -1
-            for frame in src.decode(vs):
+            for frame in decode_frames(src, vs, Path(media_path).name):
                 if cancel is not None and cancel.is_set():
                     raise InterruptedError
                 rgb = frame_to_rgb(frame, max_w, display_rotation_of(frame, 0))
@@ -251,7 +258,7 @@ class VideoReader:
         self.path = path
         self.proxy = proxy
         self.container = av.open(local_file(path))
-        self.stream = self.container.streams.video[0]
+        self.stream = main_video_stream(self.container)
         self.stream.thread_type = "AUTO"
         self.tb = self.stream.time_base
         self.origin = media_origin(self.container)
@@ -283,7 +290,7 @@ class VideoReader:
         target = max(t - self.interval, 0.0)
         self.container.seek(int((target + self.origin) / self.tb), backward=True, any_frame=False,
                             stream=self.stream)
-        self.iter = self.container.decode(self.stream)
+        self.iter = decode_frames(self.container, self.stream, Path(self.path).name)
         self.last = None
         self.pending = None
 
@@ -309,7 +316,7 @@ class VideoReader:
                 return None
             if cur[0] > t + half and t > 0:  # landed after the target (bad index)
                 self.container.seek(0, stream=self.stream)
-                self.iter = self.container.decode(self.stream)
+                self.iter = decode_frames(self.container, self.stream, Path(self.path).name)
                 cur = self._next()
                 if cur is None:
                     return None
@@ -446,13 +453,13 @@ def poster_image(path: str, t: float, width: int = 320) -> QImage | None:
     quiet_ffmpeg()
     try:
         with av.open(local_file(path)) as c:
-            vs = c.streams.video[0]
+            vs = main_video_stream(c)
             vs.thread_type = "AUTO"
             origin = media_origin(c)
             if t > 0:
                 c.seek(int((t + origin) / vs.time_base), backward=True, any_frame=False, stream=vs)
             frame = None
-            for f in c.decode(vs):
+            for f in decode_frames(c, vs, Path(path).name):
                 frame = f
                 if f.pts is None or float(f.pts * vs.time_base) - origin >= t - 0.05:
                     break
