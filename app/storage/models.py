@@ -343,7 +343,8 @@ SYNCED_MODELS: tuple[type, ...] = (
 
 # --------------------------------------------------------------------------- sync engine state
 # Device-local (never synced): the remote, per-device cursors, conflicts, agreed stamps, the log
-# of remote objects seen and of media known to be on the remote. See app.storage.sync.
+# of remote objects seen and of media known to be on the remote, remote writes parked until the
+# rows they need exist. See app.storage.sync.
 
 
 class SyncRemote(Base):
@@ -412,6 +413,26 @@ class SyncObject(Base):
     last_seq: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     status: Mapped[str] = mapped_column(String(12), nullable=False)  # applied | rejected
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    at: Mapped[datetime] = mapped_column(IsoDateTime, default=utcnow, nullable=False)
+
+
+class SyncParked(Base):
+    """A remote row's writes that could not be applied: the row is not on this device and they do
+    not create it, or they point at a project or media it lacks. Kept aside, so the rest of their
+    batch applies and its device's later batches are not held; merged as soon as what they need
+    exists (a later batch, a snapshot). ``fields`` is ``{field: [value, stamp]}``, ``base`` the
+    writer's agreed stamps (None: from a snapshot), ``key`` the object they came in."""
+
+    __tablename__ = "sync_parked"
+    __table_args__ = (Index("ix_sync_parked_row", "tbl", "row_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tbl: Mapped[str] = mapped_column(String(32), nullable=False)
+    row_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    fields: Mapped[dict] = mapped_column(JSON, nullable=False)
+    base: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    device_id: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    key: Mapped[str] = mapped_column(String(600), nullable=False, default="")
     at: Mapped[datetime] = mapped_column(IsoDateTime, default=utcnow, nullable=False)
 
 

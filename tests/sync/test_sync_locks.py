@@ -31,15 +31,20 @@ EDITOR = textwrap.dedent("""
 """)
 
 
-def populate(dev, n: int) -> list[str]:
+def populate(dev, n: int, per_write: int = 250) -> list[str]:
+    """``n`` projects with their settings rows, ``per_write`` to a transaction: 4 changes each,
+    so that a batch (1,000 changes) holds whole projects, as a device's batches do (a project
+    that comes without its settings rows waits for them)."""
     ids = []
-    with dev.db.write() as s:  # two flushes in all (stamping scans the session at each)
-        projects = [Project(id=new_id(), name=f"P{i}") for i in range(n)]
-        s.add_all(projects)
-        s.flush()
-        for p in projects:
-            s.add_all([Transition(project_id=p.id), ExportSettings(project_id=p.id), OverlaySettings(project_id=p.id)])
-            ids.append(p.id)
+    for lo in range(0, n, per_write):
+        with dev.db.write() as s:  # two flushes each (stamping scans the session at each)
+            projects = [Project(id=new_id(), name=f"P{i}") for i in range(lo, min(n, lo + per_write))]
+            s.add_all(projects)
+            s.flush()
+            for p in projects:
+                s.add_all([Transition(project_id=p.id), ExportSettings(project_id=p.id),
+                           OverlaySettings(project_id=p.id)])
+                ids.append(p.id)
     return ids
 
 

@@ -138,3 +138,32 @@ def test_the_log_of_applied_objects_is_trimmed(make_device):
     a.sync_ok()
     b.sync_ok()
     assert len(b.visible()) == 4  # the cursors, not the log, say what was applied
+
+
+def test_media_lost_from_the_remote_is_published_again(make_device, videos, s3):
+    """A bucket emptied (or put back from an old copy) loses the videos. The devices' record of
+    what they uploaded must not make them say "synced" while nobody else can fetch a video: the
+    next snapshot's writer, which lists the remote's media, uploads what it has again."""
+    import boto3
+
+    from tests.sync.conftest import BUCKET
+
+    a, b = make_device("a"), make_device("b")
+    pid = a.lib.create_project("Kept")
+    a.lib.add_clip(pid, videos[0])
+    a.sync_ok()
+    b.sync_ok(fetch_media=True)
+    sha = sha_of(a, pid)
+    raw = boto3.client("s3", endpoint_url=s3.url, region_name="us-east-1")
+    for page in raw.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=a.cfg.prefix + "/"):
+        for o in page.get("Contents", []):
+            raw.delete_object(Bucket=BUCKET, Key=o["Key"])
+    assert remote_media(a) == set()
+
+    a.lib.apply(pid, {"name": "Kept, renamed"})
+    r = a.sync_ok()
+    assert r.snapshot_written is not None and r.media_uploaded == 1
+    assert remote_media(a) == {sha}
+    c = make_device("c")
+    c.sync_ok(fetch_media=True)
+    assert c.lib.document(pid)["clips"][0]["media"]["local"]

@@ -20,6 +20,20 @@ Pull
     new one, and re-running is idempotent. A new device (or one whose missing batches were
     compacted away) first applies the snapshot named by ``manifest.json``.
 
+    A batch waits while its rows need rows a batch of another device brings. When nothing can
+    be applied, the rows that need what this device does not have (a row it lacks and that no
+    entry creates, or a project or media it lacks) are parked in ``sync_parked`` and the rest of
+    the batch is applied, so one missing row (say, created by a batch that was rejected) never
+    holds back its device's later batches. Parked rows are merged in the first apply
+    transaction in which what they need exists, and snapshots carry them. A project needs its
+    three settings rows (a device writes them in one transaction), so a project row alone waits.
+
+    A batch stamped more than a day ahead of this device's clock is not garbage but a wrong
+    clock: it is not rejected, it and its device's later batches wait (the wait is a reported
+    problem) until the clocks agree. Batches under our own device id that this data directory
+    did not push mean it is a restored backup or a copy: it takes a new device id and pulls the
+    old one's batches like another device's.
+
 Snapshots
     When no changes are pending and enough batches have gone by, a device writes a snapshot of
     every synced row (tombstones included) with the cursors it covers, then swaps
@@ -31,7 +45,9 @@ Media garbage
     The device that writes a snapshot deletes the media objects no live row of it points at,
     once neither the object nor its ``media-touched/SHA`` marker changed for ``media_grace_s``
     (14 days). A device that publishes a row pointing at an old object first touches it, and
-    a row brought back (an undone delete) needs its media uploaded again like a new one.
+    a row brought back (an undone delete) needs its media uploaded again like a new one. The
+    same listing finds media that live rows use and the remote lost (a bucket emptied or put
+    back from an old copy): that device uploads again those it has.
 
 The database file itself is never uploaded or downloaded: rows are merged field by field, so
 a pull can never roll back a local commit (the T248 failure cannot happen by construction).
@@ -39,6 +55,7 @@ a pull can never roll back a local commit (the T248 failure cannot happen by con
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -52,7 +69,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -70,6 +87,7 @@ from app.storage.models import (
     SyncCursor,
     SyncMedia,
     SyncObject,
+    SyncParked,
     iso,
     utcnow,
 )
@@ -100,7 +118,10 @@ YIELD_S = 0.11
 SNAPSHOT_IF_BEHIND = 200  # batches to fetch beyond which a covering snapshot is applied instead
 RUNNING_STALE_S = 600.0
 
+AHEAD_WORDS = schema.AHEAD_WORDS
 PK_IS_PROJECT = ("transition", "export_settings", "overlay_settings")
+# fields that point at another synced row, and that row's table
+REF_FIELDS = {"project_id": "project", "media_sha256": "media"}
 # parents before children, so a snapshot can be applied in rounds
 TABLE_ORDER = ("media", "project", *CHILD_TABLES)
 # the rows that point at a media object, and the field that does
@@ -184,6 +205,69 @@ def _by_table(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     return out
 
 
+def _refs(e: Entry) -> list[tuple[str, str]]:
+    """The rows an entry points at, which must exist before it is merged (foreign keys): the
+    project of a row keyed by its project, and the project or media its fields name. A project
+    also needs its settings rows (a device creates them in the same transaction): a project
+    without them cannot be edited or exported, so one that comes without them waits for them."""
+    if e.table == "project":
+        out = [(t, e.row_id) for t in PK_IS_PROJECT]
+    else:
+        out = [("project", e.row_id)] if e.table in PK_IS_PROJECT else []
+    out += [(t, e.fields[f][0]) for f, t in REF_FIELDS.items() if f in e.fields]
+    return out
+
+
+_ORDER = {t: i for i, t in enumerate(TABLE_ORDER)}
+
+
+def _snapshot_order(e: Entry) -> tuple:
+    """Parents before children, and each project next to its settings rows, so that the chunks
+    a snapshot is applied in rarely part a row from what it needs (parted ones are parked and
+    merged with the last chunk)."""
+    if e.table == "project" or e.table in PK_IS_PROJECT:
+        return (_ORDER["project"], e.row_id, e.table != "project")
+    return (_ORDER[e.table], "", False)
+
+
+def _rejected_between(prefix: str, dev: str, after: int, upto: int, rejected: set[str]) -> bool:
+    """A rejected object of ``dev`` holds some of the changes after ``after`` up to ``upto``: a
+    gap there is explained (and was reported when it was rejected)."""
+    for key in rejected:
+        parsed = schema.parse_change_key(prefix, key)
+        if parsed is not None and parsed[0] == dev and after < parsed[1] <= upto:
+            return True
+    return False
+
+
+def _keys(entries: Iterable[Entry]) -> set[tuple[str, str]]:
+    """The rows ``entries`` write to or point at: what :func:`_split_entries` asks about."""
+    return {k for e in entries for k in ((e.table, e.row_id), *_refs(e))}
+
+
+def _split_entries(entries: list[Entry], existing: set[tuple[str, str]]) -> tuple[list[Entry], list[Entry]]:
+    """(ok, parked): the entries that can be merged on top of the rows in ``existing`` (and the
+    rows the ok entries create, with all their required fields), and the others, with the rules of
+    :meth:`SyncEngine._check_dependencies`. Repeated until nothing more is parked: parking an
+    entry can take away fields that created a row another entry writes to or points at."""
+    ok, parked = list(entries), []
+    while True:
+        creates: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for e in ok:
+            creates[(e.table, e.row_id)] |= set(e.fields)
+        will_exist = existing | {k for k, fs in creates.items() if REQUIRED[k[0]] <= fs}
+        bad = {id(e) for e in ok
+               if (e.table, e.row_id) not in will_exist or not all(r in will_exist for r in _refs(e))}
+        if not bad:
+            return ok, parked
+        parked += [e for e in ok if id(e) in bad]
+        ok = [e for e in ok if id(e) not in bad]
+
+
+def _parked_fields(e: Entry) -> dict[str, list]:
+    return {f: [v, st] for f, (v, st) in e.fields.items()}
+
+
 @dataclass
 class CycleResult:
     ok: bool = True
@@ -195,6 +279,8 @@ class CycleResult:
     conflicts: int = 0
     rejected: list[dict] = field(default_factory=list)
     held: list[str] = field(default_factory=list)
+    parked: int = 0  # remote rows set aside until the rows they need exist (not an error)
+    unparked: int = 0  # parked rows merged at last
     media_uploaded: int = 0
     media_downloaded: int = 0
     snapshot_applied: str | None = None
@@ -218,11 +304,13 @@ class CycleResult:
 
 @dataclass
 class _Pending:
-    """A downloaded, validated batch waiting to be applied."""
+    """A downloaded, validated batch waiting to be applied; ``parked``: entries taken out of it
+    because they need rows this device does not have (stored when the batch is applied)."""
 
     key: str
     batch: Batch
     min_stamp: str
+    parked: list[Entry] = field(default_factory=list)
 
 
 class SyncEngine:
@@ -489,6 +577,24 @@ class SyncEngine:
             _bump_since_snapshot(s, 1)
             return len(changes)
 
+    def _restored(self, me: str, pushed: int, covered: dict[str, int], rejected: set[str],
+                  result: CycleResult) -> bool:
+        """Whether the remote holds batches of our device id that this data directory did not
+        push: it is a backup put back, or a copy, of one that went on syncing. Then it continues
+        under a new id, and the old id's batches (its own later edits) are pulled like another
+        device's. Without this it would never read them and would say "synced". A batch a
+        concurrent process of this data directory is pushing is recognised by its digest."""
+        if covered.get(me, 0) > pushed:
+            log.warning("the remote's snapshot covers changes of this device it does not have")
+            self._rotate_device(me)
+            return True
+        own = self._list_new(me, pushed, rejected, result)
+        if not own or self._resolve_existing(own[0][0], me, own[0][1]) is not None:
+            return False
+        log.warning("the remote holds changes of this device it does not have (a restored or copied data directory)")
+        self._rotate_device(me)
+        return True
+
     def _rotate_device(self, old: str) -> None:
         """Our device id's stream on the remote is not ours (a copied or restored data directory):
         continue under a new id, and pull the old id's batches like any other device's."""
@@ -600,9 +706,16 @@ class SyncEngine:
         with self.db.read() as s:
             me = self.device(s)
             cursors = _cursors(s)
-            rejected = set(s.scalars(select(SyncObject.key).where(SyncObject.status == "rejected")))
+            rejected = set(s.scalars(select(SyncObject.key).where(
+                SyncObject.status == "rejected",
+                # rejected for a stamp ahead of the clock before that was a wait: read them again
+                or_(SyncObject.error.is_(None), ~SyncObject.error.contains(AHEAD_WORDS)))))
             applied_snapshot = stamping.get_meta(s, M_SNAPSHOT)
+            pushed = int(stamping.get_meta(s, M_PUSHED) or 0)
         covered = manifest[0].cursors if manifest is not None else {}
+        if self._restored(me, pushed, covered, rejected, result):
+            with self.db.read() as s:
+                me, cursors = self.device(s), _cursors(s)
         snapshot_usable = manifest is not None and applied_snapshot != manifest[0].snapshot
 
         def use_snapshot() -> None:
@@ -625,8 +738,9 @@ class SyncEngine:
         queues: dict[str, list[_Pending]] = {}
         gaps: dict[str, tuple[int, int]] = {}
         for dev in devices:
-            queues[dev], gap = self._validate_device(dev, cursors.get(dev, 0), listed[dev], blobs, rejected, result)
-            if gap is None and not queues[dev] and covered.get(dev, 0) > cursors.get(dev, 0):
+            queues[dev], gap, waits = self._validate_device(dev, cursors.get(dev, 0), listed[dev], blobs, rejected,
+                                                            result)
+            if gap is None and not waits and not queues[dev] and covered.get(dev, 0) > cursors.get(dev, 0):
                 gap = (cursors.get(dev, 0), covered[dev])
             if gap:
                 gaps[dev] = gap
@@ -724,9 +838,11 @@ class SyncEngine:
         return out
 
     def _validate_device(self, dev: str, cursor: int, keys: list[tuple[str, int, int]], blobs: dict,
-                         rejected: set[str], result: CycleResult) -> tuple[list[_Pending], tuple[int, int] | None]:
-        """The valid batches of ``dev`` in order, and the first gap in their chain (a batch that
-        does not follow the one before it, and no rejected object explains why)."""
+                         rejected: set[str], result: CycleResult
+                         ) -> tuple[list[_Pending], tuple[int, int] | None, bool]:
+        """The valid batches of ``dev`` in order, the first gap in their chain (a batch that does
+        not follow the one before it, and no rejected object explains why), and whether the chain
+        stops at a batch stamped ahead of this device's clock (the rest waits)."""
         out: list[_Pending] = []
         expect, skipped, gap = cursor, False, None
         for key, seq, _ in keys:
@@ -741,20 +857,31 @@ class SyncEngine:
                 continue
             try:
                 batch = schema.parse_batch(data, dev, seq, self._max_ms())
+            except schema.AheadError:
+                # a clock is wrong, the batch is not: it stays on the remote, and it and the
+                # device's later ones wait until it is no longer ahead of ours
+                result.problem(f"the changes of device {dev[:8]} from {expect + 1} on are stamped more than a "
+                               f"day {AHEAD_WORDS} (one of the two clocks is wrong); they will be applied "
+                               f"once the clocks agree")
+                log.warning("remote object %s is stamped more than a day ahead; it waits", ascii(key)[1:-1][:120])
+                return out, gap, True
             except SchemaError as exc:
                 self._reject(key, dev, str(exc), rejected, result)
                 skipped = True
                 continue
-            if batch.prev != expect and not skipped and gap is None:
+            if batch.prev != expect and not skipped and gap is None \
+                    and not _rejected_between(self.prefix, dev, expect, batch.prev, rejected):
                 gap = (expect, batch.prev)
             stamps = [st for e in batch.entries for _, st in e.fields.values()]
             out.append(_Pending(key, batch, min(stamps, default="")))
             expect, skipped = batch.last, False
-        return out, gap
+        return out, gap, False
 
     def _apply_queues(self, queues: dict[str, list[_Pending]], result: CycleResult) -> None:
         """Apply the batches in rounds, oldest stamps first, each device's in order; a batch whose
-        rows need rows this device does not have yet waits for a later round."""
+        rows need rows this device does not have yet waits for a later round. When no batch can
+        be applied, the first waiting one parks the entries that need what this device lacks (see
+        :meth:`_park_head`) and the rounds go on: a missing row never holds a device back."""
         queues = {d: list(q) for d, q in queues.items() if q}
         applied_rounds = 0
         while queues:
@@ -772,6 +899,11 @@ class SyncEngine:
                     del heads[dev]
             round_, waiting = self._settle(round_, queues)
             if not round_:
+                if self._park_head(queues, waiting[0].batch.device):
+                    continue
+                # not reached: the head, once parked, only writes to and points at rows that exist
+                # (or that it creates), which _check_dependencies accepts; kept so that a
+                # disagreement between the two checks ends the cycle instead of looping forever
                 for p in waiting:
                     result.held.append(p.key)
                 result.problem(f"{len(waiting)} remote batch(es) refer to rows this device does not have "
@@ -787,6 +919,24 @@ class SyncEngine:
                 queues[dev] = [p for p in queues[dev] if id(p) not in done]
                 if not queues[dev]:
                     del queues[dev]
+
+    def _park_head(self, queues: dict[str, list[_Pending]], dev: str) -> bool:
+        """Replace the first batch of ``dev`` (a waiting batch is always its device's first: a
+        device's batches wait from the first one that cannot be applied on) by the same batch
+        without the entries that need rows this device does not have; those are parked when the
+        batch is applied. False when it has none (nothing could be done).
+
+        Only rows that exist count, not those other waiting batches would bring: when nothing can
+        be applied, no order of the waiting batches helps, and rows that come later unpark it."""
+        p = queues[dev][0]
+        ok, parked = _split_entries(p.batch.entries, self._existing(_keys(p.batch.entries)))
+        if not parked:
+            return False
+        log.info("parking %d of the %d row(s) of %s: they need rows this device does not have yet",
+                 len(parked), len(p.batch.entries), p.key)
+        queues[dev][0] = dataclasses.replace(p, batch=dataclasses.replace(p.batch, entries=ok),
+                                             parked=[*p.parked, *parked])
+        return True
 
     def _settle(self, round_: list[_Pending], queues: dict[str, list[_Pending]]):
         """The round's batches that can be applied now; a batch that needs a row from a later
@@ -815,12 +965,7 @@ class SyncEngine:
             for p in round_:
                 for e in p.batch.entries:
                     creates[(e.table, e.row_id)] |= set(e.fields)
-                    if e.table in PK_IS_PROJECT:
-                        refs.append((p, "project", e.row_id))
-                    if "project_id" in e.fields:
-                        refs.append((p, "project", e.fields["project_id"][0]))
-                    if "media_sha256" in e.fields:
-                        refs.append((p, "media", e.fields["media_sha256"][0]))
+                    refs += [(p, t, i) for t, i in _refs(e)]
             keys = set(creates) | {(t, i) for _, t, i in refs}
             existing = self._existing(keys)
             bad: set[int] = set()
@@ -847,14 +992,18 @@ class SyncEngine:
                 return [], waiting
             round_ = keep
 
-    def _existing(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    def _existing(self, keys: Iterable[tuple[str, str]], s: Session | None = None) -> set[tuple[str, str]]:
+        """Which of ``keys`` are rows here (tombstones included); inside ``s`` when given (a write
+        transaction sees its own uncommitted rows, another connection does not)."""
+        if s is None:
+            with self.db.read() as s2:
+                return self._existing(keys, s2)
         out = set()
-        with self.db.read() as s:
-            for t, ids in _by_table(keys).items():
-                pk = _pk(MODELS[t])
-                for chunk in _chunks(sorted(ids), 500):
-                    for (i,) in s.execute(select(pk).where(pk.in_(chunk)).execution_options(include_deleted=True)):
-                        out.add((t, i))
+        for t, ids in _by_table(keys).items():
+            pk = _pk(MODELS[t])
+            for chunk in _chunks(sorted(ids), 500):
+                for (i,) in s.execute(select(pk).where(pk.in_(chunk)).execution_options(include_deleted=True)):
+                    out.add((t, i))
         return out
 
     def _apply_round(self, round_: list[_Pending], result: CycleResult) -> None:
@@ -864,6 +1013,8 @@ class SyncEngine:
             round_ = [p for p in round_ if p.batch.last > done.get(p.batch.device, 0)]  # another process did it
             me = self.device(s)
             rows, conflicts = self._merge(s, [e for p in round_ for e in p.batch.entries], me)
+            parked = self._park(s, [(p.key, p.batch.device, e) for p in round_ for e in p.parked])
+            unparked, rows2, conflicts2 = self._unpark(s, me)
             cursors: dict[str, int] = {}
             for p in round_:
                 cursors[p.batch.device] = max(cursors.get(p.batch.device, 0), p.batch.last)
@@ -874,8 +1025,67 @@ class SyncEngine:
             _bump_since_snapshot(s, len(round_))
             self._hook("in_apply", [p.key for p in round_])
         result.applied_objects += len(round_)
-        result.applied_rows += rows
-        result.conflicts += conflicts
+        result.applied_rows += rows + rows2
+        result.conflicts += conflicts + conflicts2
+        result.parked += parked
+        result.unparked += unparked
+
+    def _park(self, s: Session, items: list[tuple[str, str, Entry]]) -> int:
+        """Store the (key, device, entry) ``items`` in ``sync_parked``, in the caller's write
+        transaction. Writes parked already are not parked twice: a snapshot carries the parked
+        rows of its writer, which this device may have parked from the batch itself. Returns how
+        many were stored."""
+        if not items:
+            return 0
+        seen = set()
+        for t, ids in _by_table({(e.table, e.row_id) for _, _, e in items}).items():
+            for chunk in _chunks(sorted(ids), 500):
+                for r in s.execute(select(SyncParked.row_id, SyncParked.fields)
+                                   .where(SyncParked.tbl == t, SyncParked.row_id.in_(chunk))):
+                    seen.add((t, r.row_id, json.dumps(r.fields, sort_keys=True)))
+        rows = []
+        for key, device, e in items:
+            fields = _parked_fields(e)
+            sig = (e.table, e.row_id, json.dumps(fields, sort_keys=True))
+            if sig in seen:
+                continue
+            seen.add(sig)
+            rows.append({"tbl": e.table, "row_id": e.row_id, "fields": fields, "base": e.base,
+                         "device_id": device[:64], "key": key[:600], "at": utcnow()})
+        if rows:
+            s.execute(insert(SyncParked.__table__), rows)
+        return len(rows)
+
+    def _unpark(self, s: Session, me: str) -> tuple[int, int, int]:
+        """Merge the parked rows that can be applied now (asked inside ``s``: the rows this
+        transaction just wrote count), and forget them; returns how many, and the rows written
+        and conflicts recorded. Each keeps its ``base``, so conflicts are found as if its batch
+        had been applied late; for the ones from a snapshot (no base) the local changes not
+        pushed yet are passed, as when a snapshot is applied."""
+        entries: dict[int, tuple[int, Entry]] = {}
+        for r in s.execute(select(SyncParked.id, SyncParked.tbl, SyncParked.row_id, SyncParked.fields,
+                                  SyncParked.base)):
+            e = Entry(r.tbl, r.row_id, {f: (v, st) for f, (v, st) in r.fields.items()}, r.base)
+            entries[id(e)] = (r.id, e)
+        if not entries:
+            return 0, 0, 0
+        waiting = [e for _, e in entries.values()]
+        ok, _ = _split_entries(waiting, self._existing(_keys(waiting), s))
+        if not ok:
+            return 0, 0, 0
+        unpushed: dict[tuple[str, str], set[str]] = defaultdict(set)
+        rows_of = _by_table({(e.table, e.row_id) for e in ok})
+        for t, ids in rows_of.items():
+            for chunk in _chunks(sorted(ids), 500):
+                for ch in s.scalars(select(Change).where(Change.pushed.is_(False), Change.table == t,
+                                                         Change.row_id.in_(chunk))):
+                    unpushed[(ch.table, ch.row_id)] |= set(ch.fields)
+        rows, conflicts = self._merge(s, ok, me, unpushed)
+        gone = [entries[id(e)][0] for e in ok]
+        for chunk in _chunks(gone, 500):
+            s.execute(delete(SyncParked).where(SyncParked.id.in_(chunk)))
+        log.info("merged %d parked row(s): the rows they need are here now", len(ok))
+        return len(ok), rows, conflicts
 
     # ------------------------------------------------------------------ merging
     def _merge(self, s: Session, entries: list[Entry], me: str,
@@ -1051,6 +1261,10 @@ class SyncEngine:
             return None
         try:
             snap = schema.parse_snapshot(got[0], self._max_ms())
+        except schema.AheadError:
+            result.problem(f"the snapshot {manifest.snapshot} is stamped more than a day {AHEAD_WORDS} (one "
+                           f"of the two clocks is wrong); it will be used once the clocks agree")
+            return None
         except SchemaError as exc:
             self._reject(key, manifest.device, str(exc), rejected, result)
             return None
@@ -1058,8 +1272,7 @@ class SyncEngine:
             unpushed: dict[tuple[str, str], set[str]] = defaultdict(set)
             for ch in s.scalars(select(Change).where(Change.pushed.is_(False))):
                 unpushed[(ch.table, ch.row_id)] |= set(ch.fields)
-        order = {t: i for i, t in enumerate(TABLE_ORDER)}
-        entries = sorted(snap.entries, key=lambda e: order[e.table])
+        entries = sorted(snap.entries, key=_snapshot_order)
         chunks = list(_chunks(entries, self.round_rows)) or [[]]
         for i, chunk in enumerate(chunks):
             if i:
@@ -1067,10 +1280,16 @@ class SyncEngine:
             with self.db.write(remote=True) as s:
                 s.connection().exec_driver_sql("PRAGMA defer_foreign_keys = ON")
                 me = self.device(s)
-                rows, conflicts = self._merge(s, chunk, me, unpushed)
+                ok, parked = _split_entries(chunk, self._existing(_keys(chunk), s))
+                rows, conflicts = self._merge(s, ok, me, unpushed)
                 result.applied_rows += rows
                 result.conflicts += conflicts
-                if i == len(chunks) - 1:
+                result.parked += self._park(s, [(key, manifest.device, e) for e in parked])
+                if i == len(chunks) - 1:  # a later chunk may have brought what a parked row needs
+                    unparked, rows, conflicts = self._unpark(s, me)
+                    result.unparked += unparked
+                    result.applied_rows += rows
+                    result.conflicts += conflicts
                     for dev, seq in snap.cursors.items():
                         if dev != me:
                             _advance_cursor(s, dev, seq)
@@ -1132,7 +1351,8 @@ class SyncEngine:
                 return None
         self._note_snapshot(name)
         result.snapshot_written = name
-        self._prune(name, manifest.snapshot if manifest else None, doc)
+        missing = self._prune(name, manifest.snapshot if manifest else None, doc)
+        self._republish(missing, result)
         return name
 
     def _seen_snapshot(self) -> str | None:
@@ -1145,8 +1365,18 @@ class SyncEngine:
             stamping.set_meta(s, M_SINCE_SNAPSHOT, "0")
 
     def _snapshot_doc(self, manifest: schema.Manifest | None) -> dict | None:
-        """Every synced row with its stamps, read in one transaction; None if this device has
-        unpushed changes (their media may not be up yet) or has not applied all the manifest has."""
+        """Every synced row with its stamps, and the parked rows, read in one transaction; None if
+        this device has unpushed changes (their media may not be up yet) or has not applied all
+        the manifest has.
+
+        The cursors cover the batches parked rows came in, so a device that starts from the
+        snapshot gets them from it. They are rows of their own, after the real ones: a row parked
+        because it is not here never shares its id with a real row, but one parked because it
+        points at a project or media that is not here does (its row exists). Both are applied by
+        the receiver entry by entry (:func:`_split_entries`; :meth:`_merge` takes several writes
+        to one row), so the real row is applied and the parked one parked again. Parked rows of
+        one row are combined (newest stamp per field) only when they point at the same rows: they
+        can then only ever be applied together, so combining them changes nothing on arrival."""
         with self.db.read() as s:
             if _pending_count(s):
                 return None
@@ -1177,13 +1407,23 @@ class SyncEngine:
                         f[name] = [v, st]
                     if f:
                         rows.append({"t": t, "id": rid, "f": f})
+            parked: dict[tuple, dict[str, list]] = {}
+            for r in s.execute(select(SyncParked.tbl, SyncParked.row_id, SyncParked.fields)
+                               .order_by(SyncParked.id)):
+                e = Entry(r.tbl, r.row_id, {f: tuple(pair) for f, pair in r.fields.items()}, None)
+                f = parked.setdefault((r.tbl, r.row_id, frozenset(_refs(e))), {})
+                for name, (v, st) in r.fields.items():
+                    if name not in f or st > f[name][1]:
+                        f[name] = [v, st]
+            rows += [{"t": t, "id": rid, "f": f} for (t, rid, _), f in parked.items()]
         return {"format": schema.FORMAT, "kind": "snapshot", "device": me, "created_at": utcnow().isoformat(),
                 "cursors": {d: q for d, q in cursors.items() if q > 0}, "rows": rows}
 
-    def _prune(self, current: str, previous: str | None, doc: dict) -> None:
+    def _prune(self, current: str, previous: str | None, doc: dict) -> dict[str, str]:
         """Delete snapshots other than the current and previous one, and batches the current
         snapshot covers that are older than ``prune_after_s``; abort multipart uploads started
-        before then; collect the media nobody uses (:meth:`_collect_media`)."""
+        before then; collect the media nobody uses (:meth:`_collect_media`). Returns the media
+        that live rows use and the remote lacks."""
         cursors: dict[str, int] = doc["cursors"]
         cutoff = time.time() - self.prune_after_s
         old = []
@@ -1203,9 +1443,26 @@ class SyncEngine:
         for key, upload_id, started in self.remote.unfinished_uploads(schema.join(self.prefix, "media/")):
             if started.timestamp() < cutoff:  # abandoned (a resumed upload finishes within days)
                 self.remote.abort_upload(key, upload_id)
-        self._collect_media(doc)
+        return self._collect_media(doc)
 
-    def _collect_media(self, doc: dict) -> None:
+    def _republish(self, missing: dict[str, str], result: CycleResult) -> None:
+        """Upload again the media that live rows use and the remote lost (a bucket emptied or
+        restored from an old copy): what this device has, it publishes; what it lacks is told.
+        Without this a device trusts its record of what it uploaded, and says "synced" while no
+        other device can fetch the videos."""
+        if not missing:
+            return
+        with self.db.write(remote=True) as s:
+            s.execute(delete(SyncMedia).where(SyncMedia.sha256.in_(list(missing))))
+        here = {sha: ext for sha, ext in missing.items() if self.media.path_for(sha, ext).is_file()}
+        log.warning("%d media object(s) in use are missing on the remote; uploading the %d this device has",
+                    len(missing), len(here))
+        self._ensure_media(here, result, None)
+        if len(here) < len(missing):
+            result.problem(f"{len(missing) - len(here)} video file(s) the projects use are missing on the remote "
+                           f"and not on this device; the device that has them publishes them at its next sync")
+
+    def _collect_media(self, doc: dict) -> dict[str, str]:
         """Delete media objects that no live row of the snapshot ``doc`` points at, when neither
         the object nor its touch marker changed for ``media_grace_s``.
 
@@ -1213,12 +1470,14 @@ class SyncEngine:
         verified the object within a day before publishing, and touched it if it was older
         (``_ensure_media``), so the object looks young for the whole grace period, and any
         snapshot made after that includes the row."""
-        used = set()
+        used: dict[str, str] = {}  # sha -> its file's extension in the store
+        ext_of = {r["id"]: (r["f"].get("ext") or ["", ""])[0] or "" for r in doc["rows"] if r["t"] == "media"}
         for r in doc["rows"]:
             fld = MEDIA_FIELD.get(r["t"])
             f = r["f"]
             if fld and fld in f and not f.get("deleted", [False])[0]:
-                used.add(f[fld][0])
+                sha = f[fld][0]
+                used[sha] = ext_of.get(sha, "") if r["t"] == "clip" else ".mp4"
         cutoff = time.time() - self.media_grace_s
         touched: dict[str, float] = {}
         for kind, obj in self.remote.list(schema.join(self.prefix, "media-touched/")):
@@ -1234,13 +1493,15 @@ class SyncEngine:
             if sha not in used and max(obj["LastModified"].timestamp(), touched.get(sha, 0.0)) < cutoff:
                 gone.append(sha)
         stale_marks = [sha for sha, at in touched.items() if at < cutoff and (sha in gone or sha not in seen)]
+        missing = {sha: ext for sha, ext in used.items() if sha not in seen}
         if not gone and not stale_marks:
-            return
+            return missing
         log.info("removing %d unused media object(s) from the remote", len(gone))
         self.remote.delete([schema.media_key(self.prefix, sha) for sha in gone] +
                            [schema.media_touch_key(self.prefix, sha) for sha in stale_marks])
         with self.db.write(remote=True) as s:
             s.execute(delete(SyncMedia).where(SyncMedia.sha256.in_(gone)))
+        return missing
 
 
 # --------------------------------------------------------------------------- module API
@@ -1267,7 +1528,7 @@ def set_remote(db, cfg: RemoteConfig) -> bool:
 
 
 def _requeue_everything(s: Session) -> None:
-    for model in (SyncCursor, SyncBase, SyncObject, SyncMedia):
+    for model in (SyncCursor, SyncBase, SyncObject, SyncMedia, SyncParked):  # parked: the old remote's
         s.execute(delete(model))
     s.execute(delete(Change))
     stamping.delete_meta(s, M_PUSHED, M_SINCE_SNAPSHOT, M_SNAPSHOT, M_LAST_OK, M_ERROR, M_ERROR_KIND)

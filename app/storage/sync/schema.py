@@ -56,6 +56,15 @@ class SchemaError(ValueError):
     """A remote object that does not match the schema (the message says where and why)."""
 
 
+AHEAD_WORDS = "ahead of this device's clock"
+
+
+class AheadError(SchemaError):
+    """A remote object stamped more than ``MAX_FUTURE_MS`` ahead of this device's clock. Not
+    garbage: the writer's clock (or ours) is wrong. It is left on the remote and read again
+    later, when the clocks agree, rather than rejected for good."""
+
+
 # --------------------------------------------------------------------------- keys
 
 
@@ -359,7 +368,7 @@ def check_stamp(s, where: str, max_ms: int | None, allow_empty: bool = False) ->
     if m is None:
         raise SchemaError(f"{where}: malformed stamp")
     if max_ms is not None and int(m.group(1)) > max_ms:
-        raise SchemaError(f"{where}: stamp is more than a day ahead of this device's clock")
+        raise AheadError(f"{where}: stamp is more than a day {AHEAD_WORDS}")
     return s
 
 
