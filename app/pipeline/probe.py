@@ -295,7 +295,6 @@ def _probe_container(c, p: Path, name: str) -> MediaInfo:
     )
 
 
-
 def _check_size(w: int, h: int, name: str, p: Path) -> None:
     if w > MAX_DIMENSION or h > MAX_DIMENSION:
         raise ProbeError(

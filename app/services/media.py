@@ -132,8 +132,8 @@ def _hash_into_store(lib: Library, src: Path, ext: str, progress) -> tuple[str, 
     """Clone ``src`` into the store where the file system can, else copy it (in the kernel),
     then hash what was stored: the address is the hash of the stored bytes by construction,
     whatever happens to the original meanwhile. Returns its sha256, with the file under that
-    address, and whether this import put it there. ``progress(done, total)`` counts the copy as the first half of the file's bytes
-    and the hashing as the second."""
+    address, and whether this import put it there. ``progress(done, total)`` counts the copy as
+    the first half of the file's bytes and the hashing as the second."""
     from app.pipeline.probe import sha256_file
     from app.storage.media_store import StoreWriteFailed, copy_file
 

@@ -256,6 +256,7 @@ class VideoReader:
     def __init__(self, path: str, proxy: bool = False):
         quiet_ffmpeg()
         self.path = path
+        self.name = Path(path).name  # how a decode error names the file (in the log)
         self.proxy = proxy
         self.container = av.open(local_file(path))
         self.stream = main_video_stream(self.container)
@@ -290,7 +291,7 @@ class VideoReader:
         target = max(t - self.interval, 0.0)
         self.container.seek(int((target + self.origin) / self.tb), backward=True, any_frame=False,
                             stream=self.stream)
-        self.iter = decode_frames(self.container, self.stream, Path(self.path).name)
+        self.iter = decode_frames(self.container, self.stream, self.name)
         self.last = None
         self.pending = None
 
@@ -316,7 +317,7 @@ class VideoReader:
                 return None
             if cur[0] > t + half and t > 0:  # landed after the target (bad index)
                 self.container.seek(0, stream=self.stream)
-                self.iter = decode_frames(self.container, self.stream, Path(self.path).name)
+                self.iter = decode_frames(self.container, self.stream, self.name)
                 cur = self._next()
                 if cur is None:
                     return None

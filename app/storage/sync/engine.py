@@ -118,7 +118,6 @@ YIELD_S = 0.11
 SNAPSHOT_IF_BEHIND = 200  # batches to fetch beyond which a covering snapshot is applied instead
 RUNNING_STALE_S = 600.0
 
-AHEAD_WORDS = schema.AHEAD_WORDS
 PK_IS_PROJECT = ("transition", "export_settings", "overlay_settings")
 # fields that point at another synced row, and that row's table
 REF_FIELDS = {"project_id": "project", "media_sha256": "media"}
@@ -246,10 +245,11 @@ def _keys(entries: Iterable[Entry]) -> set[tuple[str, str]]:
 
 
 def _split_entries(entries: list[Entry], existing: set[tuple[str, str]]) -> tuple[list[Entry], list[Entry]]:
-    """(ok, parked): the entries that can be merged on top of the rows in ``existing`` (and the
-    rows the ok entries create, with all their required fields), and the others, with the rules of
-    :meth:`SyncEngine._check_dependencies`. Repeated until nothing more is parked: parking an
-    entry can take away fields that created a row another entry writes to or points at."""
+    """(ok, parked): the entries that can be merged on top of the rows in ``existing``, and the
+    others. An entry can be merged when its row exists or the ok entries create it (with all its
+    required fields), and so do the rows it points at (:func:`_refs`). Repeated until nothing more
+    is parked: parking an entry can take away fields that created a row another entry writes to
+    or points at. The one rule for a round's batches, a parked head and parked rows alike."""
     ok, parked = list(entries), []
     while True:
         creates: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -709,7 +709,7 @@ class SyncEngine:
             rejected = set(s.scalars(select(SyncObject.key).where(
                 SyncObject.status == "rejected",
                 # rejected for a stamp ahead of the clock before that was a wait: read them again
-                or_(SyncObject.error.is_(None), ~SyncObject.error.contains(AHEAD_WORDS)))))
+                or_(SyncObject.error.is_(None), ~SyncObject.error.contains(schema.AHEAD_WORDS)))))
             applied_snapshot = stamping.get_meta(s, M_SNAPSHOT)
             pushed = int(stamping.get_meta(s, M_PUSHED) or 0)
         covered = manifest[0].cursors if manifest is not None else {}
@@ -861,7 +861,7 @@ class SyncEngine:
                 # a clock is wrong, the batch is not: it stays on the remote, and it and the
                 # device's later ones wait until it is no longer ahead of ours
                 result.problem(f"the changes of device {dev[:8]} from {expect + 1} on are stamped more than a "
-                               f"day {AHEAD_WORDS} (one of the two clocks is wrong); they will be applied "
+                               f"day {schema.AHEAD_WORDS} (one of the two clocks is wrong); they will be applied "
                                f"once the clocks agree")
                 log.warning("remote object %s is stamped more than a day ahead; it waits", ascii(key)[1:-1][:120])
                 return out, gap, True
@@ -960,24 +960,10 @@ class SyncEngine:
         """Split off the batches (and, after them, their device's later ones) that would create a
         row without its required fields or point at a project or media this device lacks."""
         while True:
-            creates: dict[tuple[str, str], set[str]] = defaultdict(set)
-            refs: list[tuple[_Pending, str, str]] = []
-            for p in round_:
-                for e in p.batch.entries:
-                    creates[(e.table, e.row_id)] |= set(e.fields)
-                    refs += [(p, t, i) for t, i in _refs(e)]
-            keys = set(creates) | {(t, i) for _, t, i in refs}
-            existing = self._existing(keys)
-            bad: set[int] = set()
-            for p in round_:
-                for e in p.batch.entries:
-                    k = (e.table, e.row_id)
-                    if k not in existing and not REQUIRED[e.table] <= creates[k]:
-                        bad.add(id(p))
-            will_exist = existing | {k for k, fs in creates.items() if k in existing or REQUIRED[k[0]] <= fs}
-            for p, t, i in refs:
-                if (t, i) not in will_exist:
-                    bad.add(id(p))
+            entries = [e for p in round_ for e in p.batch.entries]
+            _, parked = _split_entries(entries, self._existing(_keys(entries)))
+            held = {id(e) for e in parked}
+            bad = {id(p) for p in round_ if any(id(e) in held for e in p.batch.entries)}
             if not bad:
                 return round_, []
             stopped: set[str] = set()
@@ -1262,7 +1248,7 @@ class SyncEngine:
         try:
             snap = schema.parse_snapshot(got[0], self._max_ms())
         except schema.AheadError:
-            result.problem(f"the snapshot {manifest.snapshot} is stamped more than a day {AHEAD_WORDS} (one "
+            result.problem(f"the snapshot {manifest.snapshot} is stamped more than a day {schema.AHEAD_WORDS} (one "
                            f"of the two clocks is wrong); it will be used once the clocks agree")
             return None
         except SchemaError as exc:
