@@ -218,6 +218,8 @@ def _refs(e: Entry) -> list[tuple[str, str]]:
 
 
 _ORDER = {t: i for i, t in enumerate(TABLE_ORDER)}
+# (database, device id, prefix) whose own stream on the remote this process has listed (_restored)
+_OWN_STREAM_CHECKED: set[tuple[str, str, str]] = set()
 
 
 def _snapshot_order(e: Entry) -> tuple:
@@ -583,13 +585,22 @@ class SyncEngine:
         push: it is a backup put back, or a copy, of one that went on syncing. Then it continues
         under a new id, and the old id's batches (its own later edits) are pulled like another
         device's. Without this it would never read them and would say "synced". A batch a
-        concurrent process of this data directory is pushing is recognised by its digest."""
+        concurrent process of this data directory is pushing is recognised by its digest.
+
+        The listing of our own batches is done once per process and data directory: a directory
+        is put back while the app is closed, so the first sync after it starts sees it (and a
+        copy that syncs beside its original is caught at its next push, whose key is taken).
+        The manifest's cursors, read anyway, are looked at every time."""
         if covered.get(me, 0) > pushed:
             log.warning("the remote's snapshot covers changes of this device it does not have")
             self._rotate_device(me)
             return True
+        checked = (str(self.db.path), me, self.prefix)
+        if checked in _OWN_STREAM_CHECKED:
+            return False
         own = self._list_new(me, pushed, rejected, result)
         if not own or self._resolve_existing(own[0][0], me, own[0][1]) is not None:
+            _OWN_STREAM_CHECKED.add(checked)
             return False
         log.warning("the remote holds changes of this device it does not have (a restored or copied data directory)")
         self._rotate_device(me)
