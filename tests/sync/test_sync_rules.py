@@ -13,6 +13,7 @@ from app.jobs.service import ExportService, Settings
 from app.limits import MIN_REGION
 from app.services import editing
 from app.services.errors import UserError
+from app.storage.sync import engine
 from app.storage.models import effective_region, effective_trim
 from tests.sync.test_sync_converge import editable
 
@@ -52,6 +53,50 @@ def test_crossed_trims_keep_the_newer_edit_and_a_valid_clip(make_device, sample_
         dev.lib.apply(pid, editable(dev.lib.document(pid)) | {"id": pid})  # its own document is valid
         job = ExportService(dev.lib, Settings(device="cpu")).export(pid, "framing")
         assert job["status"] == "complete", job
+
+
+def test_an_edit_lost_to_a_crossed_trim_is_a_conflict_on_both_devices_and_can_be_restored(
+        make_device, sample_video):
+    """The two devices changed different fields (B the end, A the start), but the merge keeps
+    only A's edit: B's end is lost, so it is a conflict like any other (SYNC.md 3), seen from
+    both sides, and restoring it gives B's trim back everywhere."""
+    a, b = make_device("a"), make_device("b")
+    pid, cid = shared_clip(a, b, sample_video)
+    b.lib.apply(pid, {"clips": [{"id": cid, "trim": {"start": 0.0, "end": 0.6}}]})  # older
+    a.lib.apply(pid, {"clips": [{"id": cid, "trim": {"start": 1.5, "end": 2.0}}]})  # newer
+    exchange(b, a)
+    ca, cb = a.conflicts(), b.conflicts()
+    assert [(c["table"], c["row_id"], c["field"], c["winner"]) for c in ca + cb] == [
+        ("clip", cid, "trim.end", "local"), ("clip", cid, "trim.end", "remote")]
+    assert (ca[0]["local_value"], ca[0]["remote_value"]) == (2.0, 0.6)  # A shows 2.0, B had 0.6
+    assert (cb[0]["local_value"], cb[0]["remote_value"]) == (0.6, 2.0)
+    exchange(a, b)
+    assert len(a.conflicts()) == len(b.conflicts()) == 1  # recorded once on each side
+    engine.restore_conflict(b.db, cb[0]["id"])
+    exchange(b, a)
+    assert trim(a, pid) == trim(b, pid) == {"start": 0.0, "end": 0.6}
+
+
+def test_crossed_region_ends_are_a_conflict(make_device, sample_video):
+    a, b = make_device("a"), make_device("b")
+    pid, cid = shared_clip(a, b, sample_video)
+    assert ExportService(a.lib, Settings(device="cpu")).export(pid, "framing")["status"] == "complete"
+    key = {"x": 72, "y": 128, "rx": 20, "ry": 40}
+    rid = editing.add_region(a.lib, pid, 0.2, 2.0, [{"time": 0.8, **key}])
+    a.sync_ok()
+    b.sync_ok(fetch_media=True)
+    a.lib.apply(pid, {"overlay": {"regions": [  # older: the end pulled back
+        {"id": rid, "start": 0.2, "end": 0.9, "keyframes": [{"time": 0.8, **key}]}]}})
+    b.lib.apply(pid, {"overlay": {"regions": [  # newer: the start pushed on past it
+        {"id": rid, "start": 1.3, "end": 2.0, "keyframes": [{"time": 1.5, **key}]}]}})
+    exchange(a, b)
+
+    def ends(dev):
+        return [(c["field"], c["winner"], c["local_value"], c["remote_value"])
+                for c in dev.conflicts() if c["field"] in ("start", "end")]
+
+    assert ends(a) == [("end", "remote", 0.9, 1.3 + MIN_REGION)]
+    assert ends(b) == [("end", "local", 1.3 + MIN_REGION, 0.9)]
 
 
 def test_keyframes_drawn_for_the_old_aspect_ratio_follow_the_new_one(make_device, sample_video):

@@ -73,6 +73,7 @@ from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
 
 from app.storage import hlc, stamping
 from app.storage.db import storage_unavailable
@@ -1698,6 +1699,9 @@ def _write_value(row, c: SyncConflict, value) -> None:
     except SchemaError as exc:
         raise SyncUserError(f"that value cannot be restored: {exc}") from None
     setattr(row, c.field, _to_db(c.tbl, c.field, value))
+    # stamped even when the stored register already holds it: an end lost to a crossed pair
+    # (merge.ORDERED_PAIRS) is still stored, only read otherwise; the newer stamp brings it back
+    flag_modified(row, c.field)
 
 
 def ensure_local(lib, sha256: str, ext: str = "", progress=None) -> Path:

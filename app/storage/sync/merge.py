@@ -33,6 +33,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from app.storage.models import effective_region, effective_trim
+
 LOCAL, REMOTE = "local", "remote"
 
 
@@ -125,6 +127,7 @@ class Write:
 
 def apply_writes(st: RowState, writes: list[Write], me: str, out: list[Conflict]) -> None:
     """Apply one row's incoming writes in stamp order (per-field LWW, conflict detection)."""
+    applied: dict[str, Write] = {}
     for w in sorted(writes, key=lambda w: (w.field, w.stamp)):
         f, local_s = w.field, st.stamps.get(w.field, "")
         if w.stamp == local_s:
@@ -139,6 +142,7 @@ def apply_writes(st: RowState, writes: list[Write], me: str, out: list[Conflict]
                     out.append(Conflict(st.table, st.row_id, f, st.values.get(f), w.value, local_s, w.stamp, REMOTE))
             st.values[f] = w.value
             st.stamps[f] = w.stamp
+            applied[f] = w
             if w.stamp > st.base.get(f, ""):
                 st.base[f] = w.stamp
                 st.base_dirty = True
@@ -148,6 +152,49 @@ def apply_writes(st: RowState, writes: list[Write], me: str, out: list[Conflict]
                 st.delete_base = w.base
         elif f != "deleted" and mine and w.base is not None and not same_value(st.values.get(f), w.value):
             out.append(Conflict(st.table, st.row_id, f, st.values.get(f), w.value, local_s, w.stamp, LOCAL))
+    if st.table in ORDERED_PAIRS and applied:
+        _crossed_pair(st, applied, me, out)
+
+
+# Pairs of fields each device keeps in order (lo < hi). Merged field by field, an edit of one end
+# here and of the other end there can cross; the row is then read as the newer edit (see
+# ``models.effective_trim`` and ``models.effective_region``) and the older edit is lost: a conflict
+# on that field, recorded like any other (SYNC.md 3), although the two devices wrote different fields.
+ORDERED_PAIRS = {"clip": ("trim_start", "trim_end"), "region": ("start", "end")}
+
+
+def _crossed_pair(st: RowState, applied: dict[str, Write], me: str, out: list[Conflict]) -> None:
+    lo, hi = ORDERED_PAIRS[st.table]
+    a, b = st.values.get(lo), st.values.get(hi)
+    if not (isinstance(a, (int, float)) and isinstance(b, (int, float))) or a < b:
+        return
+    won, lost = (lo, hi) if st.stamps.get(lo, "") > st.stamps.get(hi, "") else (hi, lo)
+    s_won, s_lost = st.stamps.get(won, ""), st.stamps.get(lost, "")
+    shown = effective_value(st, lost)
+    if shown is None:
+        return
+    if won in applied and device_of(s_lost) == me and lost not in applied:
+        w = applied[won]  # their newer edit crossed ours: did they know of ours?
+        unknown = (lost in st.unpushed) if w.base is None else (w.base.get(lost, "") != s_lost)
+        if unknown:
+            out.append(Conflict(st.table, st.row_id, lost, st.values[lost], shown, s_lost, s_won, REMOTE))
+    elif lost in applied and device_of(s_won) == me and won not in applied:
+        w = applied[lost]  # their older edit crossed our newer one
+        if w.base is not None and w.base.get(won, "") != s_won:
+            out.append(Conflict(st.table, st.row_id, lost, shown, w.value, s_won, s_lost, LOCAL))
+
+
+def effective_value(st: RowState, f: str):
+    """The value of one end of an ordered pair as the row is read (None when unknown)."""
+    v = st.values
+    try:
+        if st.table == "clip":
+            pair = effective_trim(v["trim_start"], v["trim_end"], v["source_end"] - v["source_start"], st.stamps)
+            return pair[0] if f == "trim_start" else pair[1]
+        lo, hi, _ = effective_region(v["start"], v["end"], v.get("keyframes") or [], st.stamps)
+        return lo if f == "start" else hi
+    except (KeyError, TypeError):
+        return None
 
 
 def _known_by_deleter(r: RowState, f: str, s: str) -> bool:
