@@ -27,6 +27,8 @@ from app.storage.models import (
     Region,
     Transition,
     WorkingVideo,
+    effective_region,
+    effective_trim,
 )
 from app.storage.procs import HOST, pid_alive
 
@@ -71,10 +73,11 @@ def _r(v: float) -> float:
 
 
 def clip_inputs(c: Clip) -> dict:
+    trim = effective_trim(c.trim_start, c.trim_end, c.source_end - c.source_start, c.stamps)
     return {
         "media": c.media_sha256,
         "range": [_r(c.source_start), _r(c.source_end)],
-        "trim": [_r(c.trim_start), _r(c.trim_end)],
+        "trim": [_r(trim[0]), _r(trim[1])],
         "segments": [[_r(s["start"]), _r(s["end"]), _r(s["speed"])] for s in c.segments],
         "rotation": _r(c.rotation),
         "crop": [[_r(k["time"]), _r(k["x"]), _r(k["y"]), _r(k["width"]), _r(k["height"])]
@@ -100,14 +103,17 @@ def framing_fingerprint(
 def overlay_fingerprint(
     working_video_id: str | None, settings: OverlaySettings | None, regions: Iterable[Region]
 ) -> str:
-    """Everything a final video is rendered from: its working video and the overlay."""
+    """Everything a final video is rendered from: its working video and the overlay. Trims and
+    regions count as they are read (``effective_trim``, ``effective_region``), not as stored: a
+    restored conflict can change what is read by a stamp alone."""
+    spans = sorted(((effective_region(r.start, r.end, r.keyframes, r.stamps), r.id) for r in regions),
+                   key=lambda span: (span[0][0], span[1]))
     return _digest({
         "working": working_video_id,
         "settings": [settings.color.upper(), settings.shape, _r(settings.stroke_width),
                      _r(settings.fill_opacity), _r(settings.dim)] if settings else None,
-        "regions": [[_r(r.start), _r(r.end), [[_r(k[f]) for f in ("time", "x", "y", "rx", "ry")]
-                                               for k in r.keyframes]]
-                    for r in sorted(regions, key=lambda r: (r.start, r.id))],
+        "regions": [[_r(lo), _r(hi), [[_r(k[f]) for f in ("time", "x", "y", "rx", "ry")] for k in keys]]
+                    for (lo, hi, keys), _ in spans],
     })
 
 
@@ -155,10 +161,11 @@ def project_statuses(session: Session, project_ids: list[str] | None = None) -> 
     projects = rows(Project.id, Project.aspect_ratio, Project.working_video_id, Project.final_video_id, key="id")
     clips: dict[str, list] = defaultdict(list)
     for c in rows(Clip.project_id, Clip.id, Clip.position, Clip.media_sha256, Clip.source_start, Clip.source_end,
-                  Clip.trim_start, Clip.trim_end, Clip.segments, Clip.rotation, Clip.crop_keyframes, Clip.audio):
+                  Clip.trim_start, Clip.trim_end, Clip.segments, Clip.rotation, Clip.crop_keyframes, Clip.audio,
+                  Clip.stamps):
         clips[c.project_id].append(c)
     regions: dict[str, list] = defaultdict(list)
-    for r in rows(Region.project_id, Region.id, Region.start, Region.end, Region.keyframes):
+    for r in rows(Region.project_id, Region.id, Region.start, Region.end, Region.keyframes, Region.stamps):
         regions[r.project_id].append(r)
     transitions = {t.project_id: t for t in rows(Transition.project_id, Transition.type, Transition.duration)}
     exports = {e.project_id: e for e in rows(

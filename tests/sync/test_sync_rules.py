@@ -72,9 +72,15 @@ def test_an_edit_lost_to_a_crossed_trim_is_a_conflict_on_both_devices_and_can_be
     assert (cb[0]["local_value"], cb[0]["remote_value"]) == (0.6, 2.0)
     exchange(a, b)
     assert len(a.conflicts()) == len(b.conflicts()) == 1  # recorded once on each side
+    assert ExportService(b.lib, Settings(device="cpu")).export(pid, "framing")["status"] == "complete"
+    assert b.lib.list_projects()[0]["status"] == "in_overlay"
     engine.restore_conflict(b.db, cb[0]["id"])
+    # only the stamp of the stored end changed, yet the trim did: the working video is stale
+    assert trim(b, pid) == {"start": 0.0, "end": 0.6}
+    assert b.lib.list_projects()[0]["status"] == "in_framing"
     exchange(b, a)
     assert trim(a, pid) == trim(b, pid) == {"start": 0.0, "end": 0.6}
+    assert a.lib.list_projects()[0]["status"] == "in_framing"
 
 
 def test_crossed_region_ends_are_a_conflict(make_device, sample_video):
@@ -97,6 +103,12 @@ def test_crossed_region_ends_are_a_conflict(make_device, sample_video):
 
     assert ends(a) == [("end", "remote", 0.9, 1.3 + MIN_REGION)]
     assert ends(b) == [("end", "local", 1.3 + MIN_REGION, 0.9)]
+    assert ExportService(a.lib, Settings(device="cpu")).export(pid, "overlay")["status"] == "complete"
+    assert a.lib.list_projects()[0]["status"] == "complete"
+    engine.restore_conflict(a.db, next(c["id"] for c in a.conflicts() if c["field"] == "end"))
+    [region] = a.lib.document(pid)["overlay"]["regions"]
+    assert (region["start"], region["end"]) == pytest.approx((0.9 - MIN_REGION, 0.9))  # A's end is back
+    assert a.lib.list_projects()[0]["status"] == "in_overlay"  # the final video no longer matches
 
 
 def test_keyframes_drawn_for_the_old_aspect_ratio_follow_the_new_one(make_device, sample_video):
