@@ -37,6 +37,7 @@ from app.storage.models import (
     Transition,
     WorkingVideo,
     iso,
+    renumber,
 )
 from app.storage.status import project_status
 from app.storage.tombstones import set_deleted
@@ -452,11 +453,9 @@ def apply_document(lib: Library, s: Session, project_id: str, raw) -> None:
             if getattr(c, k) != v:
                 setattr(c, k, v)
                 changed = True
-    if order is not None:
-        for pos, cid in enumerate(order):
-            if by_id[cid].position != float(pos):
-                by_id[cid].position = float(pos)
-                changed = True
+    if order is not None and [by_id[cid].position for cid in order] != [float(i) for i in range(len(order))]:
+        renumber([by_id[cid] for cid in order])
+        changed = True
     if doc.transition is not None:
         tr = s.get(Transition, project_id)
         for k, v in doc.transition.model_dump(exclude_none=True).items():

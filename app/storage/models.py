@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.types import TypeDecorator
 
 from app.limits import MIN_REGION
@@ -184,6 +185,17 @@ class Clip(Synced, Base):
     def trim(self) -> tuple[float, float]:
         """The trim the clip is shown, exported and counted with: see :func:`effective_trim`."""
         return effective_trim(self.trim_start, self.trim_end, self.length, self.stamps)
+
+
+def renumber(clips: list[Clip]) -> None:
+    """Put a project's clips in this order (positions 0..n-1), every position stamped as one edit,
+    changed or not. The order is then one register spread over the clips: merged field by field,
+    each clip takes its position from the newer of two concurrent reorders, so the newer order
+    wins whole instead of a mix of both (and the loser is one conflict, see
+    ``sync.merge.order_conflicts``)."""
+    for i, c in enumerate(clips):
+        c.position = float(i)
+        flag_modified(c, "position")
 
 
 def effective_trim(start: float, end: float, length: float, stamps: dict | None) -> tuple[float, float]:

@@ -257,3 +257,39 @@ def test_clip_conflicts_are_named_as_in_the_document(make_device, sample_video, 
     b.sync_ok()
     assert one(b.conflicts())["field"] == want
     assert a.dump() == b.dump()
+
+
+def test_concurrent_reorders_keep_the_newer_order_whole_and_the_other_is_one_conflict(make_device, sample_video):
+    """B moves the last clip first, A then swaps the first two, each offline. The newer order
+    (A's) is shown on both, not a mix of both with two clips at one position; B's order is one
+    conflict on the document's ``clips``, and restoring it puts B's order back everywhere."""
+    a, b = make_device("a"), make_device("b")
+    pid = a.lib.create_project("Order")
+    x, y, z = (a.lib.add_clip(pid, sample_video, 0.0, 1.0) for _ in range(3))
+    a.sync_ok()
+    b.sync_ok()
+
+    def order(dev):
+        return [c["id"] for c in dev.lib.document(pid)["clips"]]
+
+    def reorder(dev, ids):
+        dev.lib.apply(pid, {"clips": [{"id": i} for i in ids]})
+        assert order(dev) == ids
+
+    reorder(b, [z, x, y])
+    b.sync_ok()
+    reorder(a, [y, x, z])  # later
+    a.sync_ok()
+    b.sync_ok()
+    assert order(a) == order(b) == [y, x, z]
+    for dev, winner in ((a, "local"), (b, "remote")):
+        c = one(dev.conflicts())
+        assert (c["table"], c["row_id"], c["field"], c["winner"]) == ("project", pid, "clips", winner)
+        mine, theirs = ([y, x, z], [z, x, y]) if dev is a else ([z, x, y], [y, x, z])
+        assert (c["local_value"], c["remote_value"]) == (mine, theirs)
+    engine.restore_conflict(b.db, one(b.conflicts())["id"])
+    assert order(b) == [z, x, y]
+    b.sync_ok()
+    a.sync_ok()
+    assert order(a) == [z, x, y]
+    assert a.dump() == b.dump()

@@ -90,13 +90,23 @@ from app.storage.models import (
     SyncObject,
     SyncParked,
     iso,
+    renumber,
     utcnow,
 )
 from app.storage.procs import HOST, pid_alive
 from app.storage.sync import config as sync_config
 from app.storage.sync import schema
 from app.storage.sync.config import Credentials, RemoteConfig, redact
-from app.storage.sync.merge import Conflict, RowState, Write, apply_writes, device_of, normalize
+from app.storage.sync.merge import (
+    ORDER_FIELD,
+    Conflict,
+    RowState,
+    Write,
+    apply_writes,
+    device_of,
+    normalize,
+    order_conflicts,
+)
 from app.storage.sync.remote import PreconditionFailed, Remote, RemoteError, RetryPolicy, Timeouts
 from app.storage.sync.schema import FIELDS, MODELS, Batch, Entry, SchemaError
 from app.storage.tombstones import CHILD_TABLES, set_deleted
@@ -128,7 +138,7 @@ TABLE_ORDER = ("media", "project", *CHILD_TABLES)
 MEDIA_FIELD = {"clip": "media_sha256", "working_video": "sha256", "final_video": "sha256"}
 TOUCH_AFTER_S = 86400.0  # a device re-checks (and touches) an old media object it publishes once a day
 DOC_TABLE = {"overlay_settings": "overlay"}
-DOC_FIELD = {("clip", "trim_start"): "trim.start", ("clip", "trim_end"): "trim.end"}
+DOC_FIELD = {("clip", "trim_start"): "trim.start", ("clip", "trim_end"): "trim.end", ("project", ORDER_FIELD): "clips"}
 
 
 class SyncUserError(ValueError):
@@ -1127,7 +1137,7 @@ class SyncEngine:
             if key not in grouped and (st.dirty or not st.exists):
                 normalize(st, [], me, conflicts)
         written = self._write_states(s, states.values())
-        recorded = self._record_conflicts(s, conflicts)
+        recorded = self._record_conflicts(s, order_conflicts(states, conflicts))
         if top:
             stamping.set_meta(s, "hlc", hlc.receive(stamping.get_meta(s, "hlc"), top, me))
         return written, recorded
@@ -1645,7 +1655,9 @@ def restore_conflict(db, conflict_id: str) -> dict:
         row = _conflict_row(s, c)
         value = c.local_value if c.winner == "remote" else c.remote_value
         revived = False
-        if c.field == "deleted":
+        if c.field == ORDER_FIELD:
+            _write_order(s, row, value)
+        elif c.field == "deleted":
             set_deleted(s, row, bool(value))
         else:
             _write_value(row, c, value)
@@ -1663,7 +1675,9 @@ def undo_restore(db, conflict_id: str) -> dict:
         c = _conflict_in(s, conflict_id, ("restored", "revived"), "restored")
         row = _conflict_row(s, c)
         value = c.remote_value if c.winner == "remote" else c.local_value
-        if c.field == "deleted":
+        if c.field == ORDER_FIELD:
+            _write_order(s, row, value)
+        elif c.field == "deleted":
             set_deleted(s, row, bool(value))
         else:
             _write_value(row, c, value)
@@ -1691,6 +1705,16 @@ def _conflict_row(s: Session, c: SyncConflict):
     if row is None:
         raise SyncUserError(f"the {c.tbl} of conflict {c.id} no longer exists")
     return row
+
+
+def _write_order(s: Session, project: Project, order) -> None:
+    """Put the project's clips in ``order`` (clip ids): clips it does not name (added or brought
+    back since) keep their place after them, and clips it names that are gone are skipped."""
+    clips = list(s.scalars(select(Clip).where(Clip.project_id == project.id).order_by(Clip.position, Clip.id)))
+    named = {cid: i for i, cid in enumerate(order)} if isinstance(order, list) else {}
+    first = [c for c in clips if c.id in named]
+    first.sort(key=lambda c: named[c.id])
+    renumber(first + [c for c in clips if c.id not in named])
 
 
 def _write_value(row, c: SyncConflict, value) -> None:

@@ -31,6 +31,7 @@ the writes arrived in; ``tomb`` remembers a register that says deleted on a row 
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from app.storage.models import effective_region, effective_trim
@@ -182,6 +183,44 @@ def _crossed_pair(st: RowState, applied: dict[str, Write], me: str, out: list[Co
         w = applied[lost]  # their older edit crossed our newer one
         if w.base is not None and w.base.get(won, "") != s_won:
             out.append(Conflict(st.table, st.row_id, lost, shown, w.value, s_won, s_lost, LOCAL))
+
+
+ORDER_FIELD = "clip_order"  # a project's clip order: the order of the document's ``clips``
+
+
+def order_conflicts(states: dict[tuple[str, str], RowState], conflicts: list[Conflict]) -> list[Conflict]:
+    """Two concurrent reorders of a project's clips lose and win whole (``models.renumber``
+    stamps every position), so the per-clip ``position`` conflicts of one merge are one conflict:
+    on the project's clip order, with both orders as lists of clip ids. ``states`` must hold all
+    the project's clips (the engine loads the group of every project it touches)."""
+    moves: dict[tuple[str, str], list[Conflict]] = defaultdict(list)
+    out = []
+    for c in conflicts:
+        st = states.get(("clip", c.row_id)) if (c.table, c.field) == ("clip", "position") else None
+        pid = st.values.get("project_id") if st else None
+        if pid:
+            moves[(pid, c.winner)].append(c)
+        else:
+            out.append(c)
+    for (pid, winner), cs in moves.items():
+        now = {st.row_id: st.values.get("position") or 0.0 for (t, _), st in states.items()
+               if t == "clip" and st.values.get("project_id") == pid and not st.deleted_col}
+        lost = dict(now)
+        for c in cs:
+            if c.row_id in lost:
+                lost[c.row_id] = c.local_value if winner == REMOTE else c.remote_value
+        kept, lost_order = _order(now), _order(lost)
+        if kept == lost_order:
+            continue  # other numbers, the same order: nothing the user could tell apart
+        local, remote = (lost_order, kept) if winner == REMOTE else (kept, lost_order)
+        out.append(Conflict("project", pid, ORDER_FIELD, local, remote, max(c.local_stamp for c in cs),
+                            max(c.remote_stamp for c in cs), winner))
+    return out
+
+
+def _order(positions: dict[str, float]) -> list[str]:
+    return sorted(positions, key=lambda cid: (positions[cid] if isinstance(positions[cid], (int, float)) else 0.0,
+                                              cid))
 
 
 def effective_value(st: RowState, f: str):
