@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -34,6 +35,22 @@ def test_dropped_reset_stalled_and_failed_requests_are_retried_until_the_sync_su
     assert r.requests > 7
     assert b.visible() == {pid: "Faults"}
     assert b.status()["state"] == "synced"
+
+
+def test_a_stalled_endpoint_is_reported_offline_after_the_retry_budget_not_after_every_try(make_device, proxy):
+    """Each try at a stalled endpoint ends at the read timeout: five of them kept the status at
+    "syncing" for minutes (5 × 30 s by default). Past the budget, no new try starts."""
+    a = make_device("a", endpoint=proxy.url)
+    a.lib.create_project("Stalled")
+    proxy.stall_s = 5.0
+    proxy.inject(*["stall"] * 5)
+    t0 = time.monotonic()
+    r = a.sync(timeouts=Timeouts(connect_s=1, read_s=0.5), retry=RetryPolicy(attempts=5, base_s=0.01, budget_s=0.8))
+    took = time.monotonic() - t0
+    assert not r.ok and r.error_kind == "offline" and "after 2 tries" in r.error, r.error
+    assert proxy.injected == ["stall", "stall"]
+    assert took < 2.5
+    assert a.status()["state"] == "offline"
 
 
 def test_a_push_whose_reply_is_lost_is_not_published_twice(make_device, proxy):

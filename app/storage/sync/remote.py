@@ -60,11 +60,18 @@ class ObjectTooLarge(RemoteError):
 
 @dataclass
 class RetryPolicy:
+    """Up to ``attempts`` tries of one request, with full-jitter backoff between them, and no new
+    try once ``budget_s`` has passed since the first began: a stalled endpoint (each try ends at
+    the read timeout) is then reported ``offline`` after one or two timeouts, not five, and the
+    scheduler's own backoff takes over. Quick failures (a reset, a 503) still get every try."""
+
     attempts: int = 5
     base_s: float = 0.25
     cap_s: float = 8.0
+    budget_s: float = 20.0
     sleep: Callable[[float], None] = time.sleep
     rand: Callable[[], float] = random.random
+    clock: Callable[[], float] = time.monotonic
 
     def delay(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
@@ -209,7 +216,7 @@ class Remote:
 
     def call(self, what: str, fn: Callable[[], object]):
         """Run ``fn`` under the retry policy; a final failure becomes a RemoteError."""
-        attempt = 0
+        attempt, began = 0, self.retry.clock()
         while True:
             try:
                 self._attempt()
@@ -220,7 +227,8 @@ class Remote:
                 retry, kind, status, code = classify(exc)
                 if status == 412:
                     raise self.words(exc, what) from None
-                if not retry or attempt + 1 >= self.retry.attempts:
+                spent = self.retry.clock() - began >= self.retry.budget_s
+                if not retry or attempt + 1 >= self.retry.attempts or spent:
                     err = self.words(exc, what)
                     if retry:
                         err = RemoteError(f"{err} (after {attempt + 1} tries)", err.kind, err.status, err.code)
