@@ -278,18 +278,20 @@ def test_concurrent_reorders_keep_the_newer_order_whole_and_the_other_is_one_con
 
     reorder(b, [z, x, y])
     b.sync_ok()
-    reorder(a, [y, x, z])  # later
+    w = a.lib.add_clip(pid, sample_video, 0.0, 1.0)  # a clip B has not seen: listed in both orders
+    reorder(a, [y, x, z, w])  # later
+    a.engine().pull()  # B's order loses to A's not yet pushed one: the whole project is in A's conflict
     a.sync_ok()
     b.sync_ok()
-    assert order(a) == order(b) == [y, x, z]
+    assert order(a) == order(b) == [y, x, z, w]
     for dev, winner in ((a, "local"), (b, "remote")):
         c = one(dev.conflicts())
         assert (c["table"], c["row_id"], c["field"], c["winner"]) == ("project", pid, "clips", winner)
-        mine, theirs = ([y, x, z], [z, x, y]) if dev is a else ([z, x, y], [y, x, z])
+        mine, theirs = ([y, x, z, w], [z, x, y, w]) if dev is a else ([z, x, y, w], [y, x, z, w])
         assert (c["local_value"], c["remote_value"]) == (mine, theirs)
     engine.restore_conflict(b.db, one(b.conflicts())["id"])
-    assert order(b) == [z, x, y]
+    assert order(b) == [z, x, y, w]
     b.sync_ok()
     a.sync_ok()
-    assert order(a) == [z, x, y]
+    assert order(a) == [z, x, y, w]
     assert a.dump() == b.dump()

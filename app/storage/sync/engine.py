@@ -1116,6 +1116,8 @@ class SyncEngine:
                 st.unpushed = frozenset(unpushed.get(key, ()))
             apply_writes(st, ws, me, conflicts)
         pids = {pid for st in states.values() if st.dirty and (pid := _project_of(st))}
+        pids |= {pid for c in conflicts if (c.table, c.field) == ("clip", "position")  # order_conflicts
+                 and (pid := _project_of(states[(c.table, c.row_id)]))}
         self._load_groups(s, pids, states)
         grouped: set[tuple[str, str]] = set()
         children_of: dict[str, list[RowState]] = defaultdict(list)
