@@ -131,11 +131,15 @@ def read_document(arg: str):
         raise UsageError(f"cannot read '{arg}': {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise UsageError(f"'{arg}' is not UTF-8 text") from None
+    where = "standard input" if arg == "-" else f"'{arg}'"
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        where = "standard input" if arg == "-" else f"'{arg}'"
         raise UsageError(f"{where} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except ValueError as exc:  # an integer of thousands of digits
+        raise UsageError(f"{where} is not valid JSON: {str(exc)[:80]}") from None
+    except RecursionError:
+        raise UsageError(f"{where} is not a project document: it is nested too deeply") from None
 
 
 def cmd_project(args) -> int:

@@ -288,6 +288,7 @@ def _clip_doc(pid_cid, **fields):
 CLIP_INVALID = [
     ({"trim": {"start": 2, "end": 1}}, "trim"),
     ({"trim": {"start": 0, "end": 99}}, "trim"),
+    ({"trim": {"start": 1.0, "end": 1.01}}, "less than one frame"),
     ({"segments": [{"start": 0, "end": 2, "speed": 1}]}, "segments"),
     ({"segments": [{"start": 0, "end": 2, "speed": 1}, {"start": 2.5, "end": 4, "speed": 1}]}, "segments"),
     ({"segments": [{"start": 0, "end": 4, "speed": 8}]}, "speed"),
@@ -331,3 +332,24 @@ def test_apply_reads_a_file_and_rejects_bad_json(cli, project_with_clip, tmp_pat
     f.write_text("{not json")
     usage_error(cli("project", "apply", pid, str(f)), "not valid JSON")
     usage_error(cli("project", "apply", pid, str(tmp_path / "nope.json")), "cannot read")
+    before = show(cli, pid)
+    f.write_text('{"name": ' + "[" * 100_000 + "]" * 100_000 + "}")  # beyond the parser's depth
+    usage_error(cli("project", "apply", pid, str(f)), "nested too deeply")
+    f.write_text('{"name": ' + "9" * 5000 + "}")  # beyond Python's digits for an int
+    usage_error(cli("project", "apply", pid, str(f)), "not valid JSON")
+    assert show(cli, pid) == before
+
+
+def test_pixels_and_frame_rates_print_as_whole_numbers_as_in_the_contract(cli, project_with_clip):
+    """CLI.md's document shows ``"x": 656``, ``"fps": 30``, ``"stroke_width": 2``; times stay
+    decimal numbers (``"time": 0.0``)."""
+    pid, cid, cid2 = project_with_clip
+    ok(apply(cli, pid, _clip_doc(project_with_clip, crop_keyframes=[
+        {"time": 0, "x": 10, "y": 0, "width": 202, "height": 360},
+        {"time": 1, "x": 10.5, "y": 0, "width": 202, "height": 360}])))
+    text = cli("project", "show", pid, "--json").stdout
+    assert '"x": 10,' in text and '"x": 10.5,' in text and '"time": 0.0,' in text
+    assert '"width": 202,' in text and '"fps": 30,' in text and '"stroke_width": 2' in text
+    doc = json.loads(text)
+    ok(apply(cli, pid, doc))
+    assert show(cli, pid) == doc  # the round trip is still a no-op

@@ -218,3 +218,19 @@ def test_a_gpu_asked_for_by_name_that_is_not_there_is_refused(cli, project):
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert r.stderr.startswith("error: --device cuda: no CUDA device is available here")
     assert json.loads(ok(cli("export", "list", "--json")).stdout) == []  # no job was made
+
+
+def test_the_listed_duration_is_the_exported_one_with_a_dissolve(cli, project, tmp_path):
+    """Two 1.5 s clips joined by a 0.5 s dissolve overlap: 2.5 s in the grid, as exported."""
+    clip = json.loads(ok(cli("project", "show", project, "--json")).stdout)["clips"][0]["media"]
+    doc = {"transition": {"type": "dissolve", "duration": 0.5},
+           "export_settings": {"width": 144, "height": 256, "preset": "ultrafast"}}
+    ok(cli("clip", "add", project, str(tmp_path / "game.mp4")))
+    ok(cli("project", "apply", project, "-", stdin=json.dumps(doc)))
+    [row] = json.loads(ok(cli("project", "list", "--json")).stdout)
+    assert row["duration"] == pytest.approx(2 * clip["duration"] - 0.5, abs=1e-3)
+    out = Path(ok(cli("export", "framing", project)).stdout.strip())
+    with av.open(str(out)) as c:
+        v = c.streams.video[0]
+        exported = float(v.frames / v.average_rate)
+    assert abs(exported - row["duration"]) <= 1 / 30 + 1e-6

@@ -52,6 +52,20 @@ def output_duration(trim_start: float, trim_end: float, segments: Sequence[Segme
     return parts[-1].out_end if parts else 0.0
 
 
+def joined_duration(durations: Sequence[float], transition: str, transition_duration: float) -> float:
+    """The length of clips of these output durations joined in order, in seconds: a dissolve
+    overlaps each pair by the transition's length, at most half of the shorter clip; a cut and a
+    fade through black add nothing. Clips that keep nothing are left out. The same rule as
+    ``framing.plan_layout``, which applies it in whole frames of the export rate (so the export
+    can differ from this by a frame per join)."""
+    kept = [d for d in durations if d > 1e-9]
+    total = sum(kept)
+    if transition == "dissolve":
+        d = max(0.0, transition_duration)
+        total -= sum(min(d, a / 2, b / 2) for a, b in zip(kept, kept[1:], strict=False))
+    return total
+
+
 def clip_time_at(parts: Sequence[Part], out_t: float) -> float:
     """Clip-local time shown at output time ``out_t`` (held at the ends)."""
     if not parts:

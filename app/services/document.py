@@ -232,9 +232,18 @@ def _output(lib: Library, video, current: bool | None) -> dict | None:
     }
 
 
+def whole(v):
+    """A pixel count or a frame rate as the document shows it: 656, not 656.0 (stored as floats)."""
+    return int(v) if isinstance(v, float) and v.is_integer() and abs(v) < 2 ** 53 else v
+
+
+def _pixels(key: dict, times: tuple[str, ...] = ("time",)) -> dict:
+    return {k: v if k in times else whole(v) for k, v in key.items()}
+
+
 def region_doc(r: Region) -> dict:
     start, end, keys = r.span
-    return {"id": r.id, "start": start, "end": end, "keyframes": [dict(k) for k in keys]}
+    return {"id": r.id, "start": start, "end": end, "keyframes": [_pixels(k) for k in keys]}
 
 
 def build_document(lib: Library, s: Session, project_id: str) -> dict:
@@ -263,9 +272,9 @@ def build_document(lib: Library, s: Session, project_id: str) -> dict:
             "trim": dict(zip(("start", "end"), c.trim, strict=True)),
             "segments": [dict(x) for x in c.segments],
             "rotation": c.rotation,
-            "crop_keyframes": [dict(k) for k in c.crop_keyframes] if m is None else [
-                dataclasses.asdict(k) for k in keyframes_of_ratio([CropKey(**k) for k in c.crop_keyframes],
-                                                                  m.width, m.height, ratio)],
+            "crop_keyframes": [_pixels(k) for k in c.crop_keyframes] if m is None else [
+                _pixels(dataclasses.asdict(k)) for k in keyframes_of_ratio([CropKey(**k) for k in c.crop_keyframes],
+                                                                           m.width, m.height, ratio)],
             "audio": c.audio,
         }
 
@@ -280,12 +289,12 @@ def build_document(lib: Library, s: Session, project_id: str) -> dict:
         "clips": [clip_doc(c) for c in clips],
         "transition": {"type": tr.type, "duration": tr.duration} if tr else {"type": "cut", "duration": 0.5},
         "export_settings": {
-            "width": ex.width, "height": ex.height, "fps": ex.fps, "crf": ex.crf,
+            "width": ex.width, "height": ex.height, "fps": whole(ex.fps), "crf": ex.crf,
             "preset": ex.preset, "upscaler": ex.upscaler,
         } if ex else None,
         "overlay": {
             "settings": {
-                "color": ov.color, "shape": ov.shape, "stroke_width": ov.stroke_width,
+                "color": ov.color, "shape": ov.shape, "stroke_width": whole(ov.stroke_width),
                 "fill_opacity": ov.fill_opacity, "dim": ov.dim,
             } if ov else None,
             "regions": [region_doc(r) for r in lib.regions_of(s, project_id)],
@@ -370,6 +379,10 @@ def apply_document(lib: Library, s: Session, project_id: str, raw) -> None:
                 if not (-TOL <= cin.trim.start < cin.trim.end <= length + TOL):
                     raise UserError(f"invalid document: {where}.trim must satisfy 0 <= start < end <= {length:g}")
                 upd["trim_start"], upd["trim_end"] = max(cin.trim.start, 0.0), min(cin.trim.end, length)
+                frame = 1.0 / m.fps if m.fps > 0 else 0.0
+                if upd["trim_end"] - upd["trim_start"] < frame - 1e-9:  # as `clip add` refuses
+                    raise UserError(f"invalid document: {where}.trim keeps {cin.trim.end - cin.trim.start:g} s, "
+                                    f"less than one frame ({frame:.4g} s)")
             if cin.segments is not None:
                 segs = [Segment(x.start, x.end, x.speed) for x in cin.segments]
                 problem = validate_segments(segs, length)

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import JSON, case, select, type_coerce
 from sqlalchemy.orm import Session
 
 from app.storage.models import (
@@ -147,6 +147,12 @@ class StatusInfo:
         return self.framing_hash if kind == "framing" else self.overlay_hash
 
 
+def _stamps_if(crossed, stamps):
+    """A row's stamps only where its ends crossed in a merge (rare): the only rows whose effective
+    trim or span needs them. Decoding every row's stamps JSON made the grid's query 1.7x slower."""
+    return type_coerce(case((crossed, stamps)), JSON).label("stamps")
+
+
 def project_statuses(session: Session, project_ids: list[str] | None = None) -> dict[str, StatusInfo]:
     """Status of many projects with a fixed number of queries (the project grid, `project list`)."""
 
@@ -162,10 +168,11 @@ def project_statuses(session: Session, project_ids: list[str] | None = None) -> 
     clips: dict[str, list] = defaultdict(list)
     for c in rows(Clip.project_id, Clip.id, Clip.position, Clip.media_sha256, Clip.source_start, Clip.source_end,
                   Clip.trim_start, Clip.trim_end, Clip.segments, Clip.rotation, Clip.crop_keyframes, Clip.audio,
-                  Clip.stamps):
+                  _stamps_if(Clip.trim_start >= Clip.trim_end, Clip.stamps)):
         clips[c.project_id].append(c)
     regions: dict[str, list] = defaultdict(list)
-    for r in rows(Region.project_id, Region.id, Region.start, Region.end, Region.keyframes, Region.stamps):
+    for r in rows(Region.project_id, Region.id, Region.start, Region.end, Region.keyframes,
+                  _stamps_if(Region.start >= Region.end, Region.stamps)):
         regions[r.project_id].append(r)
     transitions = {t.project_id: t for t in rows(Transition.project_id, Transition.type, Transition.duration)}
     exports = {e.project_id: e for e in rows(

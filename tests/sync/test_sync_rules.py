@@ -13,8 +13,8 @@ from app.jobs.service import ExportService, Settings
 from app.limits import MIN_REGION
 from app.services import editing
 from app.services.errors import UserError
-from app.storage.sync import engine
 from app.storage.models import effective_region, effective_trim
+from app.storage.sync import engine
 from tests.sync.test_sync_converge import editable
 
 
