@@ -37,31 +37,53 @@ def add_export_parser(sub) -> None:
 
 class Progress:
     """A bar when stderr is a terminal, else plain percentage lines: one a second (the same
-    percentage again while a slow export stays on it) and the last at 100 %."""
+    percentage again while a slow export stays on it, from a ticker thread, so a stretch with no
+    progress call, such as the encoder's flush, still says something) and the last at 100 %."""
 
-    def __init__(self, label: str, after: float = 0.0):
+    EVERY_S = 0.85  # plain lines: at most this far apart, plus the ticker's step
+    TICK_S = 0.05
+
+    def __init__(self, label: str, after: float = 0.0, ticker: bool = True):
         """``after``: show nothing for work that ends within that many seconds."""
         self.label, self.after = label, after
         self.tty = sys.stderr.isatty()
         self.last_pct = -1
         self.last_t = 0.0
         self.t0 = time.monotonic()
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._ticker = None
+        if ticker and not self.tty:
+            self._ticker = threading.Thread(target=self._tick, daemon=True, name="progress-lines")
+            self._ticker.start()
 
     def __call__(self, pct: float) -> None:
         t = time.monotonic()
         ipct = int(pct)
         if t - self.t0 < self.after:
             return
-        if self.tty:
-            if ipct != self.last_pct:
-                filled = ipct * 30 // 100
-                sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {ipct:3d}%{self.eta(pct, t)}")
-                sys.stderr.flush()
-        elif t - self.last_t >= 1.0 or (ipct == 100 and self.last_pct != 100):
-            sys.stderr.write(f"{self.label} {ipct}%\n")
-            sys.stderr.flush()
-            self.last_t = t
-        self.last_pct = ipct
+        with self._lock:
+            if self.tty:
+                if ipct != self.last_pct:
+                    filled = ipct * 30 // 100
+                    sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {ipct:3d}%"
+                                     f"{self.eta(pct, t)}")
+                    sys.stderr.flush()
+            elif t - self.last_t >= self.EVERY_S or (ipct == 100 and self.last_pct != 100):
+                self._line(ipct, t)
+            self.last_pct = ipct
+
+    def _line(self, ipct: int, t: float) -> None:
+        sys.stderr.write(f"{self.label} {ipct}%\n")
+        sys.stderr.flush()
+        self.last_t = t
+
+    def _tick(self) -> None:
+        while not self._done.wait(self.TICK_S):
+            with self._lock:
+                t = time.monotonic()
+                if 0 <= self.last_pct < 100 and t - self.last_t >= self.EVERY_S:
+                    self._line(self.last_pct, t)
 
     def eta(self, pct: float, t: float) -> str:
         """"  0:37 left" once the rate is known (2 s and 2 % in), padded so a shorter one overwrites it."""
@@ -72,6 +94,9 @@ class Progress:
         return f"  {left // 60}:{left % 60:02d} left".ljust(12)
 
     def close(self) -> None:
+        self._done.set()
+        if self._ticker is not None:
+            self._ticker.join()
         if self.tty and self.last_pct >= 0:
             sys.stderr.write("\n")
 

@@ -104,7 +104,7 @@ def _run(lib, args) -> int:
     def progress(label: str, done: int, total: int) -> None:
         bar = bars.get(label)
         if bar is None:
-            bar = bars[label] = Progress(label)
+            bar = bars[label] = Progress(label, ticker=False)  # items follow one another: no repeats
         bar(100.0 * done / total if total else 100.0)
 
     try:

@@ -199,7 +199,7 @@ def test_plain_progress_says_something_every_second_even_when_slow(monkeypatch, 
     clock = [1000.0]
     monkeypatch.setattr(ce.time, "monotonic", lambda: clock[0])
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
-    bar = ce.Progress("export framing")
+    bar = ce.Progress("export framing", ticker=False)
     for step in range(41):  # 10 s at 0.25 s a call, 0.3 % a second
         clock[0] = 1000.0 + step * 0.25
         bar(step * 0.075)
@@ -207,6 +207,25 @@ def test_plain_progress_says_something_every_second_even_when_slow(monkeypatch, 
     lines = capsys.readouterr().err.splitlines()
     assert lines[:3] == ["export framing 0%"] * 3
     assert len(lines) == 12 and lines[-2] == "export framing 3%" and lines[-1] == "export framing 100%"
+
+
+def test_plain_progress_keeps_saying_something_when_no_progress_comes_at_all(monkeypatch, capsys):
+    """A stretch with no progress call (the encoder's flush, a slow seek) still gets a line at
+    least every second: gaps of 1.01-1.22 s were seen when lines were written only from calls."""
+    import app.cli_export as ce
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    bar = ce.Progress("export framing")
+    stamps = []
+    write = sys.stderr.write
+    monkeypatch.setattr(sys.stderr, "write", lambda text: (stamps.append(time.monotonic()), write(text))[1])
+    bar(42.0)
+    time.sleep(2.5)
+    bar(100.0)
+    bar.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[:3] == ["export framing 42%"] * 3 and lines[-1] == "export framing 100%"
+    assert max(b - a for a, b in zip(stamps, stamps[1:], strict=False)) <= 1.0
 
 
 def test_a_gpu_asked_for_by_name_that_is_not_there_is_refused(cli, project):
