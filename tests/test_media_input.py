@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from app.jobs.service import ExportService, Settings
-from tests.media import damage_packets, frame_index, make_two_streams, make_video
+from tests.media import damage_packets, frame_index, make_faststart, make_two_streams, make_video, truncate
 
 
 def export(lib, pid: str) -> dict:
@@ -65,6 +65,25 @@ def test_a_file_that_does_not_decode_names_the_users_file(lib, tmp_path):
     assert job["status"] == "failed"
     assert "Saturday game.mp4" in job["error"] and "damaged" in job["error"]
     assert lib.document(pid)["working_video"] is None
+
+
+def test_a_source_cut_short_after_it_was_added_fails_the_export_instead_of_freezing(lib, tmp_path):
+    """The stored copy loses its last two thirds (a disk error, a sync tool, another program)
+    while its index still says 4 s: the export used to hold the last good picture, with silence,
+    to the end and call that complete."""
+    src = make_faststart(make_video(tmp_path / "long.mp4", duration=4.0, fps=30, audio=True),
+                         tmp_path / "Sunday game.mp4")
+    pid = lib.create_project("Cut short")
+    cid = lib.add_clip(pid, src)
+    small_output(lib, pid)
+    media = lib.document(pid)["clips"][0]["media"]
+    stored = lib.media.path_for(media["sha256"], ".mp4")
+    os.chmod(stored, 0o644)
+    truncate(src, stored, 0.35)
+    job = ExportService(lib, Settings(device="cpu")).export(pid, "framing")
+    assert job["status"] == "failed", job
+    assert "Sunday game.mp4" in job["error"] and "shorter than when it was added" in job["error"]
+    assert lib.document(pid)["working_video"] is None and cid
 
 
 def test_the_export_renders_the_stream_the_clip_was_probed_with(lib, tmp_path):

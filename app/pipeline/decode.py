@@ -126,6 +126,11 @@ class VideoSource:
         rate = self.stream.average_rate or self.stream.guessed_rate or 30
         self.frame_interval = 1.0 / float(rate)
         self._last_time: float | None = None
+        # how far past its last frame the stream may be asked for: what the probe lets a file
+        # fall short of its header (max(0.5 s, 1 %)), and two frames. Further is a file that
+        # changed or broke since it was added: an error, not a frozen picture to the end.
+        declared = (self.container.duration or 0) / 1_000_000
+        self.hold_s = max(0.5, 0.01 * declared) + 2 * self.frame_interval
 
     def close(self) -> None:
         self.container.close()
@@ -183,7 +188,8 @@ class VideoSource:
         """For each media time (non-decreasing), the decoded frame nearest to it.
 
         Frames before the first wanted time are decoded (from the keyframe before) and dropped.
-        Past the end of the stream the last frame is held.
+        Past the end of the stream the last frame is held, up to ``hold_s``; a time further on
+        raises RenderError (the file is shorter than it was when probed).
         """
         it = iter(times)
         t = next(it, None)
@@ -200,6 +206,9 @@ class VideoSource:
                     cur, nxt = nxt, next(frames, None)
                 if nxt is not None and nxt[0] - t < t - cur[0]:
                     yield nxt[1]
+                elif nxt is None and t - cur[0] > self.hold_s:
+                    raise RenderError(f"{self.name} ends at {cur[0]:.2f} s, before {t:.2f} s: the file is "
+                                      "shorter than when it was added (changed or damaged since)")
                 else:
                     yield cur[1]
                 t = next(it, None)
