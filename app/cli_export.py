@@ -180,6 +180,8 @@ def run_export(svc, args) -> int:
         bar.close()
         for s, h in old.items():
             signal.signal(s, h)
+    for w in job.pop("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
     if args.json:
         out_json(job)
     elif job["status"] == "complete":

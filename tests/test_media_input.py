@@ -47,6 +47,22 @@ def test_a_damaged_stretch_of_packets_is_skipped_not_fatal(lib, tmp_path):
     shown = [frame_index(f) for f in frames]
     assert shown[:30] == list(range(30)) and shown[-1] == 59  # the good parts are the source's
     assert job["error"] is None
+    # but not in silence: the user is told where the picture holds (a frozen stretch otherwise
+    # looks like a bug of the editor)
+    assert job["warnings"] == ["damaged.mp4 is damaged from 1.2 to 1.3 s (3 video packets could not be decoded): "
+                               "the nearest good picture stands in there"]
+
+
+def test_the_cli_says_which_source_is_damaged_and_where(cli, tmp_path):
+    good = make_video(tmp_path / "good.mp4", duration=2.0, fps=30, gop=30)
+    bad = damage_packets(good, tmp_path / "Final whistle.mp4", range(35, 38))
+    pid = cli("project", "create", "Warn", "--aspect", "16:9").stdout.strip()
+    assert cli("clip", "add", pid, str(bad)).returncode == 0
+    cli("project", "apply", pid, "-", stdin=json.dumps({"export_settings": {"width": 160, "height": 90}}))
+    r = cli("export", "framing", pid, "--json")
+    assert r.returncode == 0, r.stderr
+    assert "warning: Final whistle.mp4 is damaged" in r.stderr
+    assert "warnings" not in json.loads(r.stdout)  # the job document is CLI.md's
 
 
 def test_a_file_that_does_not_decode_names_the_users_file(lib, tmp_path):

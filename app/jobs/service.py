@@ -274,6 +274,10 @@ class ExportService:
             out = self._commit(job_id, kind, tmp, result, inputs_hash, extra)
             if progress:
                 progress(100.0)
+            if result.warnings:  # for this run's caller to show; not part of the stored job
+                for w in result.warnings:
+                    log.warning("export %s: %s", job_id, w)
+                out["warnings"] = list(result.warnings)
             return out
         except Cancelled:
             return self._finish(job_id, "cancelled", "cancelled by the user")

@@ -73,10 +73,12 @@ def _area(s) -> int:
 MAX_BAD_PACKETS = 300
 
 
-def decode_frames(container: av.container.InputContainer, stream, name: str) -> Iterator[av.VideoFrame]:
+def decode_frames(container: av.container.InputContainer, stream, name: str,
+                  damaged: list[float] | None = None) -> Iterator[av.VideoFrame]:
     """The decoded frames of ``stream``. A packet that does not decode (a damaged stretch of the
     file) is skipped, as FFmpeg does: its frames are missing and the nearest good frame stands in
-    for them. A file that decodes nothing for ``MAX_BAD_PACKETS`` packets, or cannot be read on,
+    for them; its time (stream seconds, when known) goes into ``damaged`` so that the user can be
+    told. A file that decodes nothing for ``MAX_BAD_PACKETS`` packets, or cannot be read on,
     raises :class:`RenderError` naming ``name``."""
     bad = 0
     try:
@@ -87,6 +89,8 @@ def decode_frames(container: av.container.InputContainer, stream, name: str) -> 
                 return
             except (av.InvalidDataError, av.PatchWelcomeError) as exc:
                 bad += 1
+                if damaged is not None and packet.pts is not None and packet.time_base:
+                    damaged.append(float(packet.pts * packet.time_base))
                 if bad == 1:
                     log.warning("%s: skipping undecodable video data (%s)", name, exc)
                 if bad >= MAX_BAD_PACKETS:
@@ -131,6 +135,7 @@ class VideoSource:
         # changed or broke since it was added: an error, not a frozen picture to the end.
         declared = (self.container.duration or 0) / 1_000_000
         self.hold_s = max(0.5, 0.01 * declared) + 2 * self.frame_interval
+        self.damaged: list[float] = []  # media times of the packets that did not decode
 
     def close(self) -> None:
         self.container.close()
@@ -151,8 +156,17 @@ class VideoSource:
         return t
 
     def _decode(self) -> Iterator[tuple[float, av.VideoFrame]]:
-        for frame in decode_frames(self.container, self.stream, self.name):
+        for frame in decode_frames(self.container, self.stream, self.name, self.damaged):
             yield self._time(frame), frame
+
+    def damage_note(self, start: float, end: float) -> str | None:
+        """In words, the damaged packets met between media times ``start`` and ``end``, if any."""
+        hit = sorted({round(t - self.origin, 3) for t in self.damaged if start - 1.0 <= t - self.origin <= end})
+        if not hit:
+            return None
+        where = f"at {hit[0]:.1f} s" if hit[-1] - hit[0] < 0.05 else f"from {hit[0]:.1f} to {hit[-1]:.1f} s"
+        return (f"{self.name} is damaged {where} ({len(hit)} video packet{'s' if len(hit) != 1 else ''} "
+                "could not be decoded): the nearest good picture stands in there")
 
     def _seek(self, t: float) -> None:
         if t <= 0:

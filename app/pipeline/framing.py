@@ -229,6 +229,7 @@ class _Renderer:
         self.device = device
         self.out_w, self.out_h = out_w, out_h
         self.upscale = upscale
+        self.warnings: list[str] = []
 
     def framer(self, clip: ClipPlan):
         args = (self.out_w, self.out_h, clip.width, clip.height, clip.display_rotation, clip.rotation)
@@ -252,6 +253,9 @@ class _Renderer:
                     yield framer.process(frame, box)
             finally:
                 frames.close()
+                if clip_times and (note := source.damage_note(clip.source_start + clip_times[0],
+                                                               clip.source_start + clip_times[-1])):
+                    self.warnings.append(note)
 
     def video(self, stop: threading.Event) -> Iterator[av.VideoFrame]:
         """Output frames in order, transitions applied."""
@@ -426,4 +430,5 @@ def render_framing(
             "seconds": round(elapsed, 3),
             "device_requested": plan.device,
         },
+        warnings=renderer.warnings,
     )

@@ -165,3 +165,4 @@ class RenderResult:
     duration: float
     device: str  # what actually rendered, e.g. "CUDA: NVIDIA H100" or "CPU"
     extra: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # in words, for the user (damaged sources)

@@ -502,6 +502,8 @@ class MainWindow(QMainWindow):
         kind = VIDEO_WORDS[job["type"]].capitalize()
         if job["status"] == "complete":
             text = f"{kind} of “{name}” is ready."
+            if job.get("warnings"):
+                text += " Note: " + " ".join(job["warnings"])
         elif job["status"] == "cancelled":
             text = f"Export of “{name}” was cancelled; the project is as it was."
         else:
