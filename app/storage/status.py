@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, case, select, type_coerce
+from sqlalchemy import Text, case, select, type_coerce
 from sqlalchemy.orm import Session
 
 from app.storage.models import (
@@ -73,11 +73,13 @@ def _r(v: float) -> float:
 
 
 def clip_inputs(c: Clip) -> dict:
-    trim = effective_trim(c.trim_start, c.trim_end, c.source_end - c.source_start, c.stamps)
+    ts, te = c.trim_start, c.trim_end
+    if ts >= te:  # crossed in a merge (rare): read as the editor and the export read it
+        ts, te = effective_trim(ts, te, c.source_end - c.source_start, stamps_of(c))
     return {
         "media": c.media_sha256,
         "range": [_r(c.source_start), _r(c.source_end)],
-        "trim": [_r(trim[0]), _r(trim[1])],
+        "trim": [_r(ts), _r(te)],
         "segments": [[_r(s["start"]), _r(s["end"]), _r(s["speed"])] for s in c.segments],
         "rotation": _r(c.rotation),
         "crop": [[_r(k["time"]), _r(k["x"]), _r(k["y"]), _r(k["width"]), _r(k["height"])]
@@ -106,7 +108,8 @@ def overlay_fingerprint(
     """Everything a final video is rendered from: its working video and the overlay. Trims and
     regions count as they are read (``effective_trim``, ``effective_region``), not as stored: a
     restored conflict can change what is read by a stamp alone."""
-    spans = sorted(((effective_region(r.start, r.end, r.keyframes, r.stamps), r.id) for r in regions),
+    spans = sorted((((r.start, r.end, r.keyframes) if r.start < r.end
+                     else effective_region(r.start, r.end, r.keyframes, stamps_of(r)), r.id) for r in regions),
                    key=lambda span: (span[0][0], span[1]))
     return _digest({
         "working": working_video_id,
@@ -147,10 +150,16 @@ class StatusInfo:
         return self.framing_hash if kind == "framing" else self.overlay_hash
 
 
-def _stamps_if(crossed, stamps):
-    """A row's stamps only where its ends crossed in a merge (rare): the only rows whose effective
-    trim or span needs them. Decoding every row's stamps JSON made the grid's query 1.7x slower."""
-    return type_coerce(case((crossed, stamps)), JSON).label("stamps")
+def stamps_if_crossed(crossed, stamps):
+    """A row's stamps, as JSON text, only where its ends crossed in a merge (rare): the only rows
+    whose effective trim or span needs them (:func:`stamps_of`). Decoding every row's stamps made the
+    grid's query 1.7x slower, and even a NULL in a JSON-typed column costs two result processors."""
+    return type_coerce(case((crossed, stamps)), Text).label("stamps")
+
+
+def stamps_of(row) -> dict | None:
+    st = row.stamps
+    return json.loads(st) if isinstance(st, str) else st
 
 
 def project_statuses(session: Session, project_ids: list[str] | None = None) -> dict[str, StatusInfo]:
@@ -168,11 +177,11 @@ def project_statuses(session: Session, project_ids: list[str] | None = None) -> 
     clips: dict[str, list] = defaultdict(list)
     for c in rows(Clip.project_id, Clip.id, Clip.position, Clip.media_sha256, Clip.source_start, Clip.source_end,
                   Clip.trim_start, Clip.trim_end, Clip.segments, Clip.rotation, Clip.crop_keyframes, Clip.audio,
-                  _stamps_if(Clip.trim_start >= Clip.trim_end, Clip.stamps)):
+                  stamps_if_crossed(Clip.trim_start >= Clip.trim_end, Clip.stamps)):
         clips[c.project_id].append(c)
     regions: dict[str, list] = defaultdict(list)
     for r in rows(Region.project_id, Region.id, Region.start, Region.end, Region.keyframes,
-                  _stamps_if(Region.start >= Region.end, Region.stamps)):
+                  stamps_if_crossed(Region.start >= Region.end, Region.stamps)):
         regions[r.project_id].append(r)
     transitions = {t.project_id: t for t in rows(Transition.project_id, Transition.type, Transition.duration)}
     exports = {e.project_id: e for e in rows(
