@@ -65,6 +65,14 @@ def _short(v, limit: int = 60) -> str:
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
+def value_text(c: dict, v, labels: dict[str, str]) -> str:
+    """A conflict's value in words: a clip order (the document's ``clips``, a list of clip ids)
+    as the clips' names in that order, anything else as it is."""
+    if c["field"] == "clips" and isinstance(v, list):
+        return "; ".join(f"{i}. {labels.get(cid, 'a removed clip')}" for i, cid in enumerate(v, 1))
+    return "—" if v is None else str(v)
+
+
 class StatusBridge(QObject):
     """``on_status`` for the scheduler, callable from any thread: re-emitted on the GUI thread."""
 
@@ -176,10 +184,17 @@ class ConflictsDialog(QDialog):
     def refresh(self) -> None:
         self.busy = True
         db = self.db
-        self.pools.submit(lambda: sync_engine.status(db)["conflicts"], self._show, self._failed)
+        def load():
+            conflicts = sync_engine.status(db)["conflicts"]
+            ids = {cid for c in conflicts if c["field"] == "clips"
+                   for v in (c["local_value"], c["remote_value"]) if isinstance(v, list) for cid in v}
+            return conflicts, (sync_engine.clip_labels(db, ids) if ids else {})
 
-    def _show(self, conflicts: list[dict]) -> None:
+        self.pools.submit(load, self._show, self._failed)
+
+    def _show(self, loaded: tuple[list[dict], dict[str, str]]) -> None:
         self.busy = False
+        conflicts, labels = loaded
         self.conflicts = conflicts
         self.table.setRowCount(len(conflicts))
         for i, c in enumerate(conflicts):
@@ -188,11 +203,12 @@ class ConflictsDialog(QDialog):
                 what += f" “{self.names[c['row_id']]}”"
             else:
                 what += f" {c['row_id'][:8]}"
-            cells = [what, c["field"], _short(c["local_value"]), _short(c["remote_value"]),
+            local, remote = value_text(c, c["local_value"], labels), value_text(c, c["remote_value"], labels)
+            cells = [what, c["field"], _short(local), _short(remote),
                      "this device" if c["winner"] == "local" else "the other device"]
             for j, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                item.setToolTip(str(c["local_value"] if j == 2 else c["remote_value"] if j == 3 else text))
+                item.setToolTip(local if j == 2 else remote if j == 3 else text)
                 self.table.setItem(i, j, item)
         if conflicts and not self.table.selectionModel().hasSelection():
             self.table.selectRow(0)

@@ -289,6 +289,8 @@ def test_concurrent_reorders_keep_the_newer_order_whole_and_the_other_is_one_con
         assert (c["table"], c["row_id"], c["field"], c["winner"]) == ("project", pid, "clips", winner)
         mine, theirs = ([y, x, z, w], [z, x, y, w]) if dev is a else ([z, x, y, w], [y, x, z, w])
         assert (c["local_value"], c["remote_value"]) == (mine, theirs)
+    name = sample_video.name
+    assert engine.clip_labels(b.db, [x, w]) == {x: f"{name}, 0.0–1.0 s", w: f"{name}, 0.0–1.0 s"}
     engine.restore_conflict(b.db, one(b.conflicts())["id"])
     assert order(b) == [z, x, y, w]
     b.sync_ok()

@@ -274,3 +274,14 @@ def test_gui_thread_never_stalls_during_a_sync_of_200_projects(fast, s3):
     assert len(gaps) >= 5  # the whole cycle ran while the timer was measuring
     worst = max(gaps)
     assert worst < 0.050, f"the GUI thread stalled {worst * 1000:.0f} ms (gaps: {len(gaps)})"
+
+
+def test_a_clip_order_conflict_is_shown_as_the_clips_names_in_order():
+    from app.ui.sync_ui import value_text
+
+    c = {"field": "clips"}
+    labels = {"a": "game.mp4, 0.0–8.0 s", "b": "game.mp4, 60.0–70.0 s"}
+    assert value_text(c, ["b", "a", "gone"], labels) == \
+        "1. game.mp4, 60.0–70.0 s; 2. game.mp4, 0.0–8.0 s; 3. a removed clip"
+    assert value_text({"field": "name"}, "Saturday", labels) == "Saturday"
+    assert value_text({"field": "name"}, None, labels) == "—"

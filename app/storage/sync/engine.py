@@ -1689,6 +1689,19 @@ def undo_restore(db, conflict_id: str) -> dict:
         return conflict_dict(c)
 
 
+def clip_labels(db, clip_ids: Iterable[str]) -> dict[str, str]:
+    """Clip id -> how the user knows the clip ("game.mp4, 12.0–20.0 s"), for conflicts on an order."""
+    ids = list(clip_ids)
+    out: dict[str, str] = {}
+    with db.read() as s:
+        for chunk in _chunks(sorted(ids), 500):
+            for cid, name, a, b in s.execute(
+                    select(Clip.id, Media.filename, Clip.source_start, Clip.source_end)
+                    .join(Media, Media.sha256 == Clip.media_sha256).where(Clip.id.in_(chunk))):
+                out[cid] = f"{name}, {a:.1f}–{b:.1f} s"
+    return out
+
+
 def conflict_project(db, conflict_id: str) -> str | None:
     """The id of the project a conflict's row belongs to (None for media)."""
     with db.read() as s:
