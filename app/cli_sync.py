@@ -130,7 +130,11 @@ def _print_status(st: dict) -> None:
     line = f"{st['state']}: {st['pending_changes']} change(s) pending"
     if st["last_synced_at"]:
         line += f", last synced {st['last_synced_at']}"
+    elif st["state"] == "pending":
+        line += ", never synced"
     print(line)
+    if st.get("waiting_rows"):
+        print(f"waiting: {st['waiting_rows']} row(s) from the remote wait for rows they need, not arrived yet")
     if st["remote"]:
         print(f"remote: {RemoteConfig(**st['remote']).describe()}")
     if st["error"]:

@@ -126,6 +126,9 @@ class SyncBadge(QWidget):
             tip.append(f"Last synced {st['last_synced_at']}")
         if st and st.get("error"):
             tip.append(str(st["error"]))
+        if st and st.get("waiting_rows"):
+            tip.append(f"{st['waiting_rows']} change(s) from other devices wait for changes they need, "
+                       "not arrived yet")
         if state == "disabled":
             tip.append("No remote is set: Sync → Remote settings…")
         self.setToolTip("\n".join(tip))

@@ -43,6 +43,8 @@ def test_remote_settings_status_and_run_exit_codes(tmp_path, s3, prefix):
         "endpoint": s3.url, "bucket": BUCKET, "prefix": prefix, "region": "auto", "new_remote": False}
     st = json.loads(ok(run_cli("sync", "status", "--json", data_dir=d)).stdout)
     assert st["state"] == "pending" and st["last_synced_at"] is None
+    # nothing to push, but the remote was never read: said in words, not only as "0 pending"
+    assert ok(run_cli("sync", "status", data_dir=d)).stdout.startswith("pending: 0 change(s) pending, never synced")
 
     pid = json.loads(ok(run_cli("project", "create", "From the CLI", "--json", data_dir=d)).stdout)["id"]
     assert json.loads(ok(run_cli("sync", "status", "--json", data_dir=d)).stdout)["pending_changes"] == 4

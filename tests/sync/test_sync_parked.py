@@ -78,6 +78,7 @@ def test_a_parked_edit_is_applied_when_its_project_arrives_from_a_batch_or_a_sna
     r = b.sync_ok()
     assert r.held == [] and r.parked == 1 and r.applied_objects == 1
     assert b.visible() == {other: "Other by g"}
+    assert b.status()["waiting_rows"] == 1  # honest status: something from the remote is not shown
 
     # b compacts; a new device starts from that snapshot, which carries the parked rename
     assert b.engine().maybe_compact(force=True) is not None
@@ -93,7 +94,7 @@ def test_a_parked_edit_is_applied_when_its_project_arrives_from_a_batch_or_a_sna
         assert r.unparked == 1 and r.applied_objects == 1, dev.name
         assert dev.visible() == {other: "Other by g", q: "Q by h"}, dev.name
         assert dev.lib.document(q)["aspect_ratio"] == "16:9", dev.name  # g's newer edit
-        assert parked_count(dev) == 0
+        assert parked_count(dev) == 0 and dev.status()["waiting_rows"] == 0
     assert b.dump() == c.dump()
 
 

@@ -1584,6 +1584,7 @@ def status(db) -> dict:
                          .order_by(SyncConflict.detected_at, SyncConflict.id)).all()
         conflicts = [conflict_dict(c) for c in rows]
         rejected = s.scalar(select(func.count()).select_from(SyncObject).where(SyncObject.status == "rejected"))
+        waiting = s.scalar(select(func.count()).select_from(SyncParked))
     syncing = False
     if running:
         try:
@@ -1610,6 +1611,7 @@ def status(db) -> dict:
         "conflicts": conflicts,
         "remote": cfg.as_dict() if cfg else None,
         "rejected_objects": int(rejected or 0),
+        "waiting_rows": int(waiting or 0),  # from the remote, parked until the rows they need arrive
     }
 
 
