@@ -27,6 +27,17 @@ def shared_clip(a, b, sample_video):
     return pid, cid
 
 
+def shared_region(a, b, sample_video, key_time: float):
+    """A project with a working video and one region over [0.2, 2.0], on both devices."""
+    pid, _ = shared_clip(a, b, sample_video)
+    assert ExportService(a.lib, Settings(device="cpu")).export(pid, "framing")["status"] == "complete"
+    key = {"x": 72, "y": 128, "rx": 20, "ry": 40}
+    rid = editing.add_region(a.lib, pid, 0.2, 2.0, [{"time": key_time, **key}])
+    a.sync_ok()
+    b.sync_ok(fetch_media=True)
+    return pid, rid, key
+
+
 def exchange(first, second) -> None:
     """Both devices' changes through the remote to the other; they then hold the same data."""
     first.sync_ok()
@@ -85,12 +96,7 @@ def test_an_edit_lost_to_a_crossed_trim_is_a_conflict_on_both_devices_and_can_be
 
 def test_crossed_region_ends_are_a_conflict(make_device, sample_video):
     a, b = make_device("a"), make_device("b")
-    pid, cid = shared_clip(a, b, sample_video)
-    assert ExportService(a.lib, Settings(device="cpu")).export(pid, "framing")["status"] == "complete"
-    key = {"x": 72, "y": 128, "rx": 20, "ry": 40}
-    rid = editing.add_region(a.lib, pid, 0.2, 2.0, [{"time": 0.8, **key}])
-    a.sync_ok()
-    b.sync_ok(fetch_media=True)
+    pid, rid, key = shared_region(a, b, sample_video, 0.8)
     a.lib.apply(pid, {"overlay": {"regions": [  # older: the end pulled back
         {"id": rid, "start": 0.2, "end": 0.9, "keyframes": [{"time": 0.8, **key}]}]}})
     b.lib.apply(pid, {"overlay": {"regions": [  # newer: the start pushed on past it
@@ -187,12 +193,7 @@ def test_a_region_whose_ends_crossed_in_a_merge_keeps_the_newer_edit(make_device
     stored start lies after the stored end. The region is shown, edited and rendered as the newer
     edit with the shortest region length, on both devices alike."""
     a, b = make_device("a"), make_device("b")
-    pid, cid = shared_clip(a, b, sample_video)
-    assert ExportService(a.lib, Settings(device="cpu")).export(pid, "framing")["status"] == "complete"
-    key = {"x": 72, "y": 128, "rx": 20, "ry": 40}
-    rid = editing.add_region(a.lib, pid, 0.2, 2.0, [{"time": 1.0, **key}])
-    a.sync_ok()
-    b.sync_ok(fetch_media=True)
+    pid, rid, key = shared_region(a, b, sample_video, 1.0)
     b.lib.apply(pid, {"overlay": {"regions": [  # older: the end pulled back before 1.3
         {"id": rid, "start": 0.2, "end": 0.9, "keyframes": [{"time": 0.5, **key}]}]}})
     a.lib.apply(pid, {"overlay": {"regions": [  # newer: the start pushed on past 0.9
