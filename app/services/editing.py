@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select
 
 from app.pipeline import timeline
+from app.pipeline.keyframes import EllipseKey, ellipse_at
 from app.pipeline.timeline import MAX_SPEED, MIN_SPEED
 from app.services.document import apply_document, region_doc
 from app.services.errors import NotFound, UserError
@@ -174,6 +175,28 @@ def add_region(lib: Library, project_id: str, start: float, end: float, keyframe
         apply_document(lib, s, project_id, {"overlay": {"regions": regions}})
         s.flush()
         return next(r.id for r in lib.regions_of(s, project_id) if r.id not in before)
+
+
+def region_keys_within(keys: list[dict], start: float, end: float) -> list[dict]:
+    """A region's keyframes after its span is changed to [start, end]: those inside are kept, and
+    where keyframes fall outside, one keyframe at the new bound holds the spotlight as it was
+    shown at that time (the same spline as preview and export), so the picture inside does not
+    change. A new region's first keyframe sits on its start: without this the start could not be
+    moved on at all."""
+    inside = [k for k in keys if start - 1e-6 <= k["time"] <= end + 1e-6]
+    spline = [EllipseKey(**{f: k[f] for f in ("time", "x", "y", "rx", "ry")}) for k in keys]
+
+    def held(t: float) -> dict:
+        e = ellipse_at(spline, t)
+        return {"time": round(t, 6), "x": round(e.x, 2), "y": round(e.y, 2), "rx": round(e.rx, 2),
+                "ry": round(e.ry, 2)}
+
+    out = list(inside)
+    if any(k["time"] < start - 1e-6 for k in keys) and not any(abs(k["time"] - start) <= 1e-6 for k in inside):
+        out.insert(0, held(start))
+    if any(k["time"] > end + 1e-6 for k in keys) and not any(abs(k["time"] - end) <= 1e-6 for k in inside):
+        out.append(held(end))
+    return out
 
 
 def restore_clip(lib: Library, clip_id: str) -> None:

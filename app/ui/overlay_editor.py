@@ -25,6 +25,7 @@ from app.limits import MIN_REGION
 from app.pipeline.keyframes import Ellipse, EllipseKey, ellipse_at
 from app.pipeline.plan import RegionPlan
 from app.pipeline.spotlight import spotlight_rgb  # numpy only: no torch in the preview
+from app.services.editing import region_keys_within
 from app.ui.framing_editor import PlayerMixin, hint_label
 from app.ui.icons import icon
 from app.ui.preview import EllipseView
@@ -319,8 +320,12 @@ class OverlayEditor(QWidget, PlayerMixin):
         self.selected = -1
 
     def resize_region(self, i: int, start: float, end: float) -> None:
+        start, end = round(start, 6), round(end, 6)
+
         def fn(regs):
-            regs[i]["start"], regs[i]["end"] = round(start, 6), round(end, 6)
+            r = regs[i]
+            r["keyframes"] = region_keys_within(r["keyframes"], start, end)
+            r["start"], r["end"] = start, end
 
         self._regions_edit("Resize region", fn)
 

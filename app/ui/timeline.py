@@ -455,12 +455,13 @@ class RegionTimeline(TimelineBase):
             self.seekRequested.emit(t)
             return
         lo, hi = self._limits(i)
-        keys = [k["time"] for k in self.regions[i].get("keyframes", [])]
         reg = dict(self.regions[i])
+        # keyframes do not stop a handle: the editor holds the spotlight at the new bound
+        # (editing.region_keys_within)
         if kind == "start":
-            reg["start"] = min(max(t, lo), e0 - MIN_REGION, min(keys, default=e0))
+            reg["start"] = min(max(t, lo), e0 - MIN_REGION)
         else:
-            reg["end"] = max(min(t, hi), s0 + MIN_REGION, max(keys, default=s0))
+            reg["end"] = max(min(t, hi), s0 + MIN_REGION)
         self.regions = [*self.regions[:i], reg, *self.regions[i + 1:]]
         self.update()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.ui.conftest import overlay_with_working_video
 
 
@@ -27,3 +29,43 @@ def test_seeking_into_a_region_selects_it_everywhere(qtbot, window, lib, tiny_vi
     ed.delete_region()  # the button acts on what the panel shows
     s.flush()
     qtbot.waitUntil(lambda: lib.document(pid)["overlay"]["regions"] == [], timeout=3000)
+
+
+def test_a_new_regions_start_handle_moves_on_past_its_first_keyframe(qtbot, window, lib, tiny_video):
+    """A new region's keyframe sits on its start, so the start handle could only move back. It
+    now moves on, and the spotlight shown at the new start is held there by a keyframe."""
+    from PySide6.QtCore import QPoint, Qt
+    from PySide6.QtTest import QTest
+
+    pid, s = overlay_with_working_video(qtbot, window, lib, tiny_video, "Region handle")
+    ed = window.overlay
+    ed.seek(0.1)
+    ed.add_region()
+    s.flush()
+    qtbot.waitUntil(lambda: len(lib.document(pid)["overlay"]["regions"]) == 1, timeout=3000)
+    [before] = lib.document(pid)["overlay"]["regions"]
+    assert (before["start"], [k["time"] for k in before["keyframes"]]) == (0.1, [0.1])
+    tl = ed.timeline
+    y = int(tl.track().center().y())
+    QTest.mousePress(tl, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, QPoint(round(tl.x_of(0.1)), y))
+    assert tl._drag is not None and tl._drag[0] == "start", tl._drag
+    QTest.mouseMove(tl, QPoint(round(tl.x_of(0.4)), y))
+    assert tl.regions[0]["start"] > 0.3, tl.regions
+    QTest.mouseRelease(tl, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, QPoint(int(tl.x_of(0.4)), y))
+    s.flush()
+    qtbot.waitUntil(lambda: lib.document(pid)["overlay"]["regions"][0]["start"] > 0.3, timeout=3000)
+    [after] = lib.document(pid)["overlay"]["regions"]
+    assert after["start"] == after["keyframes"][0]["time"] and len(after["keyframes"]) == 1
+    for f in ("x", "y", "rx", "ry"):  # one keyframe: the spotlight is held as it was
+        assert after["keyframes"][0][f] == pytest.approx(before["keyframes"][0][f], abs=0.01)
+
+
+def test_keys_outside_a_resized_region_are_held_at_its_bounds():
+    from app.services.editing import region_keys_within
+
+    keys = [{"time": t, "x": x, "y": 100, "rx": 10, "ry": 20} for t, x in ((1.0, 100), (2.0, 200), (3.0, 300))]
+    assert region_keys_within(keys, 1.0, 3.0) == keys
+    got = region_keys_within(keys, 1.5, 2.5)
+    assert [k["time"] for k in got] == [1.5, 2.0, 2.5]
+    assert 100 < got[0]["x"] < 200 < got[-1]["x"] < 300  # the spline's values there
+    assert region_keys_within(keys, 2.0, 4.0) == [k for k in keys if k["time"] >= 2.0]
