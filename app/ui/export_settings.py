@@ -151,6 +151,12 @@ class ExportSettingsDialog(QDialog):
             self.weights.setText(path)
 
     def _update_hint(self) -> None:
+        # the AI option is offered only with a weights file that is there, and says so (the
+        # project may hold `ai` from another device: then it stays chosen, with the hint below)
+        item = self.upscaler.model().item(self.upscaler.findData("ai"))
+        usable = weights_problem(self.weights.text().strip()) is None
+        item.setEnabled(usable)
+        item.setText("AI (Real-ESRGAN compact)" if usable else "AI (Real-ESRGAN compact): needs a weights file")
         ai = self.upscaler.currentData() == "ai"
         words = [weights_problem(self.weights.text().strip()) or "", AI_ON_CPU if self.renders_on == "CPU" else ""]
         self.hint.setText("\n\n".join(w for w in words if w) if ai else "")

@@ -98,7 +98,9 @@ def test_ai_upscaler_needs_a_weights_file(qtbot, window, lib, tmp_path):
     pid, s, d = open_dialog(qtbot, window, lib)
     steps = s.undo_stack.count()
     d.weights.setText("")
-    fill(d, upscaler="ai")
+    ai_item = d.upscaler.model().item(d.upscaler.findData("ai"))
+    assert not ai_item.isEnabled() and "needs a weights file" in ai_item.text()  # says so, disabled
+    fill(d, upscaler="ai")  # (a project may hold `ai` already, from another device)
     assert d.hint.isVisibleTo(d) and "weights file" in d.hint.text()
     ok(d)
     assert d.isVisible() and "weights file" in d.error.text()
@@ -113,6 +115,7 @@ def test_ai_upscaler_needs_a_weights_file(qtbot, window, lib, tmp_path):
     weights.write_bytes(b"weights")
     d.weights.setText(str(weights))
     assert "weights file" not in d.hint.text()
+    assert ai_item.isEnabled() and ai_item.text() == "AI (Real-ESRGAN compact)"
     ok(d)
     s.flush()
     qtbot.waitUntil(lambda: stored(lib, pid)["upscaler"] == "ai", timeout=5000)
