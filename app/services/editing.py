@@ -23,7 +23,7 @@ from app.pipeline.keyframes import EllipseKey, ellipse_at
 from app.pipeline.timeline import MAX_SPEED, MIN_SPEED
 from app.services.document import apply_document, region_doc
 from app.services.errors import NotFound, UserError
-from app.storage.models import Change, Clip, ExportJob, FinalVideo, Media, Project, WorkingVideo
+from app.storage.models import Change, Clip, ExportJob, FinalVideo, Media, Project, Region, WorkingVideo
 from app.storage.status import ACTIVE, job_alive
 from app.storage.tombstones import set_deleted
 
@@ -98,9 +98,15 @@ def _reconcile(lib: Library, s, project_id: str, doc: dict) -> dict:
     ov = doc.get("overlay")
     if ov and ov.get("regions") is not None:
         live_regions = {r.id for r in lib.regions_of(s, project_id)}
+        wanted = {r.get("id") for r in ov["regions"]} - live_regions - {None}
+        gone = {g.id: g for g in s.scalars(
+            select(Region).where(Region.project_id == project_id, Region.id.in_(wanted), Region.deleted.is_(True))
+            .execution_options(include_deleted=True))} if wanted else {}
         for r in ov["regions"]:
-            if r.get("id") not in live_regions:
-                r["id"] = None
+            if r.get("id") in gone:
+                set_deleted(s, gone[r["id"]], False)  # an undone delete brings back the same region
+            elif r.get("id") not in live_regions:
+                r["id"] = None  # gone for good (purged) or never here: a new region
     return doc
 
 

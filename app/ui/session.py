@@ -108,6 +108,8 @@ class ProjectSession(QObject):
 
     def _on_written(self, tag, result) -> None:
         region_ids, fresh, paths = result
+        if tag == "edit" and isinstance(region_ids, list):
+            self._name_new_regions(region_ids)
         if paths is not None:
             self.media_paths = paths
         if fresh is None:  # committed, but the re-read was refused: read once the storage answers
@@ -120,6 +122,18 @@ class ProjectSession(QObject):
             if len(regions) == len(region_ids):
                 for r, rid in zip(regions, region_ids, strict=True):
                     r["id"] = rid
+
+    def _name_new_regions(self, region_ids: list[str]) -> None:
+        """The edit just written made regions: its undo command learns their ids, so that a redo
+        after an undo brings back the same regions (an undelete), not new ones beside tombstones."""
+        i = self.undo_stack.index() - 1
+        cmd = self.undo_stack.command(i) if i >= 0 else None
+        if not isinstance(cmd, DocCommand):
+            return
+        regions = ((cmd.after.get("overlay") or {}).get("regions")) or []
+        if len(regions) == len(region_ids) and any(r.get("id") is None for r in regions):
+            for r, rid in zip(sorted(regions, key=lambda r: r["start"]), region_ids, strict=True):
+                r["id"] = r.get("id") or rid
 
     def _on_failed(self, tag, exc) -> None:
         log.warning("edit failed: %s", exc)

@@ -69,3 +69,38 @@ def test_keys_outside_a_resized_region_are_held_at_its_bounds():
     assert [k["time"] for k in got] == [1.5, 2.0, 2.5]
     assert 100 < got[0]["x"] < 200 < got[-1]["x"] < 300  # the spline's values there
     assert region_keys_within(keys, 2.0, 4.0) == [k for k in keys if k["time"] >= 2.0]
+
+
+def test_undoing_a_region_delete_brings_back_the_same_region(qtbot, window, lib, tiny_video):
+    """Same id, not a new region that looks the same: the document is exactly the one before,
+    and on other devices the region comes back (a synced undelete), not a copy beside a tombstone."""
+    pid, s = overlay_with_working_video(qtbot, window, lib, tiny_video, "Region undo")
+    ed = window.overlay
+    ed.seek(0.1)
+    ed.add_region()
+    s.flush()
+    qtbot.waitUntil(lambda: len(lib.document(pid)["overlay"]["regions"]) == 1, timeout=3000)
+    before = lib.document(pid)["overlay"]["regions"]
+    qtbot.waitUntil(lambda: s.doc["overlay"]["regions"][0]["id"] == before[0]["id"], timeout=3000)
+    window.act_undo.trigger()  # undo the add, redo it: the same region again
+    s.flush()
+    qtbot.waitUntil(lambda: lib.document(pid)["overlay"]["regions"] == [], timeout=3000)
+    window.act_redo.trigger()
+    s.flush()
+    qtbot.waitUntil(lambda: lib.document(pid)["overlay"]["regions"] != [], timeout=3000)
+    assert lib.document(pid)["overlay"]["regions"] == before
+    qtbot.waitUntil(lambda: s.doc["overlay"]["regions"] == before, timeout=3000)
+    ed.select_region(0)
+    ed.delete_region()
+    s.flush()
+    qtbot.waitUntil(lambda: lib.document(pid)["overlay"]["regions"] == [], timeout=3000)
+    window.act_undo.trigger()
+    s.flush()
+    qtbot.waitUntil(lambda: lib.document(pid)["overlay"]["regions"] != [], timeout=3000)
+    assert lib.document(pid)["overlay"]["regions"] == before
+    window.act_redo.trigger()
+    s.flush()
+    qtbot.waitUntil(lambda: lib.document(pid)["overlay"]["regions"] == [], timeout=3000)
+    window.act_undo.trigger()
+    s.flush()
+    qtbot.waitUntil(lambda: lib.document(pid)["overlay"]["regions"] == before, timeout=3000)
