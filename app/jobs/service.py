@@ -311,6 +311,15 @@ class ExportService:
         except Exception:  # pragma: no cover - no torch / no device module
             return False
 
+    def beat(self, job_ids: list[str]) -> None:
+        """Heartbeat for queued jobs of this process that wait for a thread to run them (the GUI's
+        export pool): without it a long wait would read as a process gone (``interrupted``)."""
+        if not job_ids:
+            return
+        with self.lib.db.write() as s:
+            for job in s.scalars(select(ExportJob).where(ExportJob.id.in_(job_ids), ExportJob.status == "queued")):
+                job.heartbeat_at = now()
+
     def _heartbeat(self, job_id: str, state: dict, stop: threading.Event) -> None:
         """Every 0.5 s: heartbeat + progress out, cancel request in (works across processes)."""
         while not stop.wait(HEARTBEAT_S):

@@ -24,6 +24,7 @@ from app.ui.workers import Pools
 
 
 class ExportSignals(QObject):
+    queued = Signal(str, str, str)  # job id, project id, kind: in the queue, waiting for a thread
     started = Signal(str, str, str)  # job id, project id, kind
     progress = Signal(str, float)  # job id, 0-100
     finished = Signal(dict)  # the final job dict
@@ -35,21 +36,12 @@ class ExportRunnable:
     """ExportService.run on a pool thread (started as a callable: QtPool wraps it in a Python-owned QRunnable)."""
 
     def __init__(self, svc: ExportService, project_id: str, kind: str, signals: ExportSignals,
-                 cancel: threading.Event, job_id: str | None, registry: dict[str, threading.Event]):
+                 cancel: threading.Event, job_id: str, registry: dict[str, threading.Event]):
         self.svc, self.project_id, self.kind = svc, project_id, kind
         self.signals, self.cancel, self.job_id, self.registry = signals, cancel, job_id, registry
 
     def run(self) -> None:
-        try:
-            job_id, new = self.job_id, True
-            if job_id is None:
-                job_id, new = self.svc.enqueue_unless_in_flight(self.project_id, self.kind)
-        except Exception as exc:  # noqa: BLE001 - UserError: "no clips", "no working video"
-            self.signals.failed.emit(self.project_id, str(exc))
-            return
-        if not new:  # Export pressed again while the same export runs: no second render
-            self.signals.joined.emit(self.project_id, self.kind, job_id)
-            return
+        job_id = self.job_id  # queued by ExportManager.start before this waited for a thread
         self.registry[job_id] = self.cancel  # the queue panel's Cancel sets it
         self.signals.started.emit(job_id, self.project_id, self.kind)
         last = [0.0]
@@ -78,6 +70,7 @@ class ExportManager(QObject):
         self.svc, self.pools = svc, pools
         self.signals = ExportSignals(self)
         self.cancels: dict[str, threading.Event] = {}
+        self.waiting: dict[str, dict] = {}  # job id -> {project_id, kind}: queued, no thread yet
         self.live: dict[str, dict] = {}  # job id -> {project_id, kind, progress, t0}
         self.jobs: list[dict] = []  # last polled list (all processes)
         self.signals.started.connect(self._on_started)
@@ -85,8 +78,35 @@ class ExportManager(QObject):
         self.signals.finished.connect(self._on_finished)
 
     def start(self, project_id: str, kind: str, job_id: str | None = None) -> None:
-        r = ExportRunnable(self.svc, project_id, kind, self.signals, threading.Event(), job_id, self.cancels)
+        """Queue an export: the job row is written at once (off the GUI thread), so it is seen in
+        the queue and the grid, and can be cancelled, while it waits for an export thread."""
+        cancel = threading.Event()
+        if job_id is not None:  # a restart: its row exists
+            self._queue(project_id, kind, job_id, cancel)
+            return
+
+        def enqueued(res) -> None:
+            jid, new = res
+            if not new:  # Export pressed again while the same export runs: no second render
+                self.signals.joined.emit(project_id, kind, jid)
+                return
+            self._queue(project_id, kind, jid, cancel)
+
+        self.pools.submit(lambda: self.svc.enqueue_unless_in_flight(project_id, kind), enqueued,
+                          lambda e: self.signals.failed.emit(project_id, str(e)))
+
+    def _queue(self, project_id: str, kind: str, job_id: str, cancel: threading.Event) -> None:
+        self.cancels[job_id] = cancel  # Cancel and quitting reach it before it has a thread
+        self.waiting[job_id] = {"project_id": project_id, "kind": kind}
+        self.signals.queued.emit(job_id, project_id, kind)
+        r = ExportRunnable(self.svc, project_id, kind, self.signals, cancel, job_id, self.cancels)
         self.pools.exports.start(r.run)
+
+    def beat(self) -> None:
+        """Heartbeat of the queued jobs waiting for a thread (the window's timer calls it)."""
+        ids = list(self.waiting)
+        if ids:
+            self.pools.submit(lambda: self.svc.beat(ids), lambda _r: None, lambda _e: None)
 
     def cancel(self, job_id: str) -> None:
         ev = self.cancels.get(job_id)
@@ -118,6 +138,7 @@ class ExportManager(QObject):
         self.jobsChanged.emit()
 
     def _on_started(self, job_id: str, project_id: str, kind: str) -> None:
+        self.waiting.pop(job_id, None)
         self.live[job_id] = {"project_id": project_id, "kind": kind, "progress": 0.0, "t0": time.monotonic()}
         self.jobsChanged.emit()
 
@@ -127,6 +148,7 @@ class ExportManager(QObject):
         self.jobsChanged.emit()
 
     def _on_finished(self, job: dict) -> None:
+        self.waiting.pop(job["id"], None)
         self.live.pop(job["id"], None)
         self.jobs = [job if j["id"] == job["id"] else j for j in self.jobs]
         if not any(j["id"] == job["id"] for j in self.jobs):

@@ -226,6 +226,9 @@ def add_files(lib: Library, project_id: str, files: list[str], progress_for) -> 
     return added, bad, False
 
 
+SAVE_WAIT_S = 2.0  # how long Export waits for edits still being written before it says so
+
+
 class MainWindow(QMainWindow):
     def __init__(self, lib: Library, export_service: ExportService | None = None, poll_ms: int = 1000):
         super().__init__()
@@ -305,6 +308,10 @@ class MainWindow(QMainWindow):
         self.poll_timer.setInterval(poll_ms)
         self.poll_timer.timeout.connect(self.poll)
         self.poll_timer.start()
+        self.beat_timer = QTimer(self)  # queued exports waiting for a thread are not "gone"
+        self.beat_timer.setInterval(2000)
+        self.beat_timer.timeout.connect(self.exports.beat)
+        self.beat_timer.start()
         self.poll(force=True)
         self.pools.submit(device_words, self._on_device)
         self.pools.submit(lambda: prune_proxies(cache, editing.live_media_paths(lib)))
@@ -376,6 +383,7 @@ class MainWindow(QMainWindow):
         self.exports.signals.joined.connect(self._on_export_joined)
         self.exports.saveRequested.connect(lambda job: self.save_output_as(job["project_id"], job["type"], job["output"]))
         self.exports.signals.started.connect(lambda *_a: self.poll(force=True))
+        self.exports.signals.queued.connect(lambda *_a: self.poll(force=True))
 
     def _restore_geometry(self) -> None:
         st = QSettings()
@@ -795,7 +803,9 @@ class MainWindow(QMainWindow):
     def _running_exports(self) -> list[str]:
         """The exports this window runs, in words ("“Saturday final”, working video, 42 %")."""
         return [f"“{self.names.get(info['project_id'], 'project')}”, {VIDEO_WORDS[info['kind']]}, "
-                f"{info['progress']:.0f} %" for info in self.exports.live.values()]
+                f"{info['progress']:.0f} %" for info in self.exports.live.values()] + [
+                f"“{self.names.get(info['project_id'], 'project')}”, {VIDEO_WORDS[info['kind']]}, waiting"
+                for info in self.exports.waiting.values()]
 
     def _ask_before_quitting(self, title: str, text: str, quit_text: str, consent: str,
                              keep_text: str | None = None) -> QMessageBox:
@@ -908,13 +918,17 @@ class MainWindow(QMainWindow):
         self.export_settings_dialog = d
         d.open()
 
-    def start_export(self, project_id: str, kind: str) -> None:
+    def start_export(self, project_id: str, kind: str, waited: float = 0.0) -> None:
+        """Every edit is committed before the export snapshots the project. Edits still being
+        written are waited for (2 s at most) by polling, never by blocking the GUI thread."""
         s = self.sessions.get(project_id)
-        # every edit is committed before the export snapshots the project
-        if s is not None and (s.writer.stalled_reason or not s.flush(2.0)):
+        if s is not None and (s.writer.stalled_reason or s.writer.pending):
+            if waited < SAVE_WAIT_S and not s.writer.stalled_reason:
+                QTimer.singleShot(50, lambda: self.start_export(project_id, kind, waited + 0.05))
+                return
             why = s.writer.stalled_reason or "the project file is busy"
             self.error("Export not started", f"Some edits are not saved yet ({why}), so the export would not "
-                       "include them. Export again once the status bar no longer says “Not saved yet”.")
+                       "include them. Reelforge keeps trying to save them: export again in a moment.")
             return
         self.exports.start(project_id, kind)
         self.queue_dock.show()

@@ -351,3 +351,69 @@ def test_a_replaced_export_says_so(qtbot, window):
     held = JobRow(window.exports, dict(job, current=True), "Saturday final")
     qtbot.addWidget(held)
     assert held.label.text().endswith("framing · complete")
+
+
+def _three_projects(qtbot, window, lib, tiny_video) -> list[str]:
+    ids = []
+    for n in range(3):
+        pid = lib.create_project(f"Queue {n}")
+        lib.add_clip(pid, tiny_video)
+        ids.append(pid)
+    wait_rows(qtbot, window, 3)
+    return ids
+
+
+def test_an_export_waiting_for_a_thread_is_queued_visibly_and_can_be_cancelled(qtbot, window, lib, tiny_video,
+                                                                                renderer):
+    """Two export threads: the third export pressed used to exist nowhere (no job, no queue row,
+    no status) until a thread was free. It is queued at once, seen, and cancellable."""
+    renderer.steps, renderer.delay = 200, 0.05
+    ids = _three_projects(qtbot, window, lib, tiny_video)
+    done = finished_jobs(window)
+    for pid in ids:
+        window.start_export(pid, "framing")
+    qtbot.waitUntil(lambda: len(window.svc.list_jobs()) == 3, timeout=2000)
+    qtbot.waitUntil(lambda: len(window.exports.live) == 2 and len(window.exports.waiting) == 1, timeout=5000)
+    [third] = window.exports.waiting
+    qtbot.waitUntil(lambda: third in window.queue.rows, timeout=3000)
+    waiting_pid = window.exports.waiting[third]["project_id"]
+    qtbot.waitUntil(lambda: row(window, waiting_pid)["status"] == "exporting_framing", timeout=3000)
+    window.queue.rows[third].cancel_btn.click()
+    for job_id in list(window.exports.live):
+        window.exports.cancel(job_id)
+    qtbot.waitUntil(lambda: len(done) == 3, timeout=5000)
+    assert sorted(j["status"] for j in done) == ["cancelled"] * 3
+    assert next(j for j in done if j["id"] == third)["error"] == "cancelled before it started"
+    qtbot.waitUntil(lambda: all(row(window, p)["status"] == "not_started" for p in ids), timeout=3000)
+
+
+def test_a_long_wait_for_a_thread_does_not_read_as_interrupted(qtbot, window, lib, tiny_video, renderer,
+                                                             monkeypatch):
+    import app.storage.status as status
+
+    monkeypatch.setattr(status, "STALL_TIMEOUT_S", 1.0)  # "gone" after 1 s of silence on this host
+    renderer.steps, renderer.delay = 80, 0.05  # 4 s each
+    ids = _three_projects(qtbot, window, lib, tiny_video)
+    window.beat_timer.setInterval(300)
+    done = finished_jobs(window)
+    for pid in ids:
+        window.start_export(pid, "framing")
+    qtbot.waitUntil(lambda: len(window.exports.live) == 2 and len(window.exports.waiting) == 1, timeout=5000)
+    [third] = window.exports.waiting
+    qtbot.wait(2000)  # waiting, with the window's heartbeat
+    assert window.svc.get(third)["status"] == "queued"
+    qtbot.waitUntil(lambda: len(done) == 3, timeout=20000)
+    assert [j["status"] for j in done] == ["complete"] * 3
+
+
+def test_quitting_cancels_the_exports_waiting_for_a_thread_too(qtbot, window, lib, tiny_video, renderer):
+    renderer.steps, renderer.delay = 400, 0.05
+    ids = _three_projects(qtbot, window, lib, tiny_video)
+    for pid in ids:
+        window.start_export(pid, "framing")
+    qtbot.waitUntil(lambda: len(window.exports.live) == 2 and len(window.exports.waiting) == 1, timeout=5000)
+    assert "waiting" in "; ".join(window._running_exports())  # named in the quit question
+    t0 = time.monotonic()
+    window.close()  # the fixture's window quits and cancels without asking
+    assert time.monotonic() - t0 < 4.0
+    assert sorted(j["status"] for j in window.svc.list_jobs()) == ["cancelled"] * 3

@@ -108,3 +108,25 @@ def test_a_refused_rename_in_the_grid_waits_and_is_done_once_the_storage_takes_i
     qtbot.waitUntil(lambda: not window.unsaved_label.isVisible(), timeout=10000)
     assert window.ops.flush() and name_of(lib, pid) == "After"
     qtbot.waitUntil(lambda: row(window, pid)["name"] == "After", timeout=5000)
+
+
+def test_export_pressed_while_an_edit_is_still_being_written_does_not_freeze_the_window(
+        qtbot, window, lib, tiny_video, monkeypatch):
+    """Export waits for the edits still being written (2 s at most) by polling, not by blocking
+    the GUI thread: with the file locked by another program the click took 2 s to return."""
+    import time
+
+    pid, cid, s = open_editor(qtbot, window, lib, tiny_video)
+    assert s.flush()
+    locker = hold_write_lock(lib, monkeypatch)
+    try:
+        window.framing.set_trim(0.25, 1.5)
+        t0 = time.monotonic()
+        window.start_export(pid, "framing")
+        assert time.monotonic() - t0 < 0.2
+        qtbot.waitUntil(lambda: "not saved yet" in getattr(window, "last_error", ""), timeout=5000)
+        assert not window.svc.list_jobs()  # it would render the file's state, not the screen's
+    finally:
+        locker.rollback()
+        locker.close()
+    qtbot.waitUntil(lambda: not window.unsaved_label.isVisible(), timeout=10000)
