@@ -7,13 +7,19 @@ import pytest
 from tests.ui.conftest import overlay_with_working_video
 
 
-def test_seeking_into_a_region_selects_it_everywhere(qtbot, window, lib, tiny_video):
-    pid, s = overlay_with_working_video(qtbot, window, lib, tiny_video, "Region panel")
+def one_region(qtbot, window, lib, video, name: str, t: float):
+    """A project in the overlay editor with one region added at ``t``: (project id, session, editor)."""
+    pid, s = overlay_with_working_video(qtbot, window, lib, video, name)
     ed = window.overlay
-    ed.seek(0.5)
+    ed.seek(t)
     ed.add_region()
     s.flush()
     qtbot.waitUntil(lambda: len(lib.document(pid)["overlay"]["regions"]) == 1, timeout=3000)
+    return pid, s, ed
+
+
+def test_seeking_into_a_region_selects_it_everywhere(qtbot, window, lib, tiny_video):
+    pid, s, ed = one_region(qtbot, window, lib, tiny_video, "Region panel", 0.5)
     ed.select_region(-1)  # nothing selected: nothing to delete, and the panel says how to pick one
     assert not ed.del_region_btn.isEnabled() and not ed.del_key_btn.isEnabled()
     assert ed.region_info.text().startswith("Click a region")
@@ -37,12 +43,7 @@ def test_a_new_regions_start_handle_moves_on_past_its_first_keyframe(qtbot, wind
     from PySide6.QtCore import QPoint, Qt
     from PySide6.QtTest import QTest
 
-    pid, s = overlay_with_working_video(qtbot, window, lib, tiny_video, "Region handle")
-    ed = window.overlay
-    ed.seek(0.1)
-    ed.add_region()
-    s.flush()
-    qtbot.waitUntil(lambda: len(lib.document(pid)["overlay"]["regions"]) == 1, timeout=3000)
+    pid, s, ed = one_region(qtbot, window, lib, tiny_video, "Region handle", 0.1)
     [before] = lib.document(pid)["overlay"]["regions"]
     assert (before["start"], [k["time"] for k in before["keyframes"]]) == (0.1, [0.1])
     tl = ed.timeline
@@ -74,33 +75,20 @@ def test_keys_outside_a_resized_region_are_held_at_its_bounds():
 def test_undoing_a_region_delete_brings_back_the_same_region(qtbot, window, lib, tiny_video):
     """Same id, not a new region that looks the same: the document is exactly the one before,
     and on other devices the region comes back (a synced undelete), not a copy beside a tombstone."""
-    pid, s = overlay_with_working_video(qtbot, window, lib, tiny_video, "Region undo")
-    ed = window.overlay
-    ed.seek(0.1)
-    ed.add_region()
-    s.flush()
-    qtbot.waitUntil(lambda: len(lib.document(pid)["overlay"]["regions"]) == 1, timeout=3000)
+    pid, s, ed = one_region(qtbot, window, lib, tiny_video, "Region undo", 0.1)
     before = lib.document(pid)["overlay"]["regions"]
     qtbot.waitUntil(lambda: s.doc["overlay"]["regions"][0]["id"] == before[0]["id"], timeout=3000)
-    window.act_undo.trigger()  # undo the add, redo it: the same region again
-    s.flush()
-    qtbot.waitUntil(lambda: lib.document(pid)["overlay"]["regions"] == [], timeout=3000)
-    window.act_redo.trigger()
-    s.flush()
-    qtbot.waitUntil(lambda: lib.document(pid)["overlay"]["regions"] != [], timeout=3000)
-    assert lib.document(pid)["overlay"]["regions"] == before
+
+    def step(act, regions) -> None:
+        act()
+        s.flush()
+        qtbot.waitUntil(lambda: lib.document(pid)["overlay"]["regions"] == regions, timeout=3000)
+
+    step(window.act_undo.trigger, [])  # undo the add, redo it: the same region again
+    step(window.act_redo.trigger, before)
     qtbot.waitUntil(lambda: s.doc["overlay"]["regions"] == before, timeout=3000)
     ed.select_region(0)
-    ed.delete_region()
-    s.flush()
-    qtbot.waitUntil(lambda: lib.document(pid)["overlay"]["regions"] == [], timeout=3000)
-    window.act_undo.trigger()
-    s.flush()
-    qtbot.waitUntil(lambda: lib.document(pid)["overlay"]["regions"] != [], timeout=3000)
-    assert lib.document(pid)["overlay"]["regions"] == before
-    window.act_redo.trigger()
-    s.flush()
-    qtbot.waitUntil(lambda: lib.document(pid)["overlay"]["regions"] == [], timeout=3000)
-    window.act_undo.trigger()
-    s.flush()
-    qtbot.waitUntil(lambda: lib.document(pid)["overlay"]["regions"] == before, timeout=3000)
+    step(ed.delete_region, [])  # delete it, undo: the same region again
+    step(window.act_undo.trigger, before)
+    step(window.act_redo.trigger, [])
+    step(window.act_undo.trigger, before)
