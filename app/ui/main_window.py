@@ -430,6 +430,7 @@ class MainWindow(QMainWindow):
         st.setValue("window/geometry", self.saveGeometry())
         st.setValue("window/state", self.saveState())
         self.poll_timer.stop()
+        self.beat_timer.stop()
         for ed in (self.framing, self.overlay):
             ed._flush_pending()  # a slider at rest soon, a speed being typed
         for s in self.sessions.values():
