@@ -391,8 +391,8 @@ def test_a_long_wait_for_a_thread_does_not_read_as_interrupted(qtbot, window, li
                                                              monkeypatch):
     import app.storage.status as status
 
-    monkeypatch.setattr(status, "STALL_TIMEOUT_S", 1.0)  # "gone" after 1 s of silence on this host
-    renderer.steps, renderer.delay = 80, 0.05  # 4 s each
+    monkeypatch.setattr(status, "STALL_TIMEOUT_S", 1.5)  # "gone" after 1.5 s of silence on this host
+    renderer.steps, renderer.delay = 100, 0.05  # 5 s each
     ids = _three_projects(qtbot, window, lib, tiny_video)
     window.beat_timer.setInterval(300)
     done = finished_jobs(window)
@@ -400,7 +400,7 @@ def test_a_long_wait_for_a_thread_does_not_read_as_interrupted(qtbot, window, li
         window.start_export(pid, "framing")
     qtbot.waitUntil(lambda: len(window.exports.live) == 2 and len(window.exports.waiting) == 1, timeout=5000)
     [third] = window.exports.waiting
-    qtbot.wait(2000)  # waiting, with the window's heartbeat
+    qtbot.wait(2500)  # waiting, with the window's heartbeat
     assert window.svc.get(third)["status"] == "queued"
     qtbot.waitUntil(lambda: len(done) == 3, timeout=20000)
     assert [j["status"] for j in done] == ["complete"] * 3
