@@ -131,13 +131,19 @@ def test_settings_badge_pull_and_conflict_restore(fast, s3, tmp_path):
         try:
             await until(lambda: ui.scheduler is not None, what="scheduler started after saving")
             await until(lambda: ui.badge.status and ui.badge.status["state"] == "synced", what="synced")
-            # an edit: pending N, then synced about a second later
+            # an edit: pending N, then synced about a second later (no pull due meanwhile: a pull
+            # cycle running when the edit lands would carry it, rightly shown as syncing)
+            ui.scheduler.pull_interval_s = 3600.0
+            ui.badge.history.clear()
+            await until(lambda: ui.badge.history[-2:] == ["syncing", "synced"], what="last short-interval pull")
             ui.badge.history.clear()
             await off_thread(lib.rename_project, pid, "Saturday edited")
             await until(lambda: ui.badge.status["state"] == "synced" and len(ui.badge.history) > 1,
                         what="pending → synced")
             assert "pending" in ui.badge.history, ui.badge.history
             assert ui.badge.history.index("pending") < len(ui.badge.history) - 1
+            ui.scheduler.pull_interval_s = 0.5  # the pulls below
+            ui.scheduler.sync_now()
             # a pull that changes a project refreshes its card
             await off_thread(sync_ok, b)
             await off_thread(b.rename_project, pid, "from B")

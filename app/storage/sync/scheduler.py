@@ -57,6 +57,7 @@ class SyncScheduler:
         self._wake: asyncio.Event | None = None
         self._push_due: float | None = None
         self._burst_start: float | None = None
+        self._burst_told = False  # the status of a new burst of commits was sent (state pending)
         self._now = False
         self._paused = False
         self._failures = 0
@@ -126,6 +127,13 @@ class SyncScheduler:
                 if self._head is not None and head != self._head and head:
                     self._on_commit()
                 self._head = head
+            if self._burst_start is not None and not self._burst_told:
+                # "pending" is said as soon as a commit is seen, not left to the next status read
+                self._burst_told = True
+                try:
+                    self._emit(await loop.run_in_executor(self._executor, self._status, None))
+                except Exception:  # a busy database: the cycle's own status follows
+                    log.debug("pending status not read", exc_info=True)
             due = [next_poll]
             ready = False
             if not self._paused:
@@ -137,7 +145,7 @@ class SyncScheduler:
                     if wanted:
                         due.append(self._retry_at)
             if ready:
-                self._now, self._push_due, self._burst_start = False, None, None
+                self._now, self._push_due, self._burst_start, self._burst_told = False, None, None, False
                 await self._cycle()
                 next_pull = loop.time() + self.pull_interval_s
                 continue
