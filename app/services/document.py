@@ -237,8 +237,9 @@ def whole(v):
     return int(v) if isinstance(v, float) and v.is_integer() and abs(v) < 2 ** 53 else v
 
 
-def _pixels(key: dict, times: tuple[str, ...] = ("time",)) -> dict:
-    return {k: v if k in times else whole(v) for k, v in key.items()}
+def _pixels(key: dict) -> dict:
+    """A keyframe as the document shows it: its time as stored, its pixels whole where they are."""
+    return {k: v if k == "time" else whole(v) for k, v in key.items()}
 
 
 def region_doc(r: Region) -> dict:

@@ -190,7 +190,7 @@ def region_keys_within(keys: list[dict], start: float, end: float) -> list[dict]
     change. A new region's first keyframe sits on its start: without this the start could not be
     moved on at all."""
     inside = [k for k in keys if start - 1e-6 <= k["time"] <= end + 1e-6]
-    spline = [EllipseKey(**{f: k[f] for f in ("time", "x", "y", "rx", "ry")}) for k in keys]
+    spline = [EllipseKey(**k) for k in keys]
 
     def held(t: float) -> dict:
         e = ellipse_at(spline, t)

@@ -41,8 +41,7 @@ class ExportRunnable:
         self.signals, self.cancel, self.job_id, self.registry = signals, cancel, job_id, registry
 
     def run(self) -> None:
-        job_id = self.job_id  # queued by ExportManager.start before this waited for a thread
-        self.registry[job_id] = self.cancel  # the queue panel's Cancel sets it
+        job_id = self.job_id  # queued, its cancel registered, by ExportManager._queue
         self.signals.started.emit(job_id, self.project_id, self.kind)
         last = [0.0]
 

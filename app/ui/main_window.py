@@ -803,10 +803,9 @@ class MainWindow(QMainWindow):
 
     def _running_exports(self) -> list[str]:
         """The exports this window runs, in words ("“Saturday final”, working video, 42 %")."""
-        return [f"“{self.names.get(info['project_id'], 'project')}”, {VIDEO_WORDS[info['kind']]}, "
-                f"{info['progress']:.0f} %" for info in self.exports.live.values()] + [
-                f"“{self.names.get(info['project_id'], 'project')}”, {VIDEO_WORDS[info['kind']]}, waiting"
-                for info in self.exports.waiting.values()]
+        return [f"“{self.names.get(info['project_id'], 'project')}”, {VIDEO_WORDS[info['kind']]}, {where}"
+                for info, where in [*((i, f"{i['progress']:.0f} %") for i in self.exports.live.values()),
+                                    *((i, "waiting") for i in self.exports.waiting.values())]]
 
     def _ask_before_quitting(self, title: str, text: str, quit_text: str, consent: str,
                              keep_text: str | None = None) -> QMessageBox:
@@ -919,13 +918,14 @@ class MainWindow(QMainWindow):
         self.export_settings_dialog = d
         d.open()
 
-    def start_export(self, project_id: str, kind: str, waited: float = 0.0) -> None:
+    def start_export(self, project_id: str, kind: str, until: float | None = None) -> None:
         """Every edit is committed before the export snapshots the project. Edits still being
         written are waited for (2 s at most) by polling, never by blocking the GUI thread."""
         s = self.sessions.get(project_id)
         if s is not None and (s.writer.stalled_reason or s.writer.pending):
-            if waited < SAVE_WAIT_S and not s.writer.stalled_reason:
-                QTimer.singleShot(50, lambda: self.start_export(project_id, kind, waited + 0.05))
+            until = time.monotonic() + SAVE_WAIT_S if until is None else until
+            if time.monotonic() < until and not s.writer.stalled_reason:
+                QTimer.singleShot(50, lambda: self.start_export(project_id, kind, until))
                 return
             why = s.writer.stalled_reason or "the project file is busy"
             self.error("Export not started", f"Some edits are not saved yet ({why}), so the export would not "
