@@ -169,6 +169,34 @@ def test_cancel_while_splicing_leaves_no_file(working, tmp_path, monkeypatch):
     assert not out.exists()
 
 
+def test_a_splice_that_fails_half_way_is_re_encoded_and_its_progress_keeps_moving(working, tmp_path, monkeypatch):
+    """The splice meets what its scan could not foresee (here injected: the GOP plan no longer
+    knows a picture, as if the working video changed under it) after half the video. The video
+    is re-encoded whole, and the bar goes on from where it stood to the end, moving all the way,
+    instead of holding its value while the re-encode catches up."""
+    monkeypatch.setattr(overlay_render, "PROGRESS_EVERY", 0.0)
+    real_copies, calls, seen = splice.GopPlan.copies, {"n": 0}, []
+
+    def copies(self, pts: int) -> bool:
+        calls["n"] += 1
+        if calls["n"] == SECONDS * FPS // 2:
+            calls["failed_at"] = len(seen)
+            raise ValueError("a picture in no GOP")
+        return real_copies(self, pts)
+
+    monkeypatch.setattr(splice.GopPlan, "copies", copies)
+    res = render_overlay(_plan(working, 0.2, 0.8), str(tmp_path / "final.mp4"), seen.append, lambda: False)
+    assert "spliced" not in res.extra and res.extra["reencoded"] is True and calls["n"] >= SECONDS * FPS // 2
+    assert seen == sorted(seen) and seen[-1] == 1.0
+    during = seen[calls["failed_at"] - 1:]  # from the last value the splice reported to the end
+    assert 0.3 < during[0]  # the splice had copied about half the pictures
+    longest, run = 1, 1  # the longest run of one value: a few polls while the re-encode starts
+    for a, b in zip(during, during[1:], strict=False):
+        run = run + 1 if b == a else 1
+        longest = max(longest, run)
+    assert longest < 15, f"the bar held {during[0]:.2f} for {longest} reports"
+
+
 # --------------------------------------------------------------------------- the GOP plan
 
 

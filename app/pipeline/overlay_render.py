@@ -125,6 +125,7 @@ def render_overlay(
             else:
                 result = _splice(plan, style, inp, vin, ain, out_path, rep, duration)
                 if result is None:  # this video cannot be spliced: it is re-encoded whole
+                    rep.start_over()
                     inp.close()
                     inp = _open_input(plan.working_path)
                     vin, ain, duration = _streams(inp, plan.working_path)

@@ -77,10 +77,18 @@ class Reporter:
         self._last_p = -1e9
         self._last_c = time.monotonic()
         self.fraction = 0.0
+        self._base = 0.0  # see start_over
+
+    def start_over(self) -> None:
+        """The work starts again from its beginning (a fallback after a failed fast path): the
+        fractions it now reports fill what is left of the bar, so the bar keeps moving instead of
+        holding its value until the new work catches up with the old."""
+        self._base = self.fraction
 
     def tick(self, fraction: float | None = None, force: bool = False) -> None:
         now = time.monotonic()
         if fraction is not None:
+            fraction = self._base + (1.0 - self._base) * fraction
             self.fraction = min(max(fraction, self.fraction), 1.0)
         if self._cancel is not None and (force or now - self._last_c >= self._cancel_every):
             self._last_c = now
