@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
 import time
 from fractions import Fraction
@@ -11,15 +12,18 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.pipeline import device as devices
 from app.pipeline.audio import tempo_factors
+from app.pipeline.decode import VideoSource
 from app.pipeline.frames import CpuFramer, TorchFramer, lanczos_matrix
 from app.pipeline.framing import AI_WEIGHTS_MESSAGE, plan_layout, render_framing
 from app.pipeline.keyframes import CropKey, crop_at
 from app.pipeline.plan import Cancelled, ClipPlan, FramingPlan, RenderError
 from app.pipeline.timeline import Segment, output_duration
-from tests.media import make_audio_only, make_video, slices_per_picture, truncate
+from tests.media import frame_index, make_audio_only, make_video, slices_per_picture, truncate
 
 FPS = 30
 
@@ -282,6 +286,51 @@ def test_durations_with_speed_segments_and_transitions(media: Path, coords: Path
         luma = [float(img.mean()) for _, img in frames]
         assert luma[n_a - 1] < 0.25 * luma[n_a - 10]
         assert luma[n_a] < 0.25 * luma[n_a + 10]
+
+
+@pytest.mark.parametrize(("speed", "hold"), [(0.5, 2), (0.25, 4), (2.0, 1)])
+def test_slow_motion_holds_every_source_frame_equally_long(media: Path, speed: float, hold: int):
+    """At 0.5x of a 30 fps source into a 30 fps export every other output time falls exactly
+    halfway between two source frames. Each tie is decided the same way, so every source frame
+    shows for 2 output frames (4 at 0.25x): a steady slow motion, not a 1-3-1-3 judder."""
+    src = make_video(media / "numbered.mp4", width=160, height=96, duration=4.0, pattern="binary")
+    length = 4.0
+    clip = clip_of(src, 160, 96, length, trim=(1.0, 2.0), segments=(Segment(0.0, length, speed),))
+    plan = FramingPlan((clip,), ratio=16 / 9, width=160, height=90, fps=FPS, crf=12)
+    render(plan, media / f"cadence-{speed}.mp4")
+    shown = [frame_index(img) for _, img in video_frames(media / f"cadence-{speed}.mp4")]
+    runs = [(i, len(list(g))) for i, g in itertools.groupby(shown)]
+    assert [i for i, _ in runs] == list(range(FPS, 2 * FPS, max(1, round(speed))))  # every frame, in order
+    assert {n for _, n in runs} == {hold}, runs
+
+
+def _chosen_frames(src_fps: float, times: list[float]) -> list[int]:
+    """The source frames (numbered) VideoSource.frames_at picks for ``times``, on a stream of
+    frames at ``j / src_fps`` (the decoder left out: the choice alone)."""
+    source = object.__new__(VideoSource)
+    source.name, source.hold_s = "s.mp4", 1.0
+    source._frames_from = lambda t: ((j / src_fps, j) for j in range(int(t * src_fps) - 2 if t > 1 else 0,
+                                                                      10**6))
+    return list(source.frames_at(times))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from([24, 25, 30, 30000 / 1001, 50, 60]), st.sampled_from([24, 25, 30, 60]),
+       st.floats(0.25, 4.0), st.floats(0.0, 100.0))
+def test_frame_choice_is_even_at_any_speed_and_rate(src_fps: float, out_fps: int, speed: float, start: float):
+    """Frames are held (slow motion, a lower source rate) or skipped (fast motion, a higher one)
+    evenly: run lengths, or jumps, differ by at most one. The frame chosen is the one on show at
+    that time, or the next one when its start is within half a step."""
+    step = speed / out_fps
+    times = [start + k * step for k in range(240)]
+    chosen = _chosen_frames(src_fps, times)
+    assert chosen == sorted(chosen)
+    runs = [len(list(g)) for _, g in itertools.groupby(chosen)][1:-1]
+    jumps = {b - a for a, b in itertools.pairwise(dict.fromkeys(chosen))}
+    assert max(runs) - min(runs) <= 1 and max(jumps) - min(jumps) <= 1, (runs, jumps)
+    interval = 1 / src_fps
+    for t, j in zip(times, chosen, strict=True):
+        assert t - interval - 1e-9 <= j / src_fps <= t + min(step, interval) / 2 + 1e-9
 
 
 def test_dissolve_cross_fades_picture_and_sound(media: Path):

@@ -7,6 +7,7 @@ origin for video and audio so that their relative offset in the file is kept.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import threading
@@ -71,6 +72,7 @@ def _area(s) -> int:
 # undecodable packets skipped in a row before a file counts as unreadable (FFmpeg itself skips
 # any number; a damaged stretch of a long game is usually a few packets)
 MAX_BAD_PACKETS = 300
+TIE_S = 1e-6  # s: two distances this close are a tie (see frames_at)
 
 
 def decode_frames(container: av.container.InputContainer, stream, name: str,
@@ -111,8 +113,8 @@ def media_origin(container: av.container.InputContainer) -> float:
 class VideoSource:
     """One media file's video stream, decoded forward from a seek point.
 
-    :meth:`frames_at` picks, for each requested media time, the decoded frame whose timestamp is
-    nearest (frame resampling by timestamp: works for CFR, VFR and any speed).
+    :meth:`frames_at` picks, for each requested media time, the decoded frame to show then (frame
+    resampling by timestamp, as FFmpeg's ``fps`` filter: works for CFR, VFR and any speed).
     """
 
     def __init__(self, path: str, name: str | None = None):
@@ -199,7 +201,15 @@ class VideoSource:
         yield from frames
 
     def frames_at(self, times: Iterable[float]) -> Iterator[av.VideoFrame]:
-        """For each media time (non-decreasing), the decoded frame nearest to it.
+        """For each media time (non-decreasing), the decoded frame to show then.
+
+        A source frame is shown from the wanted time nearest to its own timestamp on, as FFmpeg's
+        ``fps`` filter places frames on the output grid: the frame nearest to the time, except
+        where the times are closer together than the frames (slow motion), where a frame waits
+        for the time nearest to its start rather than showing half a step early. So at 0.5x of
+        30 fps into 30 fps every source frame is held for exactly 2 output frames (4 at 0.25x),
+        and no frame past the last wanted time shows. Ties (within ``TIE_S``, so that float
+        rounding does not decide) go to the earlier frame.
 
         Frames before the first wanted time are decoded (from the keyframe before) and dropped.
         Past the end of the stream the last frame is held, up to ``hold_s``; a time further on
@@ -209,6 +219,8 @@ class VideoSource:
         t = next(it, None)
         if t is None:
             return
+        following = next(it, None)
+        step = math.inf if following is None else following - t  # to the next wanted time
         frames = self._frames_from(t)
         cur = next(frames, None)
         if cur is None:
@@ -218,16 +230,18 @@ class VideoSource:
             while True:
                 while nxt is not None and nxt[0] <= t:
                     cur, nxt = nxt, next(frames, None)
-                if nxt is not None and nxt[0] - t < t - cur[0]:
+                if nxt is not None and nxt[0] - t < min(step, nxt[0] - cur[0]) / 2 - TIE_S:
                     yield nxt[1]
                 elif nxt is None and t - cur[0] > self.hold_s:
                     raise RenderError(f"{self.name} ends at {cur[0]:.2f} s, before {t:.2f} s: the file is "
                                       "shorter than when it was added (changed or damaged since)")
                 else:
                     yield cur[1]
-                t = next(it, None)
-                if t is None:
+                if following is None:
                     return
+                t, following = following, next(it, None)
+                if following is not None:
+                    step = following - t
         finally:
             frames.close()
 

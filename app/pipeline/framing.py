@@ -6,9 +6,10 @@ Timeline (all in whole output frames at the export rate, so that every timestamp
 
 - Each clip lasts ``output_duration(trim, segments)`` seconds; clip boundaries are the rounded
   cumulative sums (so the total is within half a frame of the exact sum, whatever the number of
-  clips). Output frame ``i`` of a clip shows the source frame nearest to media time
-  ``source_start + clip_time_at(parts, i / fps)`` (frame resampling by timestamp: slow motion
-  repeats frames, fast motion skips them, VFR sources come out CFR). Its crop box is
+  clips). Output frame ``i`` of a clip shows the source frame for media time
+  ``source_start + clip_time_at(parts, i / fps)`` (frame resampling by timestamp, see
+  ``VideoSource.frames_at``: slow motion holds every frame equally long, fast motion skips
+  frames, VFR sources come out CFR). Its crop box is
   ``crop_at(keyframes, clip_time_at(...), W, H, ratio, rotation)``: the geometry has one source.
 - ``cut``: clips follow each other. Duration = sum of the clip durations.
 - ``fade``: through black; the outgoing clip fades out over its last ``transition_duration / 2``
