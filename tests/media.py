@@ -72,12 +72,15 @@ def make_video(
     vfr: bool = False,
     gop: int | None = None,
     click_every: float | None = None,
+    video_delay: float = 0.0,
 ) -> Path:
     """Write an H.264 MP4 (optionally with AAC audio) and return its path.
 
     ``rotation`` sets the display-matrix rotation that phones write (90 for portrait);
     ``vfr`` makes frame spacing alternate 1x/2x; ``click_every`` puts a short click in the
     audio once per that many seconds (at the same instants as the ``flash`` pattern).
+    ``video_delay``: the video starts that many seconds after the audio (as an MP4 edit list
+    writes it for some cameras and screen recorders); the clicks stay on their flashes.
     """
     path = Path(path)
     n = max(1, round(duration * fps))
@@ -95,7 +98,7 @@ def make_video(
         if audio:
             astream = out.add_stream("aac", rate=48000)
             astream.layout = "mono"
-        t2 = 0  # time in 1/(2*fps) units
+        t2 = round(video_delay * fps * 2)  # time in 1/(2*fps) units
         for i in range(n):
             img = _frame_rgb(pattern, width, height, i, fps)
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
@@ -115,7 +118,7 @@ def make_video(
             if click_every:
                 k = 1
                 while k * click_every * sr < total:
-                    s = round(k * click_every * sr)
+                    s = round((k * click_every + video_delay) * sr)
                     samples[s:s + 240] = 0.8
                     k += 1
             else:

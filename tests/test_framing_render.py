@@ -22,6 +22,7 @@ from app.pipeline.frames import CpuFramer, TorchFramer, lanczos_matrix
 from app.pipeline.framing import AI_WEIGHTS_MESSAGE, plan_layout, render_framing
 from app.pipeline.keyframes import CropKey, crop_at
 from app.pipeline.plan import Cancelled, ClipPlan, FramingPlan, RenderError
+from app.pipeline.probe import probe
 from app.pipeline.timeline import Segment, output_duration
 from tests.media import frame_index, make_audio_only, make_video, slices_per_picture, truncate
 
@@ -414,6 +415,25 @@ def test_audio_video_sync_across_clips(media: Path):
     for f, c in zip(flashes, clicks, strict=True):
         assert abs(f - c) <= 1 / FPS, (flashes, clicks)
     assert len(samples) / 48000 == pytest.approx(5.7, abs=1 / FPS)
+
+
+def test_a_video_that_starts_after_its_sound_is_a_clip_of_all_its_pictures(media: Path):
+    """Media time 0 is the first picture (where the probe's duration starts), not the file's
+    start: the whole clip is every picture, none frozen at the start and none lost at the end,
+    and the sound stays on them."""
+    src = make_video(media / "late.mp4", width=160, height=90, duration=4.0, pattern="flash", audio=True,
+                     click_every=1.0, video_delay=0.5)
+    info = probe(str(src))
+    assert info.duration == pytest.approx(4.0, abs=1e-3)
+    clip = clip_of(src, 160, 90, info.duration, has_audio=True)
+    out = media / "late-out.mp4"
+    render(FramingPlan((clip,), ratio=16 / 9, width=160, height=90, fps=FPS, preset="ultrafast"), out)
+    frames = video_frames(out)
+    flashes = [t for t, img in frames if img.mean() > 128]
+    assert len(frames) == 4 * FPS and flashes == pytest.approx([1.0, 2.0, 3.0], abs=1e-3)
+    samples, first = audio_samples(out)
+    clicks = [first + t for t in _onsets(samples)]
+    assert len(clicks) == len(flashes) and all(abs(f - c) <= 1 / FPS for f, c in zip(flashes, clicks, strict=True))
 
 
 def test_muted_and_silent_clips_keep_a_continuous_track(media: Path):

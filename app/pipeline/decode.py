@@ -106,6 +106,14 @@ def decode_frames(container: av.container.InputContainer, stream, name: str,
 
 
 def media_origin(container: av.container.InputContainer) -> float:
+    """The file time (s) of media time 0: the start of its main video stream, where the probe's
+    duration starts and a clip's range is counted from. Not the file's start, which is earlier
+    when the sound starts before the pictures (an MP4 edit list, a camera's or a screen
+    recorder's offset): counted from there, "all of it" would freeze the first picture and lose
+    as much of the end. Picture and sound are both read on this one clock."""
+    vs = main_video_stream(container)
+    if vs is not None and vs.start_time is not None and vs.time_base:
+        return float(vs.start_time * vs.time_base)
     start = container.start_time
     return start / 1_000_000 if start is not None else 0.0
 
