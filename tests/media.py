@@ -7,6 +7,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import ColorRange, Colorspace
 
 BITS = 10  # frame-index stripes of the "binary" pattern
 
@@ -89,6 +90,10 @@ def make_video(
         vs.width, vs.height = width, height
         vs.pix_fmt = "yuv420p10le" if ten_bit else "yuv420p"
         vs.options = {"preset": "ultrafast", "crf": "23"}
+        # BT.709, said in the file, as a phone's: the export has no colours to convert (the
+        # colour tests use make_patches)
+        vs.codec_context.colorspace = vs.codec_context.color_primaries = vs.codec_context.color_trc = 1
+        vs.codec_context.color_range = 1
         if gop:
             vs.codec_context.gop_size = gop
         vs.codec_context.time_base = Fraction(1, fps * 2)
@@ -101,9 +106,9 @@ def make_video(
         t2 = round(video_delay * fps * 2)  # time in 1/(2*fps) units
         for i in range(n):
             img = _frame_rgb(pattern, width, height, i, fps)
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            if ten_bit:
-                frame = frame.reformat(format="yuv420p10le")
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(
+                format="yuv420p10le" if ten_bit else "yuv420p", dst_colorspace=Colorspace.ITU709,
+                dst_color_range=ColorRange.MPEG)
             frame.pts = t2
             frame.time_base = Fraction(1, fps * 2)
             t2 += (1 if i % 2 else 3) if vfr else 2
@@ -136,6 +141,42 @@ def make_video(
                     out.mux(pkt)
             for pkt in astream.encode():
                 out.mux(pkt)
+    return path
+
+
+PATCHES = ((0, 255, 0), (200, 120, 40), (128, 128, 128), (255, 0, 0))  # RGB, one vertical band each
+
+
+def make_patches(path: Path | str, *, width: int, height: int, colour: str | None, duration: float = 0.5,
+                 fps: int = 30) -> Path:
+    """An H.264 MP4 of four colour bands (:data:`PATCHES`, left to right) in the colours of
+    ``colour``: "bt601" (SD video), "hlg" (10-bit BT.2020 HLG, as phones film HDR), or None
+    (BT.709 matrix, untagged). The bands' RGB is in that colour space's own primaries."""
+    matrix, tags, pix = {
+        "bt601": (Colorspace.ITU601, (6, 6, 6), "yuv420p"),
+        "hlg": (Colorspace.BT2020, (9, 9, 18), "yuv420p10le"),
+        None: (Colorspace.ITU709, None, "yuv420p"),
+    }[colour]
+    img = np.zeros((height, width, 3), np.uint8)
+    for k, rgb in enumerate(PATCHES):
+        img[:, k * width // 4:(k + 1) * width // 4] = rgb
+    path = Path(path)
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = width, height, pix
+        vs.options = {"preset": "ultrafast", "crf": "8"}
+        cc = vs.codec_context
+        if tags:
+            cc.colorspace, cc.color_primaries, cc.color_trc = tags
+            cc.color_range = 1
+        for i in range(max(1, round(duration * fps))):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(
+                format=pix, dst_colorspace=matrix, dst_color_range=ColorRange.MPEG)
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            for pkt in vs.encode(frame):
+                out.mux(pkt)
+        for pkt in vs.encode():
+            out.mux(pkt)
     return path
 
 

@@ -24,7 +24,15 @@ from app.pipeline.keyframes import CropKey, crop_at
 from app.pipeline.plan import Cancelled, ClipPlan, FramingPlan, RenderError
 from app.pipeline.probe import probe
 from app.pipeline.timeline import Segment, output_duration
-from tests.media import frame_index, make_audio_only, make_video, slices_per_picture, truncate
+from tests.media import (
+    PATCHES,
+    frame_index,
+    make_audio_only,
+    make_patches,
+    make_video,
+    slices_per_picture,
+    truncate,
+)
 
 FPS = 30
 
@@ -434,6 +442,43 @@ def test_a_video_that_starts_after_its_sound_is_a_clip_of_all_its_pictures(media
     samples, first = audio_samples(out)
     clicks = [first + t for t in _onsets(samples)]
     assert len(clicks) == len(flashes) and all(abs(f - c) <= 1 / FPS for f, c in zip(flashes, clicks, strict=True))
+
+
+def _bands_as_bt709(path: Path) -> list[tuple[int, int, int]]:
+    """The RGB a player shows in the middle of each band of the first picture, reading the file
+    by its own colour tags, and the tags (which must say BT.709)."""
+    with av.open(str(path)) as c:
+        frame = next(c.decode(video=0))
+        cc = c.streams.video[0].codec_context
+        assert (cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range) == (1, 1, 1, 1)
+        rgb = frame.to_ndarray(format="rgb24")
+    h, w = rgb.shape[:2]
+    return [tuple(int(v) for v in rgb[h // 2, (2 * k + 1) * w // 8]) for k in range(4)]
+
+
+@pytest.mark.parametrize(("colour", "size"), [(None, (1280, 720)), ("bt601", (320, 240)), ("hlg", (640, 360))])
+def test_colours_come_out_as_the_source_shows_them_in_a_tagged_bt709_file(media: Path, colour, size):
+    """SD (BT.601) and phone HDR (BT.2020 HLG) sources are converted to BT.709, and every export
+    says BT.709 in its stream, so a player shows what the source showed (untagged, a BT.601
+    source's pure green would come out as RGB 0, 216, 0). HDR is said to come out as SDR.
+    (An untagged source is BT.709 here because it is HD; players take untagged SD for BT.601.)"""
+    w, h = size
+    src = make_patches(media / f"patches-{colour}.mp4", width=w, height=h, colour=colour)
+    clip = clip_of(src, w, h, 0.5)
+    out = media / f"patches-{colour}-out.mp4"
+    result = render(FramingPlan((clip,), ratio=w / h, width=320, height=320 * h // w, fps=FPS, crf=8), out)
+    shown = _bands_as_bt709(out)
+    if colour == "hlg":
+        # BT.2020 primaries are wider: the same RGB numbers are more saturated colours in BT.709
+        green, orange, grey, red = shown
+        assert green[1] >= 245 and max(green[0], green[2]) <= 15
+        assert orange[0] >= 230 and orange[2] <= 25 and 95 <= orange[1] <= 120
+        assert max(grey) - min(grey) <= 4 and red[0] >= 230 and max(red[1:]) <= 15
+        assert any("HDR (HLG)" in n and "standard-range" in n for n in result.warnings)
+    else:
+        for got, want in zip(shown, PATCHES, strict=True):
+            assert max(abs(a - b) for a, b in zip(got, want, strict=True)) <= 4, (shown, PATCHES)
+        assert not result.warnings
 
 
 def test_muted_and_silent_clips_keep_a_continuous_track(media: Path):

@@ -80,6 +80,10 @@ def _x264_settings(cc: Any, width: int, height: int, crf: int, preset: str, time
     cc.time_base = time_base
     cc.thread_count = 0
     cc.thread_type = "AUTO"
+    # BT.709 in limited range, what the framers produce, said in the stream (VUI) so that no
+    # player has to guess (an untagged SD-sized export would be read as BT.601)
+    cc.colorspace = cc.color_primaries = cc.color_trc = 1
+    cc.color_range = 1
 
 
 class Output:
@@ -104,7 +108,6 @@ class Output:
             v = add_x264(self.container, rate, width, height, crf, preset, self.time_base)
             cc = v.codec_context
             cc.framerate = rate
-            cc.color_range = 1  # limited ("tv") range, what the framers produce
             self.video = v
             self.audio = None
             if audio:

@@ -29,7 +29,7 @@ from fractions import Fraction
 
 import av
 import numpy as np
-from av.video.reformatter import ColorRange, Interpolation, VideoReformatter
+from av.video.reformatter import ColorRange, Colorspace, Interpolation, VideoReformatter
 
 from app.pipeline.decode import display_rotation_of
 from app.pipeline.keyframes import Box
@@ -40,6 +40,7 @@ LANCZOS = Interpolation.LANCZOS
 MPEG = ColorRange.MPEG  # limited range, what the output is
 SWS_CACHE = 128  # swscale contexts kept per clip, one per crop size (~0.4 MB each at 1080x1920)
 JPEG = ColorRange.JPEG
+BT709 = Colorspace.ITU709  # the export's colours (tagged so in the file: see encode._x264_settings)
 
 
 def _even(v: float, lo: int, hi: int) -> int:
@@ -105,6 +106,100 @@ def pixel_box(box: Box, frame_w: int, frame_h: int, sx: float = 1.0, sy: float =
     return ix, iy, iw, ih
 
 
+# --------------------------------------------------------------------------- colour
+
+# a frame's AVColorSpace -> the colorspace filter's name for it (what the file says it is)
+_SPACES = {1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 9: "bt2020ncl", 10: "bt2020ncl"}
+_PRIMARIES_BT2020 = 9  # AVColorPrimaries
+_HDR_CURVES = {16: "PQ", 18: "HLG"}  # AVColorTransferCharacteristic
+SD_HEIGHT = 576  # untagged pictures this tall or less are BT.601, taller ones BT.709 (as players take them)
+_SWS = {"bt709": BT709, "fcc": Colorspace.FCC, "bt470bg": Colorspace.ITU601, "smpte170m": Colorspace.ITU601,
+        "smpte240m": Colorspace.SMPTE240M, "bt2020ncl": Colorspace.BT2020}
+
+
+def source_space(frame: av.VideoFrame) -> str:
+    """The YUV matrix a decoded frame is in: its own tag, else what players assume (BT.601 up to
+    576 lines, BT.709 above)."""
+    return _SPACES.get(frame.colorspace, "smpte170m" if frame.height <= SD_HEIGHT else "bt709")
+
+
+def source_matrix(frame: av.VideoFrame) -> int:
+    """:func:`source_space` as swscale's constant (for a preview's conversion to RGB)."""
+    return _SWS[source_space(frame)]
+
+
+def untagged_matrix(height: int) -> int:
+    """The matrix an untagged picture ``height`` lines tall is read by (:func:`source_space`):
+    what to write one in, for it to be read back as written."""
+    return Colorspace.ITU601 if height <= SD_HEIGHT else BT709
+
+
+class Colour:
+    """How one clip's pictures become the export's colours (BT.709, limited range: what the file
+    says, see ``encode._x264_settings``), decided from its first decoded frame:
+
+    - BT.709, or untagged HD (which players take for BT.709): nothing to do, no extra pass.
+    - a BT.601, SMPTE 240M or FCC matrix (SD video; untagged SD): the matrix is converted by
+      FFmpeg's ``colorspace`` filter, the matrix only, as a player shows it (swscale's own
+      YUV-to-YUV conversion was measured 2-4 levels off on greys).
+    - BT.2020 primaries (phone HDR in HLG; BT.2020 SDR): the filter converts matrix and gamut,
+      reading HLG by its SDR-compatible curve. No tone mapping: ``note`` says that HDR comes out
+      as standard-range video (PQ, which the filter cannot read, looks flat).
+    """
+
+    def __init__(self, frame: av.VideoFrame, name: str = "the video"):
+        space = source_space(frame)
+        hdr = _HDR_CURVES.get(frame.color_trc)
+        self.note = None if hdr is None else (
+            f"{name} is HDR ({hdr}): it is exported as standard-range (BT.709) video, without tone mapping"
+            + (", so its colours may look flat" if hdr == "PQ" else ""))
+        rng = f"irange={'pc' if frame.color_range == JPEG else 'tv'}:range=tv:format=yuv420p"
+        if frame.color_primaries == _PRIMARIES_BT2020 or space == "bt2020ncl":
+            options = f"all=bt709:iall=bt2020:itrc=bt2020-10:{rng}"
+        elif space != "bt709":
+            same = "primaries=bt709:iprimaries=bt709:trc=bt709:itrc=bt709"  # the matrix only
+            options = f"space=bt709:ispace={space}:{same}:{rng}"
+        else:
+            options = None
+        self.options = options
+        # the filter takes even sizes only; an odd one gets swscale's conversion (close enough)
+        self._sws = _SWS[space] if options is not None and (frame.width % 2 or frame.height % 2) else None
+        self._graph = None if options is None or self._sws is not None else self._build(frame, options)
+        self._last: tuple[av.VideoFrame, av.VideoFrame] | None = None
+        self._pushed = 0
+
+    @staticmethod
+    def _build(frame: av.VideoFrame, options: str) -> tuple:
+        g = av.filter.Graph()
+        src = g.add_buffer(width=frame.width, height=frame.height, format=frame.format, time_base=Fraction(1, 1000))
+        conv = g.add("colorspace", options)
+        sink = g.add("buffersink")
+        src.link_to(conv)
+        conv.link_to(sink)
+        g.configure()
+        return g, src, sink
+
+    def prepare(self, frame: av.VideoFrame) -> av.VideoFrame:
+        """``frame`` in BT.709 (the same object for the same frame, as slow motion hands the
+        framer one frame several times)."""
+        if self.options is None:
+            return frame
+        if self._last is not None and self._last[0] is frame:
+            return self._last[1]
+        if self._graph is None:
+            # 4:4:4 holds an odd size whole; swscale converts 10-bit to 10-bit wrongly (measured)
+            out = frame.reformat(format="yuv444p", src_colorspace=self._sws, dst_colorspace=BT709,
+                                 dst_color_range=MPEG)
+        else:
+            _, src, sink = self._graph
+            frame.pts = self._pushed
+            self._pushed += 1
+            src.push(frame)
+            out = sink.pull()
+        self._last = (frame, out)
+        return out
+
+
 class _Framer:
     """What every framer shares: the export size, the space of the crop boxes, the rotations, and
     :meth:`process`, which renders one (source frame, crop box) once.
@@ -123,13 +218,19 @@ class _Framer:
         plan_h: int,
         display_rotation: int = 0,
         rotation: float = 0.0,
+        name: str = "the video",
     ):
         self.out_w, self.out_h = out_w, out_h
         self.plan_w, self.plan_h = plan_w, plan_h
         self.fallback_rotation = display_rotation
         self.rotation = rotation
         self.display_rotation: int | None = None
+        self.colour: Colour | None = None  # decided from the first frame (see Colour)
+        self.name = name
         self._last: tuple[av.VideoFrame, Box, av.VideoFrame] | None = None
+
+    matrix = BT709  # the frames the framer works on are (Colour.prepare): said to swscale, which
+    # would otherwise take an untagged frame for BT.601 and convert it
 
     def _display_rotation(self, frame: av.VideoFrame) -> int:
         """The display rotation, read from the first frame (it is the same for the whole file)."""
@@ -141,7 +242,10 @@ class _Framer:
         last = self._last
         if last is not None and last[0] is frame and last[1] == box:
             return last[2]  # slow motion: the same source frame and box again
-        out = self._render(frame, box)
+        if self.colour is None:
+            self._display_rotation(frame)  # from the decoded frame's own display matrix
+            self.colour = Colour(frame, self.name)
+        out = self._render(self.colour.prepare(frame), box)
         self._last = (frame, box, out)
         return out
 
@@ -201,7 +305,7 @@ class CpuFramer(_Framer):
         name = frame.format.name
         sub_square = name.startswith("gray") or "420" in name or "444" in name
         if not _PLANAR.match(name) or (rot in (90, 270) and not sub_square):
-            frame = frame.reformat(format="yuv420p")
+            frame = frame.reformat(format="yuv420p", src_colorspace=self.matrix, dst_colorspace=self.matrix)
             name = "yuv420p"
         fw, fh = frame.width, frame.height
         dw, dh = (fh, fw) if rot in (90, 270) else (fw, fh)
@@ -232,7 +336,8 @@ class CpuFramer(_Framer):
     def _render(self, frame: av.VideoFrame, box: Box) -> av.VideoFrame:
         cropped = self.crop(frame, box)
         return self._scaler(cropped).reformat(
-            cropped, self.out_w, self.out_h, "yuv420p", interpolation=LANCZOS, dst_color_range=MPEG, threads=1
+            cropped, self.out_w, self.out_h, "yuv420p", src_colorspace=self.matrix, dst_colorspace=BT709,
+            interpolation=LANCZOS, dst_color_range=MPEG, threads=1,
         )
 
     def _scaler(self, frame: av.VideoFrame) -> VideoReformatter:
@@ -316,7 +421,8 @@ class TorchFramer(_Framer):
         k = self._display_rotation(frame) // 90
         src = frame
         if frame.format.name != "yuv420p" or frame.color_range == JPEG:
-            src = frame.reformat(format="yuv420p", dst_color_range=MPEG)
+            src = frame.reformat(format="yuv420p", src_colorspace=self.matrix, dst_colorspace=BT709,
+                                 dst_color_range=MPEG)
         planes = []
         for i in range(3):
             t = torch.from_numpy(np.ascontiguousarray(plane_view(src, i))).to(self.device, non_blocking=True)
@@ -391,7 +497,7 @@ class AiFramer(CpuFramer):
     def _render(self, frame: av.VideoFrame, box: Box) -> av.VideoFrame:
         torch = self.torch
         crop = self.crop(frame, box)
-        rgb = crop.to_ndarray(format="rgb24")
+        rgb = crop.reformat(format="rgb24", src_colorspace=self.matrix).to_ndarray()
         t = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1)[None].float().div_(255.0)
         with torch.inference_mode():
             up = self.upscale(t)[0]
@@ -400,7 +506,8 @@ class AiFramer(CpuFramer):
             arr = up.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
         img = av.VideoFrame.from_ndarray(arr, format="rgb24")
         return self._scaler(img).reformat(
-            img, self.out_w, self.out_h, "yuv420p", interpolation=LANCZOS, dst_color_range=MPEG, threads=1
+            img, self.out_w, self.out_h, "yuv420p", dst_colorspace=BT709, interpolation=LANCZOS,
+            dst_color_range=MPEG, threads=1,
         )
 
     def _resize(self, img):

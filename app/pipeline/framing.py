@@ -233,7 +233,7 @@ class _Renderer:
         self.warnings: list[str] = []
 
     def framer(self, clip: ClipPlan):
-        args = (self.out_w, self.out_h, clip.width, clip.height, clip.display_rotation, clip.rotation)
+        args = (self.out_w, self.out_h, clip.width, clip.height, clip.display_rotation, clip.rotation, clip.label)
         if self.upscale is not None:
             return AiFramer(self.upscale, self.device, *args)
         if devices.is_gpu(self.device):
@@ -254,6 +254,8 @@ class _Renderer:
                     yield framer.process(frame, box)
             finally:
                 frames.close()
+                if framer.colour is not None and framer.colour.note:
+                    self.warnings.append(framer.colour.note)
                 if clip_times and (note := source.damage_note(clip.source_start + clip_times[0],
                                                                clip.source_start + clip_times[-1])):
                     self.warnings.append(note)

@@ -32,6 +32,7 @@ from app.pipeline.decode import (
     media_origin,
     quiet_ffmpeg,
 )
+from app.pipeline.frames import source_matrix, untagged_matrix
 from app.ui.workers import lower_this_thread
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,8 @@ def frame_to_rgb(frame: av.VideoFrame, max_w: int, rot: int) -> np.ndarray:
     disp_w = h if rot in (90, 270) else w
     scale = min(1.0, max_w / max(disp_w, 1))
     tw, th = max(2, int(w * scale) // 2 * 2), max(2, int(h * scale) // 2 * 2)
-    rgb = frame.reformat(width=tw, height=th, format="rgb24").to_ndarray()
+    # the matrix the export reads it by (an untagged HD frame is BT.709, not swscale's BT.601)
+    rgb = frame.reformat(width=tw, height=th, format="rgb24", src_colorspace=source_matrix(frame)).to_ndarray()
     if rot:
         # PyAV rotation is counter-clockwise degrees to apply for display
         rgb = np.ascontiguousarray(np.rot90(rgb, k=rot // 90))
@@ -169,7 +171,8 @@ def make_proxy(media_path: str, dest: Path, cancel: threading.Event | None = Non
                 t = float(frame.pts * vs.time_base) - origin if frame.pts is not None else (last_ms + 33) / 1000
                 ms = max(round(t * 1000), last_ms + 1)
                 last_ms = ms
-                of = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuvj420p")
+                of = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+                    format="yuvj420p", dst_colorspace=untagged_matrix(rgb.shape[0]))  # read back by frame_to_rgb
                 of.pts = ms
                 of.time_base = Fraction(1, 1000)
                 for pkt in ostream.encode(of):
