@@ -74,6 +74,8 @@ def make_video(
     gop: int | None = None,
     click_every: float | None = None,
     video_delay: float = 0.0,
+    audio_layout: str = "mono",
+    tone: float = 0.2,
 ) -> Path:
     """Write an H.264 MP4 (optionally with AAC audio) and return its path.
 
@@ -82,6 +84,8 @@ def make_video(
     audio once per that many seconds (at the same instants as the ``flash`` pattern).
     ``video_delay``: the video starts that many seconds after the audio (as an MP4 edit list
     writes it for some cameras and screen recorders); the clicks stay on their flashes.
+    ``audio_layout`` (e.g. "5.1"): every channel carries the same sound; ``tone``: the 440 Hz
+    tone's peak.
     """
     path = Path(path)
     n = max(1, round(duration * fps))
@@ -102,7 +106,7 @@ def make_video(
         astream = None
         if audio:
             astream = out.add_stream("aac", rate=48000)
-            astream.layout = "mono"
+            astream.layout = audio_layout
         t2 = round(video_delay * fps * 2)  # time in 1/(2*fps) units
         for i in range(n):
             img = _frame_rgb(pattern, width, height, i, fps)
@@ -128,11 +132,13 @@ def make_video(
                     k += 1
             else:
                 tt = np.arange(total) / sr
-                samples[:] = 0.2 * np.sin(2 * np.pi * 440 * tt)
+                samples[:] = tone * np.sin(2 * np.pi * 440 * tt)
             pos = 0
             while pos < total:
                 chunk = samples[pos:pos + 1024]
-                af = av.AudioFrame.from_ndarray(chunk[None, :], format="flt", layout="mono")
+                channels = len(av.AudioLayout(audio_layout).channels)
+                af = av.AudioFrame.from_ndarray(np.repeat(chunk[None, :], channels, 0), format="fltp",
+                                                layout=audio_layout)
                 af.sample_rate = sr
                 af.pts = pos
                 af.time_base = Fraction(1, sr)

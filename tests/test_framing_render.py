@@ -508,6 +508,19 @@ def test_muted_and_silent_clips_keep_a_continuous_track(media: Path):
     assert not stream_info(media / "no_audio.mp4")["audio"]
 
 
+def test_surround_sound_is_mixed_to_stereo_without_going_over_full_scale(media: Path):
+    """A 5.1 source at -3 dBFS in every channel: the plain downmix adds centre and surrounds to
+    each side and came out at +4.6 dBFS, clipped when played. Now it stays under full scale."""
+    src = make_video(media / "surround.mp4", width=160, height=90, duration=1.0, audio=True, audio_layout="5.1",
+                     tone=0.7)
+    out = media / "surround-out.mp4"
+    render(FramingPlan((clip_of(src, 160, 90, 1.0, has_audio=True),), ratio=16 / 9, width=160, height=90, fps=FPS,
+                       preset="ultrafast"), out)
+    samples, _ = audio_samples(out)
+    peak = float(np.abs(samples).max())
+    assert 0.5 < peak <= 1.0, peak
+
+
 def test_tempo_factors_chain_atempo():
     assert tempo_factors(0.25) == [0.5, 0.5]
     assert tempo_factors(4.0) == [2.0, 2.0]

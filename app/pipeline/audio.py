@@ -112,6 +112,41 @@ def fit(chunks: Iterable[np.ndarray], n: int) -> Iterator[np.ndarray]:
         yield silence(left)
 
 
+class Downmix:
+    """Surround sound (5.1, 7.1, ...) to 48 kHz stereo ``fltp``, as ``av.AudioResampler`` does
+    but with the mix scaled so that it cannot go over full scale (swresample's
+    ``rematrix_maxval=1``). The default mix adds the centre and the surrounds to each side at
+    -3 dB: a 5.1 source at -3 dBFS came out at +4.6 dBFS and clipped when played."""
+
+    def __init__(self, first: av.AudioFrame):
+        self.graph = g = av.filter.Graph()
+        self.src = g.add_abuffer(format=first.format.name, sample_rate=first.sample_rate,
+                                 layout=first.layout.name, time_base=first.time_base or Fraction(1, first.sample_rate))
+        mix = g.add("aresample", f"osr={SAMPLE_RATE}:ochl={LAYOUT}:osf=fltp:rematrix_maxval=1.0")
+        self.sink = g.add("abuffersink")
+        self.src.link_to(mix)
+        mix.link_to(self.sink)
+        g.configure()
+
+    def resample(self, frame: av.AudioFrame | None) -> list[av.AudioFrame]:
+        self.src.push(frame)
+        out = []
+        while True:
+            try:
+                out.append(self.sink.pull())
+            except (av.error.BlockingIOError, av.error.EOFError):
+                return out
+
+
+def _resampler(first: av.AudioFrame) -> av.AudioResampler | Downmix:
+    if len(first.layout.channels) > CHANNELS:
+        try:
+            return Downmix(first)
+        except (av.FFmpegError, ValueError):  # a layout the filter cannot name: the plain mix
+            log.warning("no scaled downmix for the %s layout; using the plain one", first.layout.name)
+    return av.AudioResampler(format="fltp", layout=LAYOUT, rate=SAMPLE_RATE)
+
+
 class SampleReader:
     """Sample-exact reads of a media file's audio, resampled to 48 kHz stereo float.
 
@@ -134,15 +169,18 @@ class SampleReader:
         self.container.close()
 
     def _decode(self) -> Iterator[tuple[float, av.AudioFrame]]:
-        resampler = av.AudioResampler(format="fltp", layout=LAYOUT, rate=SAMPLE_RATE)
+        resampler: av.AudioResampler | Downmix | None = None
         try:
             for frame in self.container.decode(self.stream):
+                if resampler is None:  # by the first frame's own layout: a stream header can lie
+                    resampler = _resampler(frame)
                 t = float(frame.pts * frame.time_base) - self.origin if frame.pts is not None else None
                 for rf in resampler.resample(frame):
                     yield t, rf
                     t = None
-            for rf in resampler.resample(None):
-                yield None, rf
+            if resampler is not None:
+                for rf in resampler.resample(None):
+                    yield None, rf
         except av.FFmpegError as exc:
             raise RenderError(f"Cannot decode the audio of {self.container.name}: {exc}") from exc
 
