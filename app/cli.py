@@ -105,23 +105,9 @@ def out_json(obj) -> None:
 
 
 def open_library(args):
-    import sqlite3
+    from app.services.library import open_library as open_dir
 
-    from sqlalchemy.exc import DatabaseError
-
-    from app.services.errors import OperationFailed
-    from app.services.library import Library
-
-    d = Path(args.data_dir or default_data_dir()).expanduser()
-    if d.exists() and not d.is_dir():
-        raise UsageError(f"the data directory '{d}' is a file, not a folder")
-    try:
-        return Library(d)
-    except OSError as exc:
-        raise UsageError(f"cannot use the data directory '{d}': {exc.strerror or exc}") from None
-    except (DatabaseError, sqlite3.DatabaseError) as exc:
-        words = str(exc.orig) if getattr(exc, "orig", None) is not None else str(exc).splitlines()[0]
-        raise OperationFailed(f"the database in '{d}' cannot be opened: {words}") from None
+    return open_dir(Path(args.data_dir or default_data_dir()).expanduser())
 
 
 def read_document(arg: str):

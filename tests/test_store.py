@@ -6,11 +6,13 @@ import multiprocessing as mp
 import sqlite3
 import uuid
 
+import pytest
 from sqlalchemy import select
 
 from app.storage.db import Database
 from app.storage.migrations import HEAD
 from app.storage.models import Change, Clip, Project
+from tests.conftest import run_cli
 
 
 def test_sqlite_is_wal_with_foreign_keys_and_busy_timeout(lib):
@@ -84,19 +86,86 @@ def test_migration_from_an_older_schema_takes_a_backup_first(tmp_path):
     Database(d).close()
     db_file = d / "reelforge.db"
     con = sqlite3.connect(db_file)
-    con.execute("UPDATE alembic_version SET version_num = 'base-test'")
+    con.execute("UPDATE alembic_version SET version_num = '0002'")
     con.commit()
     con.close()
-    # an unknown older revision: the backup is taken before alembic is even asked
+    # an older revision (its tables here are already the newest, so the upgrade itself fails):
+    # the backup is taken before alembic is even asked
     try:
         Database(d)
     except Exception:
         pass
-    backups = list((d / "backups").glob("reelforge-*-from-base-test.db"))
+    backups = list((d / "backups").glob("reelforge-*-from-0002.db"))
     assert len(backups) == 1
     con = sqlite3.connect(backups[0])
-    assert con.execute("SELECT version_num FROM alembic_version").fetchone() == ("base-test",)
+    assert con.execute("SELECT version_num FROM alembic_version").fetchone() == ("0002",)
     con.close()
+
+
+def _library_file(tmp_path, version: str | None = None, empty: bool = False) -> tuple:
+    """A data directory with one project and one imported video (and its database as bytes)."""
+    from app.services.library import Library
+
+    d = tmp_path / "lib"
+    lib = Library(d)
+    lib.create_project("Kept")
+    video = lib.media.path_for("ab" * 32, ".mp4")  # stands for an imported video
+    video.parent.mkdir(parents=True)
+    video.write_bytes(b"video")
+    lib.close()
+    db_file = d / "reelforge.db"
+    if version is not None:
+        con = sqlite3.connect(db_file)
+        con.execute("UPDATE alembic_version SET version_num = ?", (version,))
+        con.commit()
+        con.close()
+    if empty:
+        db_file.write_bytes(b"")
+    for side in ("-wal", "-shm"):
+        (d / f"reelforge.db{side}").unlink(missing_ok=True)
+    return d, db_file, db_file.read_bytes()
+
+
+@pytest.mark.parametrize(("version", "empty", "words"), [
+    ("0999", False, "written by a newer version of Reelforge (its schema is 0999"),
+    (None, True, "is empty (0 bytes) while the data directory holds 1 imported video(s)"),
+])
+def test_a_library_it_must_not_open_is_refused_in_words_and_left_as_it_is(tmp_path, version, empty, words):
+    """A database from a newer version gave a migration tool's error and wrote a backup on every
+    try; an emptied one was silently replaced by a new, empty library. Both are refused with
+    what happened and what to do, and nothing in the data directory is written."""
+    d, db_file, before = _library_file(tmp_path, version, empty)
+    for _ in range(2):
+        r = run_cli("project", "list", data_dir=d)
+        assert r.returncode == 1, r.stderr
+        last = r.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: ") and words in last, last
+    assert db_file.read_bytes() == before
+    assert not (d / "backups").exists()
+
+
+def test_a_first_start_stopped_before_its_first_write_starts_again(tmp_path):
+    """An empty database in a data directory with nothing else is a new library (a first start
+    killed before its first write), not a lost one."""
+    d = tmp_path / "new"
+    d.mkdir()
+    (d / "reelforge.db").write_bytes(b"")
+    r = run_cli("project", "create", "First", data_dir=d)
+    assert r.returncode == 0, r.stderr
+
+
+def test_the_window_says_why_it_cannot_open_a_library(tmp_path, qapp, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    from app.ui import main
+
+    d, db_file, before = _library_file(tmp_path, version="0999")
+    said = []
+    monkeypatch.setattr(QMessageBox, "critical", lambda parent, title, text: said.append((title, text)))
+    monkeypatch.setattr(main, "make_app", lambda: qapp)
+    assert main.run(d) == 1
+    assert len(said) == 1 and "newer version of Reelforge" in said[0][1]
+    assert db_file.read_bytes() == before
 
 
 def test_a_fresh_database_needs_no_backup(tmp_path):

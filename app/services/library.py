@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.limits import ASPECTS as RATIOS
 from app.limits import MAX_NAME
-from app.services.errors import NotFound, UserError
+from app.services.errors import NotFound, OperationFailed, UserError
 from app.storage.db import Database
 from app.storage.media_store import MediaStore
 from app.storage.models import (
@@ -35,6 +35,26 @@ from app.storage.tombstones import set_deleted
 
 ASPECTS = tuple(RATIOS)
 DEFAULT_SIZES = {"9:16": (1080, 1920), "16:9": (1920, 1080), "1:1": (1080, 1080), "4:5": (1080, 1350)}
+
+
+def open_library(data_dir: Path | str) -> Library:
+    """The library of ``data_dir``, or a UserError (the folder is unusable) / OperationFailed
+    (its database cannot be opened) that says why in words, for the CLI's ``error:`` line and
+    the window's dialog alike."""
+    import sqlite3
+
+    from sqlalchemy.exc import DatabaseError
+
+    d = Path(data_dir)
+    if d.exists() and not d.is_dir():
+        raise UserError(f"the data directory '{d}' is a file, not a folder")
+    try:
+        return Library(d)
+    except OSError as exc:
+        raise UserError(f"cannot use the data directory '{d}': {exc.strerror or exc}") from None
+    except (DatabaseError, sqlite3.DatabaseError) as exc:
+        words = str(exc.orig) if getattr(exc, "orig", None) is not None else str(exc).splitlines()[0]
+        raise OperationFailed(f"the database in '{d}' cannot be opened: {words}") from None
 
 
 class Library:

@@ -77,8 +77,38 @@ def _hide_tombstones(state: ORMExecuteState) -> None:
             )
 
 
+class LibraryUnusable(sqlite3.DatabaseError):
+    """The data directory's database is there but must not be opened (made by a newer version,
+    or emptied outside the app): the message says why and what to do. Nothing was written."""
+
+
+def _known_revisions() -> list[str]:
+    folder = Path(__file__).parent / "migrations" / "versions"
+    return sorted(p.name.split("_", 1)[0] for p in folder.glob("[0-9]*_*.py"))
+
+
+def _check_empty(path: Path) -> None:
+    """A 0-byte database is a new one (a first start stopped before its first write) unless the
+    data directory holds a library's media or backups: then the file was emptied outside the
+    app, and making a new, empty library over it would hide that."""
+    media = path.parent / "media"
+    kept = [p for p in media.rglob("*") if p.is_file()] if media.is_dir() else []
+    backups = sorted((path.parent / "backups").glob("*.db"), key=lambda p: p.stat().st_mtime)
+    if not kept and not backups:
+        return
+    what = f"{len(kept)} imported video(s)" if kept else f"{len(backups)} backup(s)"
+    restore = (f"restore the newest backup ({backups[-1].relative_to(path.parent)}) over it, or "
+               if backups else "")
+    raise LibraryUnusable(
+        f"{path.name} is empty (0 bytes) while the data directory holds {what}: it was emptied "
+        f"outside Reelforge; {restore}move it away to start an empty library")
+
+
 def _schema_version(path: Path) -> str | None:
-    if not path.exists() or path.stat().st_size == 0:
+    if not path.exists():
+        return None
+    if path.stat().st_size == 0:
+        _check_empty(path)
         return None
     con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
     try:
@@ -150,6 +180,10 @@ class Database:
         version = _schema_version(self.path)
         if version == HEAD:
             return
+        if version is not None and version not in _known_revisions():
+            raise LibraryUnusable(
+                f"{self.path.name} was written by a newer version of Reelforge (its schema is {version}; "
+                f"this version knows up to {HEAD}): update Reelforge to open it")
         if version is not None:
             backup_database(self.path, f"from-{version}")
         from alembic import command

@@ -27,12 +27,18 @@ def run(data_dir: Path) -> int:
     import asyncio
 
     import qasync
+    from PySide6.QtWidgets import QMessageBox
 
-    from app.services.library import Library
+    from app.services.errors import OperationFailed, UserError
+    from app.services.library import open_library
     from app.ui.main_window import MainWindow
 
     app = make_app()
-    lib = Library(data_dir)
+    try:
+        lib = open_library(data_dir)
+    except (UserError, OperationFailed) as exc:  # said in a window: no terminal may be watching
+        QMessageBox.critical(None, "Reelforge cannot open its library", str(exc))
+        return 1
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     win = MainWindow(lib)
