@@ -7,7 +7,7 @@ import sqlite3
 import uuid
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.storage.db import Database
 from app.storage.migrations import HEAD
@@ -79,6 +79,28 @@ def test_undoing_a_delete_brings_back_what_it_took_and_nothing_removed_before(li
     with lib.db.read() as s:  # both the delete and its undo are stamped writes that sync
         p = s.get(Project, pid)
         assert not p.deleted and p.stamps["deleted"] > p.stamps["name"]
+
+
+def test_applying_the_shown_document_after_a_clip_removal_changes_nothing(lib, sample_video):
+    """The positions left with a gap (0, 2) are the same order: applying the document as shown
+    stamped both positions as a new reorder, which would beat a real one from another device."""
+    pid = lib.create_project("Gap")
+    a, b, c = (lib.add_clip(pid, sample_video) for _ in range(3))
+    lib.remove_clip(b)
+
+    def state():
+        with lib.db.read() as s:
+            return (s.scalar(select(func.count()).select_from(Change)),
+                    [(x.id, x.position, x.hlc) for x in s.scalars(select(Clip).where(Clip.project_id == pid))],
+                    s.get(Project, pid).updated_at)
+
+    before = state()
+    lib.apply(pid, lib.document(pid))
+    assert state() == before
+    doc = lib.document(pid)
+    doc["clips"].reverse()  # a real reorder still is one
+    lib.apply(pid, doc)
+    assert [x["id"] for x in lib.document(pid)["clips"]] == [c, a]
 
 
 def test_migration_from_an_older_schema_takes_a_backup_first(tmp_path):

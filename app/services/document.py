@@ -467,7 +467,9 @@ def apply_document(lib: Library, s: Session, project_id: str, raw) -> None:
             if getattr(c, k) != v:
                 setattr(c, k, v)
                 changed = True
-    if order is not None and [by_id[cid].position for cid in order] != [float(i) for i in range(len(order))]:
+    # a new order only when it is one: positions left with gaps (a clip removed) are the same
+    # order, and renumbering them would stamp a reorder that beats a real one from another device
+    if order is not None and order != [c.id for c in sorted(by_id.values(), key=lambda c: (c.position, c.id))]:
         renumber([by_id[cid] for cid in order])
         changed = True
     if doc.transition is not None:
