@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from app.storage.db import Database
 from app.storage.migrations import HEAD
-from app.storage.models import Change, Clip, Project
+from app.storage.models import Change, Clip, Media, Project
 from tests.conftest import run_cli
 
 
@@ -101,6 +101,38 @@ def test_applying_the_shown_document_after_a_clip_removal_changes_nothing(lib, s
     doc["clips"].reverse()  # a real reorder still is one
     lib.apply(pid, doc)
     assert [x["id"] for x in lib.document(pid)["clips"]] == [c, a]
+
+
+def test_leftovers_of_killed_processes_are_swept_a_day_later(lib, sample_video):
+    """A copy killed mid-way leaves its file in tmp/, an import or export killed between storing
+    its file and the commit leaves one in the store that no row knows. A day on they are removed
+    when a library opens (once a day); a stored video a row knows, and anything recent, stay."""
+    import os
+    import time as clock
+
+    from app.services.library import Library
+
+    pid = lib.create_project("Kept")
+    lib.add_clip(pid, sample_video)
+    with lib.db.read() as s:
+        kept = lib.media.path_for(*s.execute(select(Media.sha256, Media.ext)).one())
+    half_copy = lib.media.temp_path(".mp4")
+    half_copy.write_bytes(b"x" * 1000)
+    unrecorded = lib.media.path_for("cd" * 32, ".mp4")
+    unrecorded.parent.mkdir(parents=True, exist_ok=True)
+    unrecorded.write_bytes(b"y" * 1000)
+    recent = lib.media.temp_path(".mp4")
+    recent.write_bytes(b"z")
+    day_ago = clock.time() - 25 * 3600
+    for p in (kept, half_copy, unrecorded):
+        os.utime(p, (day_ago, day_ago))
+    Library(lib.data_dir).close()  # swept less than a day ago (when `lib` opened): not yet
+    assert half_copy.exists() and unrecorded.exists()
+    marker = lib.data_dir / ".swept"
+    os.utime(marker, (day_ago, day_ago))
+    Library(lib.data_dir).close()  # a day later
+    assert not half_copy.exists() and not unrecorded.exists()
+    assert kept.exists() and recent.exists() and marker.stat().st_mtime > day_ago
 
 
 def test_migration_from_an_older_schema_takes_a_backup_first(tmp_path):

@@ -6,8 +6,10 @@ lost on a crash) and returns plain data, so the GUI can call it from any thread.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import time
 from pathlib import Path
 
 from sqlalchemy import case, func, select
@@ -21,17 +23,21 @@ from app.storage.media_store import MediaStore
 from app.storage.models import (
     Clip,
     ExportSettings,
+    FinalVideo,
     Media,
     OverlaySettings,
     Project,
     Region,
     Transition,
+    WorkingVideo,
     effective_trim,
     iso,
     utcnow,
 )
 from app.storage.status import project_status, project_statuses, stamps_if_crossed, stamps_of
 from app.storage.tombstones import set_deleted
+
+log = logging.getLogger(__name__)
 
 ASPECTS = tuple(RATIOS)
 DEFAULT_SIZES = {"9:16": (1080, 1920), "16:9": (1920, 1080), "1:1": (1080, 1080), "4:5": (1080, 1350)}
@@ -57,11 +63,48 @@ def open_library(data_dir: Path | str) -> Library:
         raise OperationFailed(f"the database in '{d}' cannot be opened: {words}") from None
 
 
+LEFTOVER_AGE_S = 24 * 3600  # a file untouched this long is no other process's work in progress
+SWEEP_EVERY_S = 24 * 3600
+
+
 class Library:
     def __init__(self, data_dir: Path | str):
         self.data_dir = Path(data_dir)
         self.db = Database(self.data_dir)
         self.media = MediaStore(self.data_dir)
+        self.sweep_leftovers()
+
+    def sweep_leftovers(self, *, force: bool = False) -> int:
+        """Remove what a process killed mid-way left behind, at most once a day (``force``: now):
+        files in ``tmp/`` (a copy, a download or an export that never finished) and files in the
+        media store under a name no row knows (stored, then killed before the commit that records
+        them). Only files untouched for a day: never another process's work in progress, nor a
+        file stored a moment before its commit. Returns how many were removed."""
+        marker = self.data_dir / ".swept"  # when it last ran (not in tmp/, which it sweeps)
+        try:
+            if not force and marker.is_file() and time.time() - marker.stat().st_mtime < SWEEP_EVERY_S:
+                return 0
+            old = time.time() - LEFTOVER_AGE_S
+            stale = [p for p in self.media.tmp.glob("*") if p.is_file() and p.stat().st_mtime < old] \
+                if self.media.tmp.is_dir() else []
+            stored = {p.name.split(".", 1)[0]: p for p in self.media.root.glob("??/*")
+                      if p.is_file() and p.stat().st_mtime < old} if self.media.root.is_dir() else {}
+            if stored:
+                with self.db.read() as s:
+                    known = set()
+                    for col in (Media.sha256, WorkingVideo.sha256, FinalVideo.sha256):
+                        known.update(s.scalars(select(col).execution_options(include_deleted=True)))
+                stale += [p for sha, p in stored.items() if sha not in known]
+            for p in stale:
+                size = p.stat().st_size
+                p.unlink(missing_ok=True)
+                log.info("removed a leftover of an interrupted operation: %s (%d bytes)",
+                         p.relative_to(self.data_dir), size)
+            marker.touch()
+            return len(stale)
+        except OSError:  # a read-only data directory, a vanished file: next time
+            log.debug("could not sweep leftovers", exc_info=True)
+            return 0
 
     def close(self) -> None:
         self.db.close()
