@@ -135,6 +135,35 @@ def test_leftovers_of_killed_processes_are_swept_a_day_later(lib, sample_video):
     assert kept.exists() and recent.exists() and marker.stat().st_mtime > day_ago
 
 
+def test_stored_files_and_commits_are_on_the_disk_before_anyone_relies_on_them(lib, sample_video, monkeypatch):
+    """A power cut cannot be made here, so the calls that make a stored file durable are watched:
+    its bytes are flushed before it takes its final name and the folder's entry after, all before
+    the row that points at it is committed; and every commit waits for the disk (FULL)."""
+    import os
+
+    from app.storage import media_store
+
+    seen: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        seen.append("fsync dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "fsync file")
+        return real_fsync(fd)
+
+    def replace(a, b):
+        seen.append("rename")
+        return real_replace(a, b)
+
+    monkeypatch.setattr(media_store.os, "fsync", fsync)
+    monkeypatch.setattr(media_store.os, "replace", replace)
+    pid = lib.create_project("Durable")
+    lib.add_clip(pid, sample_video)
+    i = seen.index("rename")
+    assert "fsync file" in seen[:i] and seen[i + 1] == "fsync dir"
+    with lib.db.read() as s:
+        assert s.connection().exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+
+
 def test_migration_from_an_older_schema_takes_a_backup_first(tmp_path):
     d = tmp_path / "old"
     Database(d).close()

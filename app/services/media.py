@@ -135,7 +135,7 @@ def _hash_into_store(lib: Library, src: Path, ext: str, progress) -> tuple[str, 
     address, and whether this import put it there. ``progress(done, total)`` counts the copy as
     the first half of the file's bytes and the hashing as the second."""
     from app.pipeline.probe import sha256_file
-    from app.storage.media_store import StoreWriteFailed, copy_file
+    from app.storage.media_store import Flush, StoreWriteFailed, copy_file
 
     try:
         size = src.stat().st_size
@@ -157,7 +157,11 @@ def _hash_into_store(lib: Library, src: Path, ext: str, progress) -> tuple[str, 
                     raise UserError(f"could not store '{display_name(src)}' in the data directory: {exc.strerror or exc}") from None
                 raise UserError(f"'{src}' could not be read: {exc.strerror or exc}") from None
         try:
-            sha = sha256_file(tmp, progress=_span(progress, half, size, size))
+            flush = Flush(tmp)  # the copy goes to the disk while it is hashed (ingest needs it there)
+            try:
+                sha = sha256_file(tmp, progress=_span(progress, half, size, size))
+            finally:
+                flush.wait()
             fresh = not lib.media.has(sha, ext)
             lib.media.ingest(tmp, sha, ext, move=True)  # the same content stored before: tmp is dropped
         except OSError as exc:

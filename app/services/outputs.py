@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.services.errors import OperationFailed, UserError
+from app.storage.media_store import sync_dir
 
 if TYPE_CHECKING:
     from app.services.library import Library
@@ -71,6 +72,7 @@ def save_copy(
             fout.flush()
             os.fsync(fout.fileno())
         os.replace(part, dest)
+        sync_dir(dest.parent)
     except OSError as exc:
         with contextlib.suppress(OSError):
             part.unlink()

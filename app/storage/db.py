@@ -212,7 +212,9 @@ def _on_connect(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
     cur.execute("PRAGMA journal_mode = WAL")
-    cur.execute("PRAGMA synchronous = NORMAL")
+    # FULL: a commit is on the disk when it returns (NORMAL, in WAL mode, could lose the last
+    # commits to a power cut: edits the user saw saved, and the records of stored files)
+    cur.execute("PRAGMA synchronous = FULL")
     cur.execute("PRAGMA foreign_keys = ON")
     cur.close()
 

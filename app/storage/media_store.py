@@ -47,24 +47,84 @@ class MediaStore:
         return tmp, clone_file(src, tmp)
 
     def ingest(self, src: Path | str, sha256: str, ext: str = "", *, move: bool = False) -> Path:
-        """Put ``src`` under its content address (a clone, else a copy; ``move`` renames)."""
+        """Put ``src`` under its content address (a clone, else a copy; ``move`` renames), durably:
+        its bytes and its name are on the disk when this returns, so a row committed after it
+        never points at a file a power cut took back (see :func:`durable_replace`)."""
         dest = self.path_for(sha256, ext)
         if dest.is_file():
             if move:
                 Path(src).unlink(missing_ok=True)
             return dest
+        made = not dest.parent.is_dir()
         dest.parent.mkdir(parents=True, exist_ok=True)
+        if made:
+            sync_dir(self.root)
         if move:
-            os.replace(src, dest)
+            durable_replace(src, dest)
             return dest
         tmp = self.temp_path(ext or ".tmp")
         try:
             if not clone_file(src, tmp):
                 copy_file(src, tmp)
-            os.replace(tmp, dest)
+            durable_replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)
         return dest
+
+
+class Flush:
+    """``fsync`` of a file in a thread (the call lets go of the GIL), so that its bytes go to the
+    disk while the caller does other work on them, such as hashing from the page cache; the
+    fsync before its rename (:func:`durable_replace`) then finds little left to write.
+    :meth:`wait` raises what the flush met (a full disk shows up here on some file systems)."""
+
+    def __init__(self, path: Path | str):
+        import threading
+
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, args=(path,), name="store-flush", daemon=True)
+        self._thread.start()
+
+    def _run(self, path: Path | str) -> None:
+        try:
+            with open(path, "rb+") as fh:
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            self._error = exc
+
+    def wait(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            exc = self._error
+            if exc.errno in STORE_ERRNOS:
+                raise StoreWriteFailed(exc.errno, exc.strerror) from exc
+            raise exc
+
+
+def sync_dir(folder: Path | str) -> None:
+    """Make the names in ``folder`` durable (POSIX; Windows has no such call and its file system
+    journals renames itself)."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def durable_replace(src: Path | str, dest: Path | str) -> None:
+    """Rename ``src`` to ``dest`` with both on the disk first and after: the file's bytes (else
+    a power cut could leave the new name on a file of zeros) and then the folder's entry."""
+    try:
+        with open(src, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(src, dest)
+        sync_dir(Path(dest).parent)
+    except OSError as exc:
+        if exc.errno in STORE_ERRNOS:
+            raise StoreWriteFailed(exc.errno, exc.strerror) from exc
+        raise
 
 
 STORE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}  # the writing side's faults
