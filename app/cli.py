@@ -146,7 +146,10 @@ def cmd_project(args) -> int:
             out_json(lib.document(args.id))
         elif args.cmd == "apply":
             doc = read_document(args.file)
-            lib.apply(args.id, doc)
+            ignored = lib.apply(args.id, doc)
+            if ignored:  # applied without them; a misspelt edit is not dropped without a word
+                print(f"warning: ignored unknown field{'s' if len(ignored) > 1 else ''}: {', '.join(ignored[:10])}",
+                      file=sys.stderr)
             if args.json:
                 out_json(lib.document(args.id))
             else:

@@ -189,6 +189,24 @@ def apply(cli, pid, doc):
     return cli("project", "apply", pid, "-", stdin=json.dumps(doc))
 
 
+def test_apply_names_the_keys_it_ignores(cli, project_with_clip):
+    """A misspelt edit is applied as nothing: it used to be dropped without a word. The document
+    as shown (its read-only fields included) draws no warning."""
+    pid, cid, cid2 = project_with_clip
+    doc = show(cli, pid)
+    r = apply(cli, pid, doc)
+    assert r.returncode == 0 and r.stderr == ""
+    before = show(cli, pid)
+    doc["nmae"] = "Typo"
+    doc["clips"][0]["crop_keyframe"] = []
+    doc["export_settings"]["bitrate"] = 8000
+    r = apply(cli, pid, doc)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip() == ("warning: ignored unknown fields: nmae, clips.0.crop_keyframe, "
+                                "export_settings.bitrate")
+    assert show(cli, pid) == before  # nothing else in the document changed
+
+
 def test_apply_round_trip(cli, project_with_clip):
     pid, cid, cid2 = project_with_clip
     doc = show(cli, pid)

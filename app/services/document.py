@@ -152,6 +152,41 @@ class DocumentIn(_M):
     overlay: OverlayIn | None = None
 
 
+def _submodel(annotation):
+    """The model a field holds (alone, in a list, or optional), and whether in a list."""
+    import typing
+
+    args = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
+    inner = args[0]
+    if typing.get_origin(inner) is list:
+        item = typing.get_args(inner)[0]
+        return (item, True) if isinstance(item, type) and issubclass(item, _M) else (None, True)
+    return (inner, False) if isinstance(inner, type) and issubclass(inner, _M) else (None, False)
+
+
+def unknown_fields(raw, shown: dict, model: type[_M] = DocumentIn, where: str = "") -> list[str]:
+    """The keys of a document that ``project apply`` neither edits nor finds in ``project show``'s
+    output (``shown``): a misspelt edit ("crop_keyframe", "nmae") that would otherwise be dropped
+    without a word. Their paths, e.g. ``clips.0.crop_keyframe``."""
+    if not isinstance(raw, dict):
+        return []
+    shown = shown if isinstance(shown, dict) else {}
+    out = [f"{where}{k}" for k in raw if k not in model.model_fields and k not in shown]
+    for name, info in model.model_fields.items():
+        sub, many = _submodel(info.annotation)
+        if sub is None or name not in raw:
+            continue
+        if many:
+            items = raw[name] if isinstance(raw[name], list) else []
+            seen = shown.get(name) if isinstance(shown.get(name), list) else []
+            union = {k: v for item in seen if isinstance(item, dict) for k, v in item.items()}
+            for i, item in enumerate(items):
+                out += unknown_fields(item, union, sub, f"{where}{name}.{i}.")
+        else:
+            out += unknown_fields(raw[name], shown.get(name), sub, f"{where}{name}.")
+    return out
+
+
 def _fmt_validation(exc: ValidationError, what: str = "invalid document") -> str:
     parts = []
     for err in exc.errors()[:5]:

@@ -320,11 +320,15 @@ class Library:
         with self.db.read() as s:
             return build_document(self, s, project_id)
 
-    def apply(self, project_id: str, doc: dict) -> None:
-        from app.services.document import apply_document
+    def apply(self, project_id: str, doc: dict) -> list[str]:
+        """Apply a project document; returns the paths of the keys it ignored as unknown (see
+        ``document.unknown_fields``), for the caller to tell."""
+        from app.services.document import apply_document, build_document, unknown_fields
 
         with self.db.write() as s:
+            shown = build_document(self, s, project_id)
             apply_document(self, s, project_id, doc)
+        return unknown_fields(doc, shown)
 
     # ------------------------------------------------------------------ files
     def media_path(self, media: Media) -> Path:
