@@ -164,6 +164,24 @@ def test_stored_files_and_commits_are_on_the_disk_before_anyone_relies_on_them(l
         assert s.connection().exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
 
 
+def test_reading_commands_do_not_wait_for_another_programs_write_lock(lib):
+    """Opening a library wrote its device id in a write transaction every time, so `project
+    list` waited out another program's write (30 s, then failed). It reads now."""
+    import time as clock
+
+    lib.create_project("Listed")
+    holder = sqlite3.connect(lib.db.path, timeout=0)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        t = clock.monotonic()
+        r = run_cli("project", "list", data_dir=lib.data_dir)
+        assert r.returncode == 0 and "Listed" in r.stdout, r.stderr
+        assert clock.monotonic() - t < 15
+    finally:
+        holder.rollback()
+        holder.close()
+
+
 def test_migration_from_an_older_schema_takes_a_backup_first(tmp_path):
     d = tmp_path / "old"
     Database(d).close()

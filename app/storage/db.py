@@ -196,8 +196,15 @@ class Database:
             command.upgrade(cfg, "head")
 
     def _ensure_device_id(self) -> str:
-        with self.write() as s:
+        """This data directory's device id, made on its first opening. Read first: a write
+        transaction on every opening would make each command wait for another's write lock, and
+        fail on a data directory it may only read."""
+        with self.read() as s:
             device = stamping.get_meta(s, "device_id")
+        if device is not None:
+            return device
+        with self.write() as s:
+            device = stamping.get_meta(s, "device_id")  # another process may have made it meanwhile
             if device is None:
                 device = str(uuid.uuid4())
                 stamping.set_meta(s, "device_id", device)
