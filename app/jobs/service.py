@@ -316,7 +316,7 @@ class ExportService:
         export pool): without it a long wait would read as a process gone (``interrupted``)."""
         if not job_ids:
             return
-        with self.lib.db.write() as s:
+        with self.lib.db.write(passing=True) as s:
             for job in s.scalars(select(ExportJob).where(ExportJob.id.in_(job_ids), ExportJob.status == "queued")):
                 job.heartbeat_at = now()
 
@@ -324,7 +324,7 @@ class ExportService:
         """Every 0.5 s: heartbeat + progress out, cancel request in (works across processes)."""
         while not stop.wait(HEARTBEAT_S):
             try:
-                with self.lib.db.write() as s:
+                with self.lib.db.write(passing=True) as s:
                     job = s.get(ExportJob, job_id)
                     if job is None or job.status not in ACTIVE:  # reaped as gone: stop working
                         state["cancel"] = True
