@@ -215,6 +215,29 @@ def test_deleting_a_project_stops_its_export(lib, tmp_path):
     assert lib.document(pid)["working_video"] is None
 
 
+def test_a_delete_that_lands_while_the_output_is_committed_cancels_the_export(lib, tmp_path, monkeypatch):
+    """The delete arrives after the render, as the output is committed (its moment is injected:
+    it cannot be timed for real). It was recorded as a failure; it is the same cancel as when the
+    heartbeat sees the delete first, and nothing of the export stays."""
+    import app.pipeline.hashing as hashing
+
+    src = make_video(tmp_path / "d.mp4", duration=1.0)
+    pid = lib.create_project("Deleted at the commit")
+    lib.add_clip(pid, src)
+    before = set(lib.media.root.rglob("*.mp4"))
+    real = hashing.sha256_file
+
+    def hashing_then_delete(path, *a, **kw):
+        out = real(path, *a, **kw)
+        lib.delete_project(pid)
+        return out
+
+    monkeypatch.setattr(hashing, "sha256_file", hashing_then_delete)
+    job = ExportService(lib, Settings(device="cpu")).export(pid, "framing")
+    assert (job["status"], job["error"]) == ("cancelled", "the project was deleted"), job
+    assert set(lib.media.root.rglob("*.mp4")) == before
+
+
 def test_a_delete_that_sync_brings_in_stops_the_export_too(lib, tmp_path):
     """The delete arrives as a tombstone written by the sync merge, not through the library."""
     from app.storage.tombstones import set_deleted

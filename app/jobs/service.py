@@ -109,6 +109,11 @@ def cancel_if_project_deleted(s, job: ExportJob) -> bool:
     return bool(job.cancel_requested)
 
 
+class ProjectDeleted(Cancelled):
+    """The project was deleted while its output was being committed: the export is cancelled,
+    as when its heartbeat sees the delete first."""
+
+
 class ExportService:
     def __init__(self, lib: Library, settings: Settings | None = None,
                  renderers: dict[str, Renderer] | None = None):
@@ -279,8 +284,9 @@ class ExportService:
                     log.warning("export %s: %s", job_id, w)
                 out["warnings"] = list(result.warnings)
             return out
-        except Cancelled:
-            return self._finish(job_id, "cancelled", "cancelled by the user")
+        except Cancelled as exc:
+            why = "the project was deleted" if isinstance(exc, ProjectDeleted) else "cancelled by the user"
+            return self._finish(job_id, "cancelled", why)
         except (RenderError, UserError) as exc:
             return self._finish(job_id, "failed", str(exc))
         except OSError as exc:
@@ -470,8 +476,8 @@ class ExportService:
                 if job.cancel_requested:
                     raise Cancelled()
                 p = s.get(Project, job.project_id)
-                if p is None or p.deleted:
-                    raise UserError("the project was deleted during the export")
+                if p is None or p.deleted:  # a cancel, as when the heartbeat sees it first
+                    raise ProjectDeleted()
                 placed = not self.lib.media.has(sha, ".mp4")
                 final_path = self.lib.media.ingest(tmp, sha, ".mp4", move=True)
                 return self._register(s, job, p, kind, sha, size, fps, result, inputs_hash, extra, final_path)
