@@ -186,6 +186,21 @@ def make_patches(path: Path | str, *, width: int, height: int, colour: str | Non
     return path
 
 
+def make_gif(path: Path | str, frames: int = 1) -> Path:
+    """An animated GIF of ``frames`` pictures (one: a still image in a video's clothes)."""
+    path = Path(path)
+    with av.open(str(path), "w", format="gif") as out:
+        s = out.add_stream("gif", rate=10)
+        s.width, s.height, s.pix_fmt = 64, 48, "rgb8"
+        for i in range(frames):
+            img = np.full((48, 64, 3), 40 * i % 256, np.uint8)
+            for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(pkt)
+        for pkt in s.encode():
+            out.mux(pkt)
+    return path
+
+
 def make_audio_only(path: Path | str, duration: float = 1.0) -> Path:
     path = Path(path)
     with av.open(str(path), "w") as out:

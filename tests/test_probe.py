@@ -169,6 +169,10 @@ def _bad(tmp_path: Path, good: dict[str, Path], case: str) -> Path:
         return media.make_image(tmp_path / "poster.png")
     if case == "huge":
         return media.make_video(tmp_path / "huge.mp4", width=MAX_DIMENSION + 16, height=16, duration=1 / 30)
+    if case == "one_frame":
+        return media.make_video(tmp_path / "one.mp4", duration=1 / 30)
+    if case == "one_frame_gif":
+        return media.make_gif(tmp_path / "one.gif", frames=1)
     raise AssertionError(case)
 
 
@@ -191,6 +195,8 @@ BAD = [
     ("garbage_bin", "not_video", ["not a video file"]),
     ("undecodable", "undecodable", ["could be decoded"]),
     ("image", "image", ["still image"]),
+    ("one_frame", "image", ["single picture", "still image"]),
+    ("one_frame_gif", "image", ["single picture", "still image"]),
     ("huge", "too_large", ["larger than 8K", f"{MAX_DIMENSION + 16}x16"]),
 ]
 

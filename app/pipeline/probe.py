@@ -269,6 +269,9 @@ def _probe_container(c, p: Path, name: str) -> MediaInfo:
         raise ProbeError(f"{name} is damaged: none of its video frames could be decoded{why}",
                          path=p, kind="undecodable")
 
+    if scan.count < 2:  # a one-frame GIF or video: nothing to play, trim or slow down
+        raise ProbeError(f"{name} holds a single picture: a still image, not a video", path=p, kind="image")
+
     coded_w, coded_h = frame.width, frame.height
     _check_size(coded_w, coded_h, name, p)
     rotation = _rotation(frame, vs)
