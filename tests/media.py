@@ -175,15 +175,20 @@ def make_patches(path: Path | str, *, width: int, height: int, colour: str | Non
         if tags:
             cc.colorspace, cc.color_primaries, cc.color_trc = tags
             cc.color_range = 1
-        for i in range(max(1, round(duration * fps))):
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(
-                format=pix, dst_colorspace=matrix, dst_color_range=ColorRange.MPEG)
-            frame.pts, frame.time_base = i, Fraction(1, fps)
-            for pkt in vs.encode(frame):
-                out.mux(pkt)
-        for pkt in vs.encode():
-            out.mux(pkt)
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(
+            format=pix, dst_colorspace=matrix, dst_color_range=ColorRange.MPEG)
+        encode_all(out, vs, (frame for _ in range(max(1, round(duration * fps)))))
     return path
+
+
+def encode_all(out, stream, frames) -> None:
+    """Encode ``frames`` into ``stream`` of ``out`` (numbered 0, 1, ... in 1/rate), then flush."""
+    for i, frame in enumerate(frames):
+        frame.pts, frame.time_base = i, 1 / stream.codec_context.framerate
+        for pkt in stream.encode(frame):
+            out.mux(pkt)
+    for pkt in stream.encode():
+        out.mux(pkt)
 
 
 def make_gif(path: Path | str, frames: int = 1) -> Path:
@@ -192,12 +197,8 @@ def make_gif(path: Path | str, frames: int = 1) -> Path:
     with av.open(str(path), "w", format="gif") as out:
         s = out.add_stream("gif", rate=10)
         s.width, s.height, s.pix_fmt = 64, 48, "rgb8"
-        for i in range(frames):
-            img = np.full((48, 64, 3), 40 * i % 256, np.uint8)
-            for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(pkt)
-        for pkt in s.encode():
-            out.mux(pkt)
+        encode_all(out, s, (av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i % 256, np.uint8), format="rgb24")
+                            for i in range(frames)))
     return path
 
 
