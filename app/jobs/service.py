@@ -457,14 +457,12 @@ class ExportService:
 
     def _commit(self, job_id: str, kind: str, tmp: Path, result: RenderResult, inputs_hash: str,
                 extra: dict) -> dict:
-        from app.pipeline.hashing import sha256_file
+        from app.services.media import hash_flushed
 
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
         with self.lib.db.read() as s:
             if s.get(ExportJob, job_id).cancel_requested:
                 raise Cancelled()
-        sha = sha256_file(tmp)
+        sha = hash_flushed(tmp)  # on the disk before the write transaction, so its rename waits for nothing
         size = tmp.stat().st_size
         fps = extra.get("fps") or 0.0
         final_path, placed = None, False

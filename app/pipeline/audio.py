@@ -17,6 +17,7 @@ import av
 import numpy as np
 
 from app.pipeline.decode import media_origin, open_media
+from app.pipeline.filters import chain, pull_all
 from app.pipeline.plan import ClipPlan, RenderError
 from app.pipeline.timeline import Part, Segment, kept_parts
 
@@ -64,28 +65,14 @@ class Tempo:
         src = g.add_abuffer(
             sample_rate=SAMPLE_RATE, format="fltp", layout=LAYOUT, time_base=Fraction(1, SAMPLE_RATE)
         )
-        prev = src
-        for f in tempo_factors(speed):
-            node = g.add("atempo", f"tempo={f!r}")
-            prev.link_to(node)
-            prev = node
+        stages = [g.add("atempo", f"tempo={f!r}") for f in tempo_factors(speed)]
         # atempo prefers packed samples; ask for planar stereo back
         fmt = g.add("aformat", f"sample_fmts=fltp:channel_layouts={LAYOUT}:sample_rates={SAMPLE_RATE}")
-        prev.link_to(fmt)
-        sink = g.add("abuffersink")
-        fmt.link_to(sink)
-        g.configure()
-        self.src, self.sink = src, sink
+        self.src, self.sink = chain(g, src, *stages, fmt, g.add("abuffersink"))
         self.pts = 0
 
     def _drain(self) -> list[np.ndarray]:
-        out = []
-        while True:
-            try:
-                frame = self.sink.pull()
-            except (av.error.BlockingIOError, av.error.EOFError):
-                return out
-            out.append(frame.to_ndarray().astype(np.float32, copy=False))
+        return [frame.to_ndarray().astype(np.float32, copy=False) for frame in pull_all(self.sink)]
 
     def push(self, chunk: np.ndarray) -> list[np.ndarray]:
         self.src.push(_audio_frame(chunk, self.pts))
@@ -120,22 +107,14 @@ class Downmix:
 
     def __init__(self, first: av.AudioFrame):
         self.graph = g = av.filter.Graph()
-        self.src = g.add_abuffer(format=first.format.name, sample_rate=first.sample_rate,
-                                 layout=first.layout.name, time_base=first.time_base or Fraction(1, first.sample_rate))
+        src = g.add_abuffer(format=first.format.name, sample_rate=first.sample_rate,
+                            layout=first.layout.name, time_base=first.time_base or Fraction(1, first.sample_rate))
         mix = g.add("aresample", f"osr={SAMPLE_RATE}:ochl={LAYOUT}:osf=fltp:rematrix_maxval=1.0")
-        self.sink = g.add("abuffersink")
-        self.src.link_to(mix)
-        mix.link_to(self.sink)
-        g.configure()
+        self.src, self.sink = chain(g, src, mix, g.add("abuffersink"))
 
     def resample(self, frame: av.AudioFrame | None) -> list[av.AudioFrame]:
         self.src.push(frame)
-        out = []
-        while True:
-            try:
-                out.append(self.sink.pull())
-            except (av.error.BlockingIOError, av.error.EOFError):
-                return out
+        return pull_all(self.sink)
 
 
 def _resampler(first: av.AudioFrame) -> av.AudioResampler | Downmix:

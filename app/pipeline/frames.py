@@ -32,6 +32,7 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace, Interpolation, VideoReformatter
 
 from app.pipeline.decode import display_rotation_of
+from app.pipeline.filters import chain
 from app.pipeline.keyframes import Box
 
 # planar formats whose planes can be cropped with numpy directly (one component per plane)
@@ -40,7 +41,10 @@ LANCZOS = Interpolation.LANCZOS
 MPEG = ColorRange.MPEG  # limited range, what the output is
 SWS_CACHE = 128  # swscale contexts kept per clip, one per crop size (~0.4 MB each at 1080x1920)
 JPEG = ColorRange.JPEG
-BT709 = Colorspace.ITU709  # the export's colours (tagged so in the file: see encode._x264_settings)
+# the export's colours (tagged so in the file: see encode._x264_settings), and those of every
+# frame a framer works on (Colour.prepare). Said to swscale each time: it would take an untagged
+# frame for BT.601 and convert it.
+BT709 = Colorspace.ITU709
 
 
 def _even(v: float, lo: int, hi: int) -> int:
@@ -117,10 +121,14 @@ _SWS = {"bt709": BT709, "fcc": Colorspace.FCC, "bt470bg": Colorspace.ITU601, "sm
         "smpte240m": Colorspace.SMPTE240M, "bt2020ncl": Colorspace.BT2020}
 
 
+def _untagged_space(height: int) -> str:
+    """What players take an untagged picture for: BT.601 up to 576 lines, BT.709 above."""
+    return "smpte170m" if height <= SD_HEIGHT else "bt709"
+
+
 def source_space(frame: av.VideoFrame) -> str:
-    """The YUV matrix a decoded frame is in: its own tag, else what players assume (BT.601 up to
-    576 lines, BT.709 above)."""
-    return _SPACES.get(frame.colorspace, "smpte170m" if frame.height <= SD_HEIGHT else "bt709")
+    """The YUV matrix a decoded frame is in: its own tag, else :func:`_untagged_space`."""
+    return _SPACES.get(frame.colorspace) or _untagged_space(frame.height)
 
 
 def source_matrix(frame: av.VideoFrame) -> int:
@@ -131,7 +139,7 @@ def source_matrix(frame: av.VideoFrame) -> int:
 def untagged_matrix(height: int) -> int:
     """The matrix an untagged picture ``height`` lines tall is read by (:func:`source_space`):
     what to write one in, for it to be read back as written."""
-    return Colorspace.ITU601 if height <= SD_HEIGHT else BT709
+    return _SWS[_untagged_space(height)]
 
 
 class Colour:
@@ -172,12 +180,7 @@ class Colour:
     def _build(frame: av.VideoFrame, options: str) -> tuple:
         g = av.filter.Graph()
         src = g.add_buffer(width=frame.width, height=frame.height, format=frame.format, time_base=Fraction(1, 1000))
-        conv = g.add("colorspace", options)
-        sink = g.add("buffersink")
-        src.link_to(conv)
-        conv.link_to(sink)
-        g.configure()
-        return g, src, sink
+        return (g, *chain(g, src, g.add("colorspace", options), g.add("buffersink")))
 
     def prepare(self, frame: av.VideoFrame) -> av.VideoFrame:
         """``frame`` in BT.709 (the same object for the same frame, as slow motion hands the
@@ -229,9 +232,6 @@ class _Framer:
         self.name = name
         self._last: tuple[av.VideoFrame, Box, av.VideoFrame] | None = None
 
-    matrix = BT709  # the frames the framer works on are (Colour.prepare): said to swscale, which
-    # would otherwise take an untagged frame for BT.601 and convert it
-
     def _display_rotation(self, frame: av.VideoFrame) -> int:
         """The display rotation, read from the first frame (it is the same for the whole file)."""
         if self.display_rotation is None:
@@ -272,22 +272,10 @@ class CpuFramer(_Framer):
         if self._graph is None:
             g = av.filter.Graph()
             src = g.add_buffer(width=frame.width, height=frame.height, format=frame.format, time_base=Fraction(1, 1000))
-            chain = []
-            rot = self.display_rotation
-            if rot == 90:
-                chain.append(g.add("transpose", "cclock"))
-            elif rot == 270:
-                chain.append(g.add("transpose", "clock"))
-            elif rot == 180:
-                chain += [g.add("hflip"), g.add("vflip")]
-            chain.append(g.add("rotate", f"a={math.radians(self.rotation)!r}:ow=iw:oh=ih:c=black"))
-            sink = g.add("buffersink")
-            prev = src
-            for node in [*chain, sink]:
-                prev.link_to(node)
-                prev = node
-            g.configure()
-            self._graph = (g, src, sink, 0)
+            turn = [g.add(*f) for f in {90: [("transpose", "cclock")], 270: [("transpose", "clock")],
+                                        180: [("hflip",), ("vflip",)]}.get(self.display_rotation, [])]
+            rotate = g.add("rotate", f"a={math.radians(self.rotation)!r}:ow=iw:oh=ih:c=black")
+            self._graph = (g, *chain(g, src, *turn, rotate, g.add("buffersink")), 0)
         g, src, sink, n = self._graph
         frame.pts = n
         self._graph = (g, src, sink, n + 1)
@@ -305,7 +293,7 @@ class CpuFramer(_Framer):
         name = frame.format.name
         sub_square = name.startswith("gray") or "420" in name or "444" in name
         if not _PLANAR.match(name) or (rot in (90, 270) and not sub_square):
-            frame = frame.reformat(format="yuv420p", src_colorspace=self.matrix, dst_colorspace=self.matrix)
+            frame = frame.reformat(format="yuv420p", src_colorspace=BT709, dst_colorspace=BT709)
             name = "yuv420p"
         fw, fh = frame.width, frame.height
         dw, dh = (fh, fw) if rot in (90, 270) else (fw, fh)
@@ -336,7 +324,7 @@ class CpuFramer(_Framer):
     def _render(self, frame: av.VideoFrame, box: Box) -> av.VideoFrame:
         cropped = self.crop(frame, box)
         return self._scaler(cropped).reformat(
-            cropped, self.out_w, self.out_h, "yuv420p", src_colorspace=self.matrix, dst_colorspace=BT709,
+            cropped, self.out_w, self.out_h, "yuv420p", src_colorspace=BT709, dst_colorspace=BT709,
             interpolation=LANCZOS, dst_color_range=MPEG, threads=1,
         )
 
@@ -421,7 +409,7 @@ class TorchFramer(_Framer):
         k = self._display_rotation(frame) // 90
         src = frame
         if frame.format.name != "yuv420p" or frame.color_range == JPEG:
-            src = frame.reformat(format="yuv420p", src_colorspace=self.matrix, dst_colorspace=BT709,
+            src = frame.reformat(format="yuv420p", src_colorspace=BT709, dst_colorspace=BT709,
                                  dst_color_range=MPEG)
         planes = []
         for i in range(3):
@@ -497,7 +485,7 @@ class AiFramer(CpuFramer):
     def _render(self, frame: av.VideoFrame, box: Box) -> av.VideoFrame:
         torch = self.torch
         crop = self.crop(frame, box)
-        rgb = crop.reformat(format="rgb24", src_colorspace=self.matrix).to_ndarray()
+        rgb = crop.reformat(format="rgb24", src_colorspace=BT709).to_ndarray()
         t = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1)[None].float().div_(255.0)
         with torch.inference_mode():
             up = self.upscale(t)[0]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -154,12 +154,10 @@ class DocumentIn(_M):
 
 def _submodel(annotation):
     """The model a field holds (alone, in a list, or optional), and whether in a list."""
-    import typing
-
-    args = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
+    args = [a for a in get_args(annotation) if a is not type(None)] or [annotation]
     inner = args[0]
-    if typing.get_origin(inner) is list:
-        item = typing.get_args(inner)[0]
+    if get_origin(inner) is list:
+        item = get_args(inner)[0]
         return (item, True) if isinstance(item, type) and issubclass(item, _M) else (None, True)
     return (inner, False) if isinstance(inner, type) and issubclass(inner, _M) else (None, False)
 

@@ -128,14 +128,26 @@ def _record(lib: Library, src: Path, ext: str, sha: str, info, before) -> dict:
         return _as_dict(row)
 
 
+def hash_flushed(path: Path, progress=None) -> str:
+    """The sha256 of a file about to be stored, read while its bytes go to the disk (the store
+    needs them there before its rename): the flush costs no time of its own (``Flush``)."""
+    from app.pipeline.hashing import sha256_file
+    from app.storage.media_store import Flush
+
+    flush = Flush(path)
+    try:
+        return sha256_file(path, progress=progress)
+    finally:
+        flush.wait()
+
+
 def _hash_into_store(lib: Library, src: Path, ext: str, progress) -> tuple[str, bool]:
     """Clone ``src`` into the store where the file system can, else copy it (in the kernel),
     then hash what was stored: the address is the hash of the stored bytes by construction,
     whatever happens to the original meanwhile. Returns its sha256, with the file under that
     address, and whether this import put it there. ``progress(done, total)`` counts the copy as
     the first half of the file's bytes and the hashing as the second."""
-    from app.pipeline.probe import sha256_file
-    from app.storage.media_store import Flush, StoreWriteFailed, copy_file
+    from app.storage.media_store import StoreWriteFailed, copy_file
 
     try:
         size = src.stat().st_size
@@ -157,11 +169,7 @@ def _hash_into_store(lib: Library, src: Path, ext: str, progress) -> tuple[str, 
                     raise UserError(f"could not store '{display_name(src)}' in the data directory: {exc.strerror or exc}") from None
                 raise UserError(f"'{src}' could not be read: {exc.strerror or exc}") from None
         try:
-            flush = Flush(tmp)  # the copy goes to the disk while it is hashed (ingest needs it there)
-            try:
-                sha = sha256_file(tmp, progress=_span(progress, half, size, size))
-            finally:
-                flush.wait()
+            sha = hash_flushed(tmp, progress=_span(progress, half, size, size))
             fresh = not lib.media.has(sha, ext)
             lib.media.ingest(tmp, sha, ext, move=True)  # the same content stored before: tmp is dropped
         except OSError as exc:

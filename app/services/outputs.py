@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.services.errors import OperationFailed, UserError
-from app.storage.media_store import sync_dir
+from app.storage.media_store import durable_replace
 
 if TYPE_CHECKING:
     from app.services.library import Library
@@ -69,10 +69,7 @@ def save_copy(
                 done += len(chunk)
                 if progress:
                     progress(done / total)
-            fout.flush()
-            os.fsync(fout.fileno())
-        os.replace(part, dest)
-        sync_dir(dest.parent)
+        durable_replace(part, dest)
     except OSError as exc:
         with contextlib.suppress(OSError):
             part.unlink()

@@ -153,7 +153,7 @@ class Database:
         self._write_engine = self.engine.execution_options(rf_immediate=True)
         self._read = sessionmaker(self.engine, class_=StoreSession, expire_on_commit=False)
         self._write = sessionmaker(self._write_engine, class_=StoreSession, expire_on_commit=False)
-        self._beat = sessionmaker(self.engine.execution_options(rf_immediate=True, rf_passing=True),
+        self._passing = sessionmaker(self.engine.execution_options(rf_immediate=True, rf_passing=True),
                                   class_=StoreSession, expire_on_commit=False)
         self.migrate()
         self.device_id = self._ensure_device_id()
@@ -171,7 +171,7 @@ class Database:
         within a second (an export's heartbeat and progress), whose loss to a power cut costs
         nothing; flushing those twice a second flushed the export's own output with them
         (ext4 commits its journal whole) and slowed a 10 s export by about 0.5 s."""
-        with (self._beat if passing else self._write)() as session:
+        with (self._passing if passing else self._write)() as session:
             if remote:
                 session.info["remote"] = True
             try:
@@ -225,9 +225,6 @@ def _on_connect(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
     cur.execute("PRAGMA journal_mode = WAL")
-    # FULL: a commit is on the disk when it returns (NORMAL, in WAL mode, could lose the last
-    # commits to a power cut: edits the user saw saved, and the records of stored files)
-    cur.execute("PRAGMA synchronous = FULL")
     cur.execute("PRAGMA foreign_keys = ON")
     cur.close()
 
@@ -235,6 +232,9 @@ def _on_connect(dbapi_conn, _record) -> None:
 def _on_begin(conn) -> None:
     opts = conn.get_execution_options()
     if opts.get("rf_immediate"):
+        # FULL: a commit is on the disk when it returns (NORMAL, in WAL mode, could lose the last
+        # commits to a power cut: edits the user saw saved, and the records of stored files);
+        # NORMAL for a passing write (see Database.write)
         conn.exec_driver_sql(f"PRAGMA synchronous = {'NORMAL' if opts.get('rf_passing') else 'FULL'}")
         conn.exec_driver_sql("BEGIN IMMEDIATE")
     else:

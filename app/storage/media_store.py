@@ -87,8 +87,7 @@ class Flush:
 
     def _run(self, path: Path | str) -> None:
         try:
-            with open(path, "rb+") as fh:
-                os.fsync(fh.fileno())
+            sync_file(path)
         except OSError as exc:
             self._error = exc
 
@@ -99,6 +98,12 @@ class Flush:
             if exc.errno in STORE_ERRNOS:
                 raise StoreWriteFailed(exc.errno, exc.strerror) from exc
             raise exc
+
+
+def sync_file(path: Path | str) -> None:
+    """Put a file's bytes on the disk."""
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
 
 
 def sync_dir(folder: Path | str) -> None:
@@ -117,8 +122,7 @@ def durable_replace(src: Path | str, dest: Path | str) -> None:
     """Rename ``src`` to ``dest`` with both on the disk first and after: the file's bytes (else
     a power cut could leave the new name on a file of zeros) and then the folder's entry."""
     try:
-        with open(src, "rb+") as fh:
-            os.fsync(fh.fileno())
+        sync_file(src)
         os.replace(src, dest)
         sync_dir(Path(dest).parent)
     except OSError as exc:
