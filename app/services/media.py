@@ -220,7 +220,17 @@ def _check_room(lib: Library, src: Path, need: int) -> None:
         return
     if need > free:
         raise UserError(f"not enough free space in the data directory for '{display_name(src)}': "
-                        f"{need / 1e9:.1f} GB needed, {free / 1e9:.1f} GB free")
+                        f"{size_words(need)} needed, {size_words(free)} free")
+
+
+def size_words(n: int) -> str:
+    """A byte count as people read it: '512 KB', '40 MB', '3.4 GB' (decimal units, as disks
+    are sold and as file managers show them), never rounded down to a misleading '0.0 GB'."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            v = n / scale
+            return f"{v:.1f} {unit}" if v < 10 else f"{v:.0f} {unit}"
+    return f"{n} bytes"
 
 
 def _stat(src: Path) -> os.stat_result | None:

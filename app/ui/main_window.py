@@ -577,6 +577,9 @@ class MainWindow(QMainWindow):
                 # cancelled, or the window closed: nothing of it left, no empty project either
                 lib.delete_project(pid)
                 return None, [], True
+            if not added and not cancelled:  # every file refused (a full disk): no empty project left
+                lib.delete_project(pid)
+                return None, bad + more, False
             return pid, bad + more, cancelled
 
         def finished() -> None:

@@ -187,3 +187,24 @@ def test_cancelling_the_import_that_made_a_project_takes_the_empty_project_away(
     window.create_project("Match", "9:16", [str(src)])
     qtbot.waitUntil(lambda: window.statusBar().currentMessage() == "Import cancelled", timeout=10000)
     assert lib.list_projects() == [] and not hasattr(window, "last_error")
+
+
+def test_an_import_the_disk_cannot_hold_is_refused_in_readable_sizes_and_leaves_no_project(
+        qtbot, window, lib, tmp_path, monkeypatch):
+    """Dropping a file bigger than the free space: one message with sizes a user can read (not
+    '0.0 GB free' for 40 MB), and no empty project named after the file left on the grid."""
+    import shutil
+    from collections import namedtuple
+
+    from tests.test_import import padded_video
+
+    src = padded_video(tmp_path / "match.mp4")
+    usage = namedtuple("usage", "total used free")
+    # the fault injected: a disk with 40 kB left (a real full disk needs a mount this test cannot make)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _p: usage(10**9, 10**9 - 40_000, 40_000))
+    window.create_project("Match", "9:16", [str(src)])
+    qtbot.waitUntil(lambda: hasattr(window, "last_error"), timeout=10000)
+    assert "not enough free space" in window.last_error and "40 KB free" in window.last_error
+    window.poll(force=True)
+    qtbot.wait(300)
+    assert lib.list_projects() == [] and window.model.rows == []
