@@ -22,7 +22,7 @@ from app.pipeline import timeline
 from app.pipeline.keyframes import EllipseKey, ellipse_at
 from app.pipeline.timeline import MAX_SPEED, MIN_SPEED
 from app.services.document import apply_document, region_doc
-from app.services.errors import NotFound, UserError
+from app.services.errors import NotFound, ProjectNotFound, UserError
 from app.storage.models import Change, Clip, ExportJob, FinalVideo, Media, Project, Region, WorkingVideo
 from app.storage.status import ACTIVE, job_alive
 from app.storage.tombstones import set_deleted
@@ -213,7 +213,7 @@ def restore_clip(lib: Library, clip_id: str) -> None:
             raise NotFound(f"no clip with id {clip_id!r}")
         p = s.get(Project, clip.project_id)
         if p is None or p.deleted:
-            raise NotFound(f"the project of clip {clip_id!r} was deleted")
+            raise ProjectNotFound(f"the project of clip {clip_id!r} was deleted")
         set_deleted(s, clip, False)
         lib.touch(p)
 

@@ -6,6 +6,11 @@ class NotFound(UserError):
     """An id that does not exist (or was deleted)."""
 
 
+class ProjectNotFound(NotFound):
+    """The project itself does not exist or was deleted (an editor open on it has nothing left
+    to edit), as opposed to one of its clips or regions."""
+
+
 class OperationFailed(Exception):
     """The operation ran and failed (CLI exit code 1)."""
 

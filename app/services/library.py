@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.limits import ASPECTS as RATIOS
 from app.limits import MAX_NAME
-from app.services.errors import NotFound, OperationFailed, UserError
+from app.services.errors import NotFound, OperationFailed, ProjectNotFound, UserError
 from app.storage.db import Database
 from app.storage.media_store import MediaStore
 from app.storage.models import (
@@ -114,7 +114,7 @@ class Library:
     def get_project(session: Session, project_id: str) -> Project:
         project = session.get(Project, project_id) if isinstance(project_id, str) else None
         if project is None or project.deleted:
-            raise NotFound(f"no project with id {project_id!r}")
+            raise ProjectNotFound(f"no project with id {project_id!r}")
         return project
 
     @staticmethod

@@ -383,6 +383,7 @@ class MainWindow(QMainWindow):
         self.exports.signals.joined.connect(self._on_export_joined)
         self.exports.saveRequested.connect(lambda job: self.save_output_as(job["project_id"], job["type"], job["output"]))
         self.exports.signals.started.connect(lambda *_a: self.poll(force=True))
+        self.exports.signals.started.connect(lambda *_a: self._on_export_progress("", 0))
         self.exports.signals.queued.connect(lambda *_a: self.poll(force=True))
 
     def _restore_geometry(self) -> None:
@@ -478,8 +479,13 @@ class MainWindow(QMainWindow):
             self.model.set_rows(rows)
             for r in rows:  # an open project changed elsewhere (a sync pull, another process): show it
                 s = self.sessions.get(r["id"])
-                if s is not None and s.doc is not None and s.writer.pending == 0 \
+                if s is not None and s.deleted:
+                    s.mark_deleted(False)  # brought back (an undo, here or elsewhere): read again
+                elif s is not None and s.doc is not None and s.writer.pending == 0 \
                         and r["updated_at"] != s.doc.get("updated_at"):
+                    s.load()
+            for pid, s in self.sessions.items():  # not listed: deleted elsewhere? its re-read tells
+                if pid not in self.names and not s.deleted and s.doc is not None:
                     s.load()
             self.grid_page.proxy.invalidate()
             self.exports.set_polled(jobs)
@@ -496,7 +502,11 @@ class MainWindow(QMainWindow):
         self.pools.submit(work, done, failed, pool=self.pools.poll)
 
     def _on_export_progress(self, _job_id: str, _p: float) -> None:
-        self.model.set_live_progress({info["project_id"]: info["progress"] for info in self.exports.live.values()})
+        live: dict[str, tuple[str, float]] = {}
+        for info in self.exports.live.values():  # a framing export wins the badge, as in the status rule
+            if info["project_id"] not in live or info["kind"] == "framing":
+                live[info["project_id"]] = (info["kind"], info["progress"])
+        self.model.set_live_progress(live)
         self._update_editor_header()  # its badge says the same percentage as the queue
 
     def _on_export_joined(self, project_id: str, kind: str, _job_id: str) -> None:
@@ -522,6 +532,17 @@ class MainWindow(QMainWindow):
         s = self.sessions.get(job["project_id"])
         if s is not None:
             s.load()
+
+    def _on_session_gone(self, s: ProjectSession) -> None:
+        """An open project was deleted by another window, the command line or a sync. The
+        editor showing it goes back to the grid, once, with the reason; a session that is not
+        on screen (deleted from this grid, which said so) goes quietly."""
+        if s is not self.current or self.pages.currentWidget() is not self.editor_page:
+            return
+        name = (s.doc or {}).get("name") or "The project"
+        self.show_grid()
+        self.error("Project deleted", f"“{name}” was deleted elsewhere (another window, the command line or "
+                   "another device).")
 
     def notify(self, title: str, text: str) -> None:
         self.notifications.append(text)
@@ -851,6 +872,7 @@ class MainWindow(QMainWindow):
         if s is None:
             s = ProjectSession(self.lib, project_id, self)
             s.error.connect(lambda m: self.error("That edit was not applied", m))
+            s.gone.connect(lambda s=s: self._on_session_gone(s))
             s.writer.stalled.connect(self._on_unsaved)
             s.writer.resumed.connect(self._on_saved)
             s.changed.connect(self._update_editor_header)

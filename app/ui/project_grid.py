@@ -65,7 +65,7 @@ class ProjectListModel(QAbstractListModel):
         self.posters: dict[str, QImage | None] = {}
         self._poster_keys: dict[str, tuple] = {}
         self._loading: set[str] = set()
-        self.live_progress: dict[str, float] = {}
+        self.live_progress: dict[str, tuple[str, float]] = {}  # project id -> (export kind, percent)
         self.importing: dict[str, tuple[str, float]] = {}  # project id -> (what, fraction)
         self._fresh: set[str] = set()
         self._flush = QTimer(self)
@@ -92,7 +92,9 @@ class ProjectListModel(QAbstractListModel):
                 self.posters.pop(r["id"], None)
             self._poster_keys[r["id"]] = key
 
-    def set_live_progress(self, progress: dict[str, float]) -> None:
+    def set_live_progress(self, progress: dict[str, tuple[str, float]]) -> None:
+        """The exports running in this window, by project: (kind, percent). A card shows them at
+        once, before the next poll of the database has seen the job start."""
         if progress == self.live_progress:
             return
         changed = set(progress) | set(self.live_progress)
@@ -128,8 +130,11 @@ class ProjectListModel(QAbstractListModel):
             return f"{row['name']}\n{STATUS_LABELS.get(row['status'], row['status'])}"
         if role == ROW_ROLE:
             live = self.live_progress.get(row["id"])
-            if live is not None and row["status"] in ("exporting_framing", "exporting_overlay"):
-                row = {**row, "progress": live}
+            if live is not None:
+                kind, percent = live
+                exporting = row["status"] if row["status"] in ("exporting_framing", "exporting_overlay") \
+                    else f"exporting_{kind}"
+                row = {**row, "status": exporting, "progress": percent}
             importing = self.importing.get(row["id"])
             return {**row, "importing": importing} if importing else row
         if role == POSTER_ROLE:

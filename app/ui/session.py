@@ -19,6 +19,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from app.services import editing
+from app.services.errors import ProjectNotFound
 from app.services.library import Library
 from app.storage.db import storage_unavailable
 from app.ui.workers import SerialWriter
@@ -65,12 +66,14 @@ class ClipCommand(QUndoCommand):
 class ProjectSession(QObject):
     changed = Signal()  # the in-memory document changed (repaint)
     error = Signal(str)
+    gone = Signal()  # the project was deleted (here or by another program): nothing to edit or read
 
     def __init__(self, lib: Library, project_id: str, parent=None):
         super().__init__(parent)
         self.lib = lib
         self.project_id = project_id
         self.doc: dict | None = None
+        self.deleted = False  # the last read or write found the project deleted (see :meth:`_on_failed`)
         self.media_paths: dict[str, str] = {}  # clip id -> its media's local path (the preview opens these)
         self.undo_stack = QUndoStack(self)
         self.writer = SerialWriter(self, retry_reason=storage_unavailable)
@@ -108,6 +111,7 @@ class ProjectSession(QObject):
 
     def _on_written(self, tag, result) -> None:
         region_ids, fresh, paths = result
+        self.deleted = False
         if tag == "edit" and isinstance(region_ids, list):
             self._name_new_regions(region_ids)
         if paths is not None:
@@ -136,9 +140,25 @@ class ProjectSession(QObject):
                 r["id"] = r.get("id") or rid
 
     def _on_failed(self, tag, exc) -> None:
-        log.warning("edit failed: %s", exc)
+        if isinstance(exc, ProjectNotFound):
+            # deleted meanwhile: not an error of the edit, and nothing to read back (a re-read
+            # would fail the same way, for ever)
+            log.info("project %s was deleted; its %s was dropped", self.project_id, tag)
+            self.mark_deleted(True)
+            return
+        log.warning("%s failed: %s", tag, exc)
         self.error.emit(str(exc))
-        self.load()
+        if tag != "reload":  # show the database's state again; a failed read is not read again
+            self.load()
+
+    def mark_deleted(self, deleted: bool) -> None:
+        """Learn that the project was deleted (``gone``, once) or brought back (read again)."""
+        if deleted and not self.deleted:
+            self.deleted = True
+            self.gone.emit()
+        elif not deleted and self.deleted:
+            self.deleted = False
+            self.load()
 
     # ------------------------------------------------------------------ edits
     def editable(self) -> dict:
