@@ -32,6 +32,7 @@ from app.services.document import with_aspect
 from app.services.editing import split_segments
 from app.services.errors import UserError
 from app.ui.export_settings import settings_button
+from app.ui.fields import field_keys
 from app.ui.icons import icon
 from app.ui.playback import Playback, PlaybackStats
 from app.ui.preview import CropView, FrameView
@@ -114,7 +115,8 @@ class PlayerMixin:
         """The player's keys (space, arrows, J/K/L, M, Delete) and ``extra``, inside this editor."""
         for keys, fn in ((" ", self.toggle_play), ("Left", lambda: self.step(-1)), ("Right", lambda: self.step(1)),
                          ("J", self.key_j), ("K", self.key_k), ("L", self.key_l), ("Delete", self.delete_key),
-                         ("M", lambda: self.transport.mute.toggle()), *extra):
+                         ("M", lambda: self.transport.mute.toggle()), ("Home", lambda: self.go_to_end(False)),
+                         ("End", lambda: self.go_to_end(True)), *extra):
             sc = QShortcut(QKeySequence(keys), self)
             sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             sc.activated.connect(fn)
@@ -359,6 +361,13 @@ class PlayerMixin:
             self.set_rate(0.0)
         self.seek(t)
 
+    def go_to_end(self, last: bool) -> None:
+        """Home / End: the playhead to the first or last frame of what plays (the trimmed clip)."""
+        self.set_rate(0.0)
+        a, b = self.play_range()
+        fps = self.fps() or 30.0
+        self.seek(max(a, b - 1.0 / fps) if last else a)
+
     def step(self, n: int) -> None:
         self.set_rate(0.0)
         fps = self.fps() or 30.0
@@ -460,6 +469,7 @@ class FramingEditor(QWidget, PlayerMixin):
         self.speed.valueChanged.connect(self._on_speed_typed)
         self.speed.editingFinished.connect(self._flush_pending)
         cf.addRow("Segment speed", self.speed)
+        field_keys(self.transition_dur, self.speed)
         self.split_btn = QPushButton(icon("split"), "Split at playhead (S)")
         self.split_btn.clicked.connect(self.split)
         cf.addRow(self.split_btn)

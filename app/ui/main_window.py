@@ -71,6 +71,7 @@ SHORTCUTS = [
     ("Space", "Play / pause"),
     ("J / K / L", "Play backwards / pause / play forwards (press again: faster)"),
     ("← / →", "Previous / next frame"),
+    ("Home / End", "First / last frame of the clip"),
     ("K", "Add a keyframe at the playhead (when paused)"),
     ("S", "Split the segment at the playhead (framing)"),
     ("M", "Mute / unmute the preview's sound"),
@@ -82,7 +83,7 @@ SHORTCUTS = [
     ("Ctrl+F", "Search projects"),
     ("Ctrl+E", "Export (in an editor)"),
     ("Ctrl+Shift+S", "Save the exported video as… (in an editor)"),
-    ("Esc", "Back to the projects"),
+    ("Esc", "Back to the projects (while typing a value: put the old one back)"),
     ("Enter / F2 / Delete", "Open / rename / delete the selected project (in the projects)"),
 ]
 
@@ -890,13 +891,21 @@ class MainWindow(QMainWindow):
         self.overlay.set_session(s)
         self.editor_page.tabs.setCurrentIndex(0 if tab == "framing" else 1)
         self.pages.setCurrentWidget(self.editor_page)
+        self._focus_editor()
         self._update_editor_header()
         return s
+
+    def _focus_editor(self) -> None:
+        """The keys (space, arrows, J/K/L, Home/End) go to the editor shown, not to whatever button
+        Qt's page switch left the focus on (the header's "Projects": space then went back)."""
+        (self.framing if self.editor_page.tabs.currentIndex() == 0 else self.overlay).view.setFocus(
+            Qt.FocusReason.OtherFocusReason)
 
     def show_grid(self) -> None:
         self.framing.set_rate(0.0)
         self.overlay.set_rate(0.0)
         self.pages.setCurrentWidget(self.grid_page)
+        self.grid_page.view.setFocus(Qt.FocusReason.OtherFocusReason)  # arrows and Enter pick a card
         self.undo_group.setActiveStack(self.ops.stack)  # in the grid, Edit → Undo undoes library edits
         self.poll(force=True)
 
@@ -904,6 +913,8 @@ class MainWindow(QMainWindow):
         self.framing.set_rate(0.0)
         self.overlay.set_rate(0.0)
         (self.framing if i == 0 else self.overlay).refresh()
+        if self.pages.currentWidget() is self.editor_page:
+            self._focus_editor()
 
     def _update_editor_header(self) -> None:
         s = self.current

@@ -26,6 +26,7 @@ from app.pipeline.keyframes import Ellipse, EllipseKey, ellipse_at
 from app.pipeline.plan import RegionPlan
 from app.pipeline.spotlight import spotlight_rgb  # numpy only: no torch in the preview
 from app.services.editing import region_keys_within
+from app.ui.fields import field_keys
 from app.ui.framing_editor import PlayerMixin, hint_label
 from app.ui.icons import icon
 from app.ui.preview import EllipseView
@@ -124,6 +125,7 @@ class OverlayEditor(QWidget, PlayerMixin):
         self.stroke.setSingleStep(0.5)
         self.stroke.editingFinished.connect(self.commit_settings)
         f.addRow("Stroke", self.stroke)
+        field_keys(self.stroke)
         self.fill = QSlider(Qt.Orientation.Horizontal)
         self.fill.setRange(0, 100)
         self.dim = QSlider(Qt.Orientation.Horizontal)
