@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
@@ -264,6 +265,37 @@ def test_apply_aspect_change_refits_keyframes(cli, project_with_clip):
     assert (k["width"], k["height"]) == (360, 360)
     assert k["x"] + k["width"] / 2 == pytest.approx(201, abs=1)
     assert doc["export_settings"]["width"] == doc["export_settings"]["height"]
+
+
+
+def test_the_shown_document_with_only_its_ratio_changed_applies_and_refits(cli, project_with_clip):
+    """`project show`, change "aspect_ratio", `project apply`: the natural edit. The keyframes
+    and export size the document restates as shown are refitted as if left out; keyframes or a
+    size written for the new ratio are taken as given, and a wrong one is still refused."""
+    pid, cid, other = project_with_clip
+    ok(apply(cli, pid, {"clips": [{"id": cid, "crop_keyframes": [
+        {"time": 0, "x": 100, "y": 0, "width": 202, "height": 360},
+        {"time": 1, "x": 20, "y": 0, "width": 202, "height": 360}]}, {"id": other}]}))
+    doc = show(cli, pid)
+    doc["aspect_ratio"] = "16:9"
+    ok(apply(cli, pid, doc))
+    after = show(cli, pid)
+    assert after["aspect_ratio"] == "16:9"
+    assert (after["export_settings"]["width"], after["export_settings"]["height"]) == (1920, 1080)
+    keys = after["clips"][0]["crop_keyframes"]
+    assert [(k["width"], k["height"]) for k in keys] == [(640, 360)] * 2  # the whole 640x360 frame
+
+    mine = dict(copy.deepcopy(after), aspect_ratio="1:1", export_settings=dict(after["export_settings"], width=720, height=720))
+    mine["clips"][0] = dict(mine["clips"][0], crop_keyframes=[{"time": 0, "x": 10, "y": 0, "width": 300, "height": 300}])
+    ok(apply(cli, pid, mine))
+    got = show(cli, pid)
+    assert got["clips"][0]["crop_keyframes"] == [{"time": 0.0, "x": 10, "y": 0, "width": 300, "height": 300}]
+    assert (got["export_settings"]["width"], got["export_settings"]["height"]) == (720, 720)
+
+    bad = dict(copy.deepcopy(got), aspect_ratio="9:16")
+    bad["clips"][0] = dict(bad["clips"][0], crop_keyframes=[{"time": 0, "x": 10, "y": 0, "width": 300, "height": 200}])
+    usage_error(apply(cli, pid, bad), "aspect ratio")
+    assert show(cli, pid) == got
 
 
 INVALID = [

@@ -275,6 +275,22 @@ def _pixels(key: dict) -> dict:
     return {k: v if k == "time" else whole(v) for k, v in key.items()}
 
 
+def shown_crop_keys(c: Clip, m: Media | None, ratio: float) -> list[dict]:
+    """A clip's crop keyframes as `project show` gives them for a project of ``ratio``."""
+    if m is None:
+        return [_pixels(k) for k in c.crop_keyframes]
+    keys = keyframes_of_ratio([CropKey(**k) for k in c.crop_keyframes], m.width, m.height, ratio)
+    return [_pixels(dataclasses.asdict(k)) for k in keys]
+
+
+def _as_shown(keys: list[CropKeyIn], shown: list[dict]) -> bool:
+    """``keys`` (from a document) are ``shown`` (what `project show` gave), to the pixel."""
+    got = sorted(keys, key=lambda k: k.time)
+    return len(got) == len(shown) and all(
+        abs(k.time - d["time"]) < 1e-6 and all(abs(getattr(k, f) - d[f]) < 0.5 for f in ("x", "y", "width", "height"))
+        for k, d in zip(got, shown, strict=True))
+
+
 def region_doc(r: Region) -> dict:
     start, end, keys = r.span
     return {"id": r.id, "start": start, "end": end, "keyframes": [_pixels(k) for k in keys]}
@@ -306,9 +322,7 @@ def build_document(lib: Library, s: Session, project_id: str) -> dict:
             "trim": dict(zip(("start", "end"), c.trim, strict=True)),
             "segments": [dict(x) for x in c.segments],
             "rotation": c.rotation,
-            "crop_keyframes": [_pixels(k) for k in c.crop_keyframes] if m is None else [
-                _pixels(dataclasses.asdict(k)) for k in keyframes_of_ratio([CropKey(**k) for k in c.crop_keyframes],
-                                                                           m.width, m.height, ratio)],
+            "crop_keyframes": shown_crop_keys(c, m, ratio),
             "audio": c.audio,
         }
 
@@ -386,7 +400,7 @@ def apply_document(lib: Library, s: Session, project_id: str, raw) -> None:
     by_id = {c.id: c for c in clips}
     medias = {m.sha256: m for m in s.query(Media).filter(Media.sha256.in_({c.media_sha256 for c in clips}))}
     new_aspect = doc.aspect_ratio or p.aspect_ratio
-    ratio = parse_ratio(new_aspect)
+    ratio, old_ratio = parse_ratio(new_aspect), parse_ratio(p.aspect_ratio)
     aspect_changed = new_aspect != p.aspect_ratio
 
     # ---- validate everything first
@@ -426,7 +440,10 @@ def apply_document(lib: Library, s: Session, project_id: str, raw) -> None:
                 upd["segments"][-1]["end"] = length
             if cin.rotation is not None:
                 upd["rotation"] = cin.rotation
-            if cin.crop_keyframes is not None:
+            if cin.crop_keyframes is not None and not (
+                    aspect_changed and _as_shown(cin.crop_keyframes, shown_crop_keys(c, m, old_ratio))):
+                # (keyframes restated as shown with a new ratio: the ratio's change refits them below,
+                # as when the document leaves them out; the shown document can be edited at its ratio)
                 upd["crop_keyframes"] = validate_crop_keyframes(cin.crop_keyframes, m, length, ratio, where)
             if cin.audio is not None:
                 upd["audio"] = cin.audio
@@ -474,7 +491,12 @@ def apply_document(lib: Library, s: Session, project_id: str, raw) -> None:
                 raise UserError("invalid document: overlay.regions: two keyframes at the same time")
 
     ex = s.get(ExportSettings, project_id)
-    if doc.export_settings is not None:
+    size_given = doc.export_settings is not None and (
+        doc.export_settings.width is not None or doc.export_settings.height is not None)
+    if size_given and aspect_changed and (doc.export_settings.width or ex.width,
+                                          doc.export_settings.height or ex.height) == (ex.width, ex.height):
+        size_given = False  # the old size restated with a new ratio: the ratio's default size, as if left out
+    if size_given:
         _check_export_size(doc.export_settings.width or ex.width, doc.export_settings.height or ex.height,
                            new_aspect, "invalid document: export_settings")
 
@@ -492,7 +514,7 @@ def apply_document(lib: Library, s: Session, project_id: str, raw) -> None:
             if c.crop_keyframes and "crop_keyframes" not in clip_updates.get(c.id, {}):
                 m = medias[c.media_sha256]
                 c.crop_keyframes = refit_keyframe_dicts(c.crop_keyframes, m.width, m.height, ratio)
-        if doc.export_settings is None or (doc.export_settings.width is None and doc.export_settings.height is None):
+        if not size_given:
             ex.width, ex.height = DEFAULT_SIZES[new_aspect]
     for cid, upd in clip_updates.items():
         c = by_id[cid]
@@ -513,6 +535,8 @@ def apply_document(lib: Library, s: Session, project_id: str, raw) -> None:
                 changed = True
     if doc.export_settings is not None:
         for k, v in doc.export_settings.model_dump(exclude_none=True).items():
+            if k in ("width", "height") and not size_given:
+                continue
             if getattr(ex, k) != v:
                 setattr(ex, k, v)
                 changed = True
