@@ -19,7 +19,7 @@ run: $(STAMP)
 	$(BIN)/reelforge --data-dir $(DATA)
 
 lint: $(STAMP)
-	$(BIN)/ruff check app tests benchmarks
+	$(BIN)/ruff check app tests benchmarks packaging
 	$(BIN)/lint-imports
 
 test: lint
