@@ -365,13 +365,15 @@ def slices_per_picture(path: Path) -> set[int]:
     return counts
 
 
-def damage_packets(src: Path | str, dst: Path | str, packets: range, seed: int = 0) -> Path:
-    """Copy a video with the bytes of some of its video packets (by decode order) replaced by
-    random ones: the index stays intact, those packets no longer decode (a damaged stretch)."""
+def damage_packets(src: Path | str, dst: Path | str, packets: range, seed: int = 0, kind: str = "video") -> Path:
+    """Copy a video with the bytes of some of its ``kind`` ("video" or "audio") packets (by decode
+    order) replaced by random ones: the index stays intact, those packets no longer decode (a
+    damaged stretch)."""
     data = bytearray(Path(src).read_bytes())
     rng = np.random.default_rng(seed)
     with av.open(str(src)) as c:
-        spans = [(p.pos, p.size) for p in c.demux(c.streams.video[0]) if p.size and p.pos is not None]
+        stream = c.streams.video[0] if kind == "video" else c.streams.audio[0]
+        spans = [(p.pos, p.size) for p in c.demux(stream) if p.size and p.pos is not None]
     for i in packets:
         pos, size = spans[i]
         data[pos:pos + size] = rng.bytes(size)

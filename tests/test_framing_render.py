@@ -26,6 +26,7 @@ from app.pipeline.probe import probe
 from app.pipeline.timeline import Segment, output_duration
 from tests.media import (
     PATCHES,
+    damage_packets,
     frame_index,
     make_audio_only,
     make_patches,
@@ -423,6 +424,28 @@ def test_audio_video_sync_across_clips(media: Path):
     for f, c in zip(flashes, clicks, strict=True):
         assert abs(f - c) <= 1 / FPS, (flashes, clicks)
     assert len(samples) / 48000 == pytest.approx(5.7, abs=1 / FPS)
+
+
+def test_a_damaged_stretch_of_sound_is_silence_and_the_sound_after_it_stays_in_sync(media: Path):
+    """Sound packets that do not decode failed the whole export ("Invalid data found"). They are
+    silence now, as FFmpeg skips them, said on a warning, and the clicks after them stay on their
+    flashes (the samples that follow are placed by their time, not moved up into the hole)."""
+    src = make_video(media / "click.mp4", width=160, height=90, duration=4.0, pattern="flash", audio=True,
+                     click_every=1.0)
+    bad = damage_packets(src, media / "dropped sound.mp4", range(62, 76), kind="audio")  # about 1.3-1.6 s
+    clip = clip_of(bad, 160, 90, 4.0, has_audio=True)
+    out = media / "dropped-out.mp4"
+    result = render(FramingPlan((clip,), ratio=16 / 9, width=160, height=90, fps=FPS, preset="ultrafast"), out)
+    assert any("dropped sound.mp4 is damaged from 1.3 to 1.6 s" in w and "sound packets" in w
+               for w in result.warnings), result.warnings
+    flashes = [t for t, img in video_frames(out) if img.mean() > 128]
+    samples, first = audio_samples(out)
+    clicks = [first + t for t in _onsets(samples)]
+    assert flashes == pytest.approx([1.0, 2.0, 3.0], abs=1e-3)
+    assert len(clicks) == len(flashes)
+    for f, c in zip(flashes, clicks, strict=True):
+        assert abs(f - c) <= 1 / FPS, (flashes, clicks)
+    assert len(samples) / 48000 == pytest.approx(4.0, abs=1 / FPS)
 
 
 def test_a_video_that_starts_after_its_sound_is_a_clip_of_all_its_pictures(media: Path):

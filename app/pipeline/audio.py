@@ -16,7 +16,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from app.pipeline.decode import media_origin, open_media
+from app.pipeline.decode import damage_note, decode_frames, media_origin, open_media
 from app.pipeline.filters import chain, pull_all
 from app.pipeline.plan import ClipPlan, RenderError
 from app.pipeline.timeline import Part, Segment, kept_parts
@@ -133,8 +133,16 @@ class SampleReader:
     Indices are samples at 48 kHz from the media origin (see :mod:`app.pipeline.decode`).
     """
 
-    def __init__(self, path: str):
+    # a jump forward in the audio's timestamps (a packet skipped as damaged, a gap in the file)
+    # longer than this is kept as silence, so the sound after it stays with its pictures
+    GAP_S = 0.015
+
+    def __init__(self, path: str, name: str | None = None):
+        import os
+
         self.container = open_media(path)
+        self.name = name or os.path.basename(path)
+        self.damaged: list[float] = []  # file times of the packets that did not decode
         self.stream = self.container.streams.audio[0] if self.container.streams.audio else None
         self.origin = media_origin(self.container)
         self._frames: Iterator | None = None
@@ -150,7 +158,7 @@ class SampleReader:
     def _decode(self) -> Iterator[tuple[float, av.AudioFrame]]:
         resampler: av.AudioResampler | Downmix | None = None
         try:
-            for frame in self.container.decode(self.stream):
+            for frame in decode_frames(self.container, self.stream, self.name, self.damaged, "sound"):
                 if resampler is None:  # by the first frame's own layout: a stream header can lie
                     resampler = _resampler(frame)
                 t = float(frame.pts * frame.time_base) - self.origin if frame.pts is not None else None
@@ -186,6 +194,8 @@ class SampleReader:
             arr = arr.astype(np.float32, copy=False)
             if self._next_index is None:
                 self._next_index = round((t or 0.0) * SAMPLE_RATE)
+            elif t is not None and t * SAMPLE_RATE - self._next_index > self.GAP_S * SAMPLE_RATE:
+                self._next_index = round(t * SAMPLE_RATE)  # read() fills the gap with silence
             start = self._next_index
             self._next_index += arr.shape[1]
             if arr.shape[1]:
@@ -225,13 +235,14 @@ class SampleReader:
         self._pos = s1
 
 
-def clip_audio(clip: ClipPlan, n_samples: int) -> Iterator[np.ndarray]:
-    """The clip's output audio, exactly ``n_samples`` long (silence when muted or absent)."""
+def clip_audio(clip: ClipPlan, n_samples: int, warnings: list[str] | None = None) -> Iterator[np.ndarray]:
+    """The clip's output audio, exactly ``n_samples`` long (silence when muted or absent). A
+    damaged stretch of its sound is silence, and said in ``warnings``."""
     if not (clip.audio and clip.has_audio):
         yield from fit((), n_samples)
         return
     parts = kept_parts(clip.trim_start, clip.trim_end, clip.segments)
-    yield from _media_audio(clip.media_path, clip.source_start, parts, n_samples)
+    yield from _media_audio(clip.media_path, clip.source_start, parts, n_samples, clip.label, warnings)
 
 
 def range_audio(path: str | None, source_start: float, start: float, end: float,
@@ -247,9 +258,10 @@ def range_audio(path: str | None, source_start: float, start: float, end: float,
     yield from _media_audio(path, source_start, parts, n)
 
 
-def _media_audio(path: str, source_start: float, parts: Sequence[Part], n: int) -> Iterator[np.ndarray]:
+def _media_audio(path: str, source_start: float, parts: Sequence[Part], n: int, name: str | None = None,
+                 warnings: list[str] | None = None) -> Iterator[np.ndarray]:
     """The kept ``parts`` of the media's audio, each at its speed, exactly ``n`` samples long."""
-    reader = SampleReader(path)
+    reader = SampleReader(path, name)
     try:
         if reader.stream is None:
             yield from fit((), n)
@@ -257,6 +269,10 @@ def _media_audio(path: str, source_start: float, parts: Sequence[Part], n: int) 
         yield from fit(_parts_audio(reader, source_start, parts), n)
     finally:
         reader.close()
+        if warnings is not None and parts and (note := damage_note(
+                reader.name, reader.damaged, reader.origin, source_start + parts[0].start,
+                source_start + parts[-1].end, "sound", "silence stands in there")):
+            warnings.append(note)
 
 
 def to_s16(chunk: np.ndarray) -> bytes:

@@ -76,12 +76,13 @@ TIE_S = 1e-6  # s: two distances this close are a tie (see frames_at)
 
 
 def decode_frames(container: av.container.InputContainer, stream, name: str,
-                  damaged: list[float] | None = None) -> Iterator[av.VideoFrame]:
-    """The decoded frames of ``stream``. A packet that does not decode (a damaged stretch of the
-    file) is skipped, as FFmpeg does: its frames are missing and the nearest good frame stands in
-    for them; its time (stream seconds, when known) goes into ``damaged`` so that the user can be
-    told. A file that decodes nothing for ``MAX_BAD_PACKETS`` packets, or cannot be read on,
-    raises :class:`RenderError` naming ``name``."""
+                  damaged: list[float] | None = None, what: str = "video") -> Iterator[av.VideoFrame]:
+    """The decoded frames of ``stream`` (``what``: "video" or "sound", for the words). A packet
+    that does not decode (a damaged stretch of the file) is skipped, as FFmpeg does: its frames
+    are missing (the nearest good picture stands in for them; for sound, silence); its time
+    (stream seconds, when known) goes into ``damaged`` so that the user can be told. A file that
+    decodes nothing for ``MAX_BAD_PACKETS`` packets, or cannot be read on, raises
+    :class:`RenderError` naming ``name``."""
     bad = 0
     try:
         for packet in container.demux(stream):
@@ -89,20 +90,34 @@ def decode_frames(container: av.container.InputContainer, stream, name: str,
                 frames = stream.codec_context.decode(packet if packet.size else None)
             except av.EOFError:
                 return
-            except (av.InvalidDataError, av.PatchWelcomeError) as exc:
+            except av.FFmpegError as exc:  # this packet's data (AAC says EPERM or EINVAL for some)
+                if isinstance(exc, MemoryError):
+                    raise
                 bad += 1
                 if damaged is not None and packet.pts is not None and packet.time_base:
                     damaged.append(float(packet.pts * packet.time_base))
                 if bad == 1:
-                    log.warning("%s: skipping undecodable video data (%s)", name, exc)
+                    log.warning("%s: skipping undecodable %s data (%s)", name, what, exc)
                 if bad >= MAX_BAD_PACKETS:
-                    raise RenderError(f"Cannot decode {name}: the video data is damaged ({exc})") from exc
+                    raise RenderError(f"Cannot decode {name}: the {what} data is damaged ({exc})") from exc
                 continue
             if frames:
                 bad = 0
             yield from frames
     except av.FFmpegError as exc:
         raise RenderError(f"Cannot decode {name}: {exc}") from exc
+
+
+def damage_note(name: str, damaged: list[float], origin: float, start: float, end: float, what: str,
+                stands_in: str) -> str | None:
+    """In words, the ``damaged`` packets (file times) of a source met between media times ``start``
+    and ``end``, if any."""
+    hit = sorted({round(t - origin, 3) for t in damaged if start - 1.0 <= t - origin <= end})
+    if not hit:
+        return None
+    where = f"at {hit[0]:.1f} s" if hit[-1] - hit[0] < 0.05 else f"from {hit[0]:.1f} to {hit[-1]:.1f} s"
+    return (f"{name} is damaged {where} ({len(hit)} {what} packet{'s' if len(hit) != 1 else ''} "
+            f"could not be decoded): {stands_in}")
 
 
 def media_origin(container: av.container.InputContainer) -> float:
@@ -171,12 +186,8 @@ class VideoSource:
 
     def damage_note(self, start: float, end: float) -> str | None:
         """In words, the damaged packets met between media times ``start`` and ``end``, if any."""
-        hit = sorted({round(t - self.origin, 3) for t in self.damaged if start - 1.0 <= t - self.origin <= end})
-        if not hit:
-            return None
-        where = f"at {hit[0]:.1f} s" if hit[-1] - hit[0] < 0.05 else f"from {hit[0]:.1f} to {hit[-1]:.1f} s"
-        return (f"{self.name} is damaged {where} ({len(hit)} video packet{'s' if len(hit) != 1 else ''} "
-                "could not be decoded): the nearest good picture stands in there")
+        return damage_note(self.name, self.damaged, self.origin, start, end, "video",
+                           "the nearest good picture stands in there")
 
     def _seek(self, t: float) -> None:
         if t <= 0:

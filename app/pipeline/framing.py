@@ -149,7 +149,7 @@ def _sample(frame_index: int, rate: Fraction) -> int:
     return round(frame_index * SAMPLE_RATE / rate)
 
 
-def audio_spans(layout: Layout) -> list[AudioSpan]:
+def audio_spans(layout: Layout, warnings: list[str] | None = None) -> list[AudioSpan]:
     out = []
     for s in layout.spans:
         a, b = _sample(s.start, layout.rate), _sample(s.end, layout.rate)
@@ -159,7 +159,7 @@ def audio_spans(layout: Layout) -> list[AudioSpan]:
                 length=b - a,
                 fade_in=_sample(s.fade_in, layout.rate),
                 fade_out=_sample(s.fade_out, layout.rate),
-                source=(lambda clip=s.clip, n=b - a: clip_audio(clip, n)),
+                source=(lambda clip=s.clip, n=b - a: clip_audio(clip, n, warnings)),
             )
         )
     return out
@@ -318,13 +318,14 @@ def _video_worker(renderer: _Renderer, run: _Run, q: queue.Queue) -> None:
         frames.close()  # closes the media files here, not whenever the generator is collected
 
 
-def _encode_worker(out: Output, layout: Layout, with_audio: bool, run: _Run, q: queue.Queue) -> None:
+def _encode_worker(out: Output, layout: Layout, with_audio: bool, run: _Run, q: queue.Queue,
+                   warnings: list[str]) -> None:
     try:
         audio = None
         audio_pos = 0
         if with_audio:
             total_samples = _sample(layout.total, layout.rate)
-            audio = audio_frames(timeline_audio(audio_spans(layout), total_samples))
+            audio = audio_frames(timeline_audio(audio_spans(layout, warnings), total_samples))
         for n in range(layout.total):
             frame = _get(q, run.stop)
             if frame is None:
@@ -384,7 +385,8 @@ def render_framing(
     threads = [
         threading.Thread(target=_video_worker, args=(renderer, run, q), name="framing-video", daemon=True),
         threading.Thread(
-            target=_encode_worker, args=(out, layout, with_audio, run, q), name="framing-encode", daemon=True
+            target=_encode_worker, args=(out, layout, with_audio, run, q, renderer.warnings), name="framing-encode",
+            daemon=True
         ),
     ]
     rep = Reporter(progress, should_cancel, progress_every=PROGRESS_EVERY_S, cancel_every=CANCEL_POLL_S)
