@@ -3,12 +3,15 @@ copy of an exported video under a human name."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
 import time
 
 from app.cli import EXIT_FAILED, EXIT_OK, Parser, UsageError, error_line, open_library, out_json
+
+log = logging.getLogger(__name__)
 
 
 def add_export_parser(sub) -> None:
@@ -180,8 +183,12 @@ def run_export(svc, args) -> int:
         bar.close()
         for s, h in old.items():
             signal.signal(s, h)
-    for w in job.pop("warnings", []):
-        print(f"warning: {w}", file=sys.stderr)
+    warnings = job.pop("warnings", [])
+    if job["status"] == "complete":  # a failure's stderr is progress and its `error:` line alone (CLI.md)
+        for w in warnings:
+            print(f"warning: {w}", file=sys.stderr)
+    elif warnings:
+        log.info("export %s of %s ended %s; warnings: %s", args.kind, args.project_id, job["status"], warnings)
     if args.json:
         out_json(job)
     elif job["status"] == "complete":
