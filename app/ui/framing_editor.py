@@ -483,6 +483,7 @@ class FramingEditor(QWidget, PlayerMixin):
         split.addWidget(right)
         split.setStretchFactor(1, 1)
         split.setSizes([200, 800, 260])
+        self.splitter = split  # its sizes are kept across restarts (MainWindow)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(split)

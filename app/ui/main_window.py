@@ -386,6 +386,13 @@ class MainWindow(QMainWindow):
         self.exports.signals.started.connect(lambda *_a: self.poll(force=True))
         self.exports.signals.started.connect(lambda *_a: self._on_export_progress("", 0))
         self.exports.signals.queued.connect(lambda *_a: self.poll(force=True))
+        self.proxies.progress.connect(self._on_proxy_progress)
+        self.proxies.ready.connect(lambda *_a: self.statusBar().showMessage("Preview ready for smooth scrubbing.", 3000))
+
+    def _on_proxy_progress(self, _media: str, fraction: float) -> None:
+        """The scrubbing preview of a clip being built (a long file takes a while): say how far,
+        instead of leaving the last message up while scrubbing decodes the original."""
+        self.statusBar().showMessage(f"Preparing the preview for smooth scrubbing… {fraction * 100:.0f}%", 2000)
 
     def _restore_geometry(self) -> None:
         st = QSettings()
@@ -397,6 +404,12 @@ class MainWindow(QMainWindow):
         state = st.value("window/state")
         if state is not None:
             self.restoreState(state)
+        for key, split in (("framing/splitter", self.framing.splitter), ("overlay/splitter", self.overlay.splitter)):
+            if (saved := st.value(key)) is not None:
+                split.restoreState(saved)
+        sort = st.value("grid/sort")
+        if sort in ProjectFilter.SORTS:
+            self.grid_page.sort.setCurrentIndex(ProjectFilter.SORTS.index(sort))
 
     def _writers(self) -> list:
         """Every serial writer: the library's and each open project's."""
@@ -431,6 +444,9 @@ class MainWindow(QMainWindow):
         st = QSettings()
         st.setValue("window/geometry", self.saveGeometry())
         st.setValue("window/state", self.saveState())
+        st.setValue("framing/splitter", self.framing.splitter.saveState())
+        st.setValue("overlay/splitter", self.overlay.splitter.saveState())
+        st.setValue("grid/sort", self.grid_page.proxy.sort_key)
         self.poll_timer.stop()
         self.beat_timer.stop()
         for ed in (self.framing, self.overlay):

@@ -144,6 +144,7 @@ class OverlayEditor(QWidget, PlayerMixin):
         split.addWidget(right)
         split.setStretchFactor(0, 1)
         split.setSizes([900, 270])
+        self.splitter = split  # its sizes are kept across restarts (MainWindow)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(split)

@@ -141,8 +141,9 @@ def prune_proxies(cache_dir: Path, wanted: list[str], max_bytes: int = PROXY_CAC
 
 
 def make_proxy(media_path: str, dest: Path, cancel: threading.Event | None = None,
-               max_w: int = PROXY_MAX_W) -> Path | None:
-    """All-intra MJPEG proxy with the source's timestamps and display rotation baked in."""
+               max_w: int = PROXY_MAX_W, progress: Callable[[float], None] | None = None) -> Path | None:
+    """All-intra MJPEG proxy with the source's timestamps and display rotation baked in;
+    ``progress(fraction)`` about four times a second."""
     quiet_ffmpeg()
     dest = Path(dest)
     if dest.exists():
@@ -156,6 +157,9 @@ def make_proxy(media_path: str, dest: Path, cancel: threading.Event | None = Non
             ostream = None
             origin = media_origin(src)
             last_ms = -1
+            total = float(vs.duration * vs.time_base) if vs.duration and vs.time_base else (
+                src.duration / 1e6 if src.duration else 0.0)
+            told = 0.0
             for frame in decode_frames(src, vs, Path(media_path).name):
                 if cancel is not None and cancel.is_set():
                     raise InterruptedError
@@ -169,6 +173,9 @@ def make_proxy(media_path: str, dest: Path, cancel: threading.Event | None = Non
                     ostream.codec_context.qmin = 2
                     ostream.codec_context.qmax = 6
                 t = float(frame.pts * vs.time_base) - origin if frame.pts is not None else (last_ms + 33) / 1000
+                if progress is not None and total > 0 and (now := time.monotonic()) - told >= 0.25:
+                    told = now
+                    progress(min(max(t / total, 0.0), 1.0))
                 ms = max(round(t * 1000), last_ms + 1)
                 last_ms = ms
                 of = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
@@ -195,6 +202,7 @@ class ProxyBuilder(QObject):
     """Builds proxies one at a time on a background thread."""
 
     ready = Signal(str, str)  # media path, proxy path
+    progress = Signal(str, float)  # media path, fraction built (a few times a second)
 
     def __init__(self, cache_dir: Path, parent=None):
         super().__init__(parent)
@@ -236,12 +244,18 @@ class ProxyBuilder(QObject):
                 dest = proxy_path(self.cache_dir, path)
             except OSError:
                 continue
-            out = make_proxy(path, dest, self._cancel)
+            out = make_proxy(path, dest, self._cancel, progress=lambda f, path=path: self._tell(path, f))
             if out is not None:
                 try:
                     self.ready.emit(path, str(out))
                 except RuntimeError:
                     return
+
+    def _tell(self, path: str, fraction: float) -> None:
+        try:
+            self.progress.emit(path, fraction)
+        except RuntimeError:  # the window is gone
+            pass
 
     def stop(self) -> None:
         self._cancel.set()

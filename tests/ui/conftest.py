@@ -57,12 +57,15 @@ def real_window(qtbot, lib):
 
 
 def _window(qtbot, lib, renderers):
-    from PySide6.QtCore import QCoreApplication
+    from PySide6.QtCore import QCoreApplication, QSettings
 
     from app.jobs.service import ExportService, Settings
     from app.ui.main_window import MainWindow
 
     QCoreApplication.setOrganizationName("ReelforgeTests")
+    # each test's window starts from no saved settings (sort order, splitters, geometry), in a
+    # folder of its own: not the user's, and not what the previous test left
+    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(lib.data_dir / "settings"))
     svc = ExportService(lib, Settings(device="cpu"), **({"renderers": renderers} if renderers else {}))
     win = MainWindow(lib, svc, poll_ms=200)
     win._cancel_exports_on_quit = True  # closing at a test's end cancels what it left running, without asking

@@ -208,3 +208,21 @@ def test_an_import_the_disk_cannot_hold_is_refused_in_readable_sizes_and_leaves_
     window.poll(force=True)
     qtbot.wait(300)
     assert lib.list_projects() == [] and window.model.rows == []
+
+
+def test_the_sort_order_and_the_editors_splitters_come_back_after_a_restart(qtbot, lib, renderer):
+    from tests.ui.conftest import _window
+
+    first = _window(qtbot, lib, {"framing": renderer, "overlay": renderer})
+    win = next(first)
+    win.grid_page.sort.setCurrentIndex(1)  # Name
+    win.framing.splitter.setSizes([400, 500, 300])
+    sizes = win.framing.splitter.sizes()
+    next(first, None)  # closes the window, as the user does
+    second = _window(qtbot, lib, {"framing": renderer, "overlay": renderer})
+    again = next(second)
+    try:
+        assert again.grid_page.proxy.sort_key == "Name" and again.grid_page.sort.currentIndex() == 1
+        assert again.framing.splitter.sizes() == sizes
+    finally:
+        next(second, None)

@@ -62,3 +62,18 @@ def test_the_window_prunes_the_cache_at_start(qtbot, lib, tiny_video):
         assert needed.exists()
     finally:
         next(gen, None)
+
+
+def test_building_a_proxy_says_how_far_it_is(qtbot, tmp_path):
+    """A long file's scrubbing preview takes a while: its progress is told (the window shows it in
+    the status bar) up to the end, then it is ready."""
+    from tests.media import make_video
+
+    src = make_video(tmp_path / "long.mp4", width=320, height=180, fps=30, duration=4.0)
+    builder = ProxyBuilder(tmp_path / "proxies")
+    seen: list[float] = []
+    builder.progress.connect(lambda _m, f: seen.append(f))
+    with qtbot.waitSignal(builder.ready, timeout=30000):
+        builder.request(str(src))
+    qtbot.wait(50)
+    assert seen and all(0.0 <= f <= 1.0 for f in seen) and seen == sorted(seen)
