@@ -78,10 +78,18 @@ class StatusBridge(QObject):
 
     status = Signal(object)
 
+    progress = Signal(str, object, object)  # label ("upload …" / "download …"), bytes done, bytes in all
+
     def __call__(self, st: dict) -> None:
         try:
             self.status.emit(dict(st))
         except RuntimeError:  # the window is gone
+            pass
+
+    def tell_progress(self, label: str, done: int, total: int) -> None:
+        try:
+            self.progress.emit(label, done, total)
+        except RuntimeError:
             pass
 
 
@@ -110,6 +118,16 @@ class SyncBadge(QWidget):
     @property
     def text(self) -> str:
         return self.label.text()
+
+    def set_transfer(self, label: str, done: int, total: int) -> None:
+        """A video going up or down while syncing: how far, on the badge and in its tooltip."""
+        if (self.status or {}).get("state") != "syncing" or total <= 0:
+            return
+        from app.services.media import size_words
+
+        verb = "Uploading" if label.startswith("upload") else "Downloading"
+        self.label.setText(f"Syncing… {verb.lower()} {done * 100 // total}%")
+        self.label.setToolTip(f"{verb} a video: {size_words(done)} of {size_words(total)}")
 
     def set_status(self, st: dict | None) -> None:
         self.status = st
@@ -440,6 +458,7 @@ class SyncController(QObject):
         self.scheduler = None
         self.bridge = StatusBridge(self)
         self.bridge.status.connect(self._on_status)
+        self.bridge.progress.connect(lambda label, done, total: self.badge.set_transfer(label, done, total))
         self.badge = SyncBadge()
         self.badge.retry.connect(self.sync_now)
         self.badge.showConflicts.connect(self.show_conflicts)
@@ -459,7 +478,8 @@ class SyncController(QObject):
             from app.storage.sync.scheduler import SyncScheduler
 
             try:
-                sched = SyncScheduler(self.db, self.win.lib.media, on_status=self.bridge, **self.scheduler_kw)
+                sched = SyncScheduler(self.db, self.win.lib.media, on_status=self.bridge,
+                                      on_progress=self.bridge.tell_progress, **self.scheduler_kw)
                 sched.start()
             except RuntimeError as exc:  # no running asyncio loop: nothing syncs in the background
                 log.warning("sync scheduler not started: %s", exc)

@@ -232,6 +232,34 @@ def test_unreachable_endpoint_shows_offline_and_editing_goes_on(fast):
     assert lib.document(pid)["name"] == "edited offline"
 
 
+def test_the_badge_says_how_far_a_video_upload_is(fast, s3, tmp_path):
+    """A long game's video takes minutes to upload: the badge shows the percentage as it goes
+    (it said "Syncing…" and nothing more)."""
+    from app.storage.sync import config, engine
+    from tests.test_import import padded_video
+
+    win = fast
+    lib = win.lib
+    pid = lib.create_project("Upload")
+    lib.add_clip(pid, padded_video(tmp_path / "game.mp4"))  # 16 MiB: several multipart chunks
+    engine.set_remote(lib.db, config.validate(s3.url, BUCKET, f"ui/{uuid.uuid4().hex[:10]}"))
+    shown: list[str] = []
+    # what the badge says right after each progress report reaches it (connected after the badge)
+    win.sync_ui.bridge.progress.connect(lambda *_a: shown.append(win.sync_ui.badge.text))
+
+    async def main():
+        ui = win.sync_ui
+        ui.start()
+        try:
+            await until(lambda: ui.badge.status and ui.badge.status["state"] == "synced", 30, "synced")
+        finally:
+            await ui.stop()
+
+    run_loop(main())
+    told = [t for t in shown if t.startswith("Syncing… uploading")]
+    assert told and told[-1] == "Syncing… uploading 100%", shown
+
+
 def test_gui_thread_never_stalls_during_a_sync_of_200_projects(fast, s3):
     from PySide6.QtCore import QTimer
 

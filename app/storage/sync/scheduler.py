@@ -14,6 +14,9 @@ the GUI never wait on the network or on a sync transaction. When it runs:
 
 ``on_status(status: dict)`` is called on the loop's thread when a cycle starts and ends, with
 the same dict as ``reelforge sync status --json`` plus ``last_result`` (a CycleResult dict).
+``on_progress(label, done, total)`` is called on the sync thread while a video is uploaded or
+downloaded ("upload …" / "download …", bytes), at most ``PROGRESS_EVERY_S`` apart and once at
+its end.
 """
 
 from __future__ import annotations
@@ -33,14 +36,19 @@ from app.storage.sync import engine as sync_engine
 log = logging.getLogger(__name__)
 
 
+PROGRESS_EVERY_S = 0.25
+
+
 class SyncScheduler:
     def __init__(self, db, media, *, on_status: Callable[[dict], None] | None = None,
+                 on_progress: Callable[[str, int, int], None] | None = None,
                  debounce_s: float = 1.0, max_delay_s: float = 5.0, pull_interval_s: float = 45.0,
                  poll_s: float = 1.0, backoff_base_s: float = 2.0, backoff_cap_s: float = 300.0,
                  fetch_media: bool = True, engine_kw: dict | None = None):
         self.db = db
         self.media = media
         self.on_status = on_status
+        self.on_progress = on_progress
         self.debounce_s = debounce_s
         self.max_delay_s = max_delay_s
         self.pull_interval_s = pull_interval_s
@@ -192,11 +200,31 @@ class SyncScheduler:
         engine = sync_engine.SyncEngine.for_db(self.db, self.media, **self.engine_kw)
         if engine is None:
             return None
-        r = engine.run_cycle(fetch_media=self.fetch_media)
+        r = engine.run_cycle(fetch_media=self.fetch_media, progress=self._progress())
         out = r.as_dict()
         # a refusal waits for the user; a local storage failure is retried with backoff, like offline
         out["fatal"] = bool(r.error_kind == "error" and not r.problems and r.error and not r.retry_later)
         return out
+
+    def _progress(self) -> Callable[[str, int, int], None] | None:
+        """``on_progress``, told at most every PROGRESS_EVERY_S and at each transfer's end."""
+        if self.on_progress is None:
+            return None
+        import time
+
+        told = [0.0]
+
+        def progress(label: str, done: int, total: int) -> None:
+            now = time.monotonic()
+            if done < total and now - told[0] < PROGRESS_EVERY_S:
+                return
+            told[0] = now
+            try:
+                self.on_progress(label, done, total)
+            except Exception:
+                log.exception("sync progress callback failed")
+
+        return progress
 
     def _status(self, override: str | None) -> dict:
         st = sync_engine.status(self.db)
