@@ -8,7 +8,7 @@ machine load:
 
   (a) render_framing: static 9:16 crop -> 1080x1920, crf 20, no audio (in-process), and
   (b) ffmpeg -i src -vf crop=608:1080:656:0,scale=1080:1920:flags=lanczos -c:v libx264
-      -crf 20 -preset P -an out.mp4
+      -crf 20 -preset P -g 60 -an out.mp4   (a key picture every 2 s, as ours)
 
 for presets veryfast and ultrafast, plus ours with 5 keyframes vs static: keyframes that pan and
 zoom across the frame (KEYS), and keyframes that follow a player (FOLLOW: a pan, constant size).
@@ -176,11 +176,13 @@ def time_ours_process(base: list[str], pid: str, kind: str = "framing") -> float
 
 
 def time_ffmpeg(ffmpeg: str, src: str, out: str, preset: str) -> float:
+    from app.pipeline.encode import KEY_EVERY_S  # ours places a key picture every 2 s: the same here
+
     x, y, w, h = (int(v) for v in STATIC)
     cmd = [
         ffmpeg, "-v", "error", "-y", "-i", src,
         "-vf", f"crop={w}:{h}:{x}:{y},scale={OUT_W}:{OUT_H}:flags=lanczos",
-        "-c:v", "libx264", "-crf", "20", "-preset", preset, "-an", out,
+        "-c:v", "libx264", "-crf", "20", "-preset", preset, "-g", str(KEY_EVERY_S * FPS), "-an", out,
     ]
     t = time.perf_counter()
     subprocess.run(cmd, check=True)

@@ -2,8 +2,8 @@
 
     python -m benchmarks splice [--quick]
 
-The working video is written as the framing export writes one (libx264 crf 20 veryfast, so
-GOPs of up to 250 pictures). One 4 s spotlight region leaves most GOPs with nothing to draw:
+The working video is written as the framing export writes one (libx264 crf 20 veryfast, a key
+picture at least every 2 s). One 4 s spotlight region leaves most GOPs with nothing to draw:
 the export copies them and re-encodes only the GOP(s) the region meets. Alternated, 3 rounds,
 medians: ours (spliced), ours with the splice switched off (everything re-encoded, as before),
 and ``ffmpeg -i in -c:v libx264 -crf 20 -preset veryfast -c:a copy`` (a plain re-encode, the

@@ -281,3 +281,22 @@ def test_scan_refuses_a_picture_without_a_time():
 
     with pytest.raises(ValueError, match="without a presentation time"):
         splice.scan([NoTime()], 4)
+
+
+def test_a_reel_without_scene_cuts_still_has_a_key_picture_every_2_s(tmp_path):
+    """ultrafast places no key picture at scene cuts and x264 waits 250 pictures by default: a
+    whole reel was one GOP, so one spotlight re-encoded all of it. Key pictures every 2 s keep
+    the copy around a spotlight (and seeking in players) fine-grained."""
+    src = make_video(tmp_path / "smooth.mp4", width=320, height=180, duration=SECONDS, audio=True)
+    plan = FramingPlan((clip_of(src, 320, 180, SECONDS, has_audio=True),), ratio=9 / 16, width=W, height=H,
+                       fps=FPS, preset="ultrafast")
+    work = tmp_path / "working.mp4"
+    render_framing(plan, str(work), lambda f: None, lambda: False)
+    assert _keyframe_times(work) == [0.0, 2.0, 4.0]
+    out = tmp_path / "final.mp4"
+    res = render_overlay(_plan(work, 2.3, 3.2, preset="ultrafast"), str(out), lambda f: None, lambda: False)
+    assert res.extra["spliced"] is True
+    before, after = _video_packets(work), _video_packets(out)
+    tb = _time_base(work)
+    kept = [pts for pts in before if not 2.0 <= float(pts * tb) < 4.0]
+    assert kept and all(after.get(pts) == before[pts] for pts in kept)  # outside its GOP: copied untouched
