@@ -62,6 +62,9 @@ def test_default_crop_matches_the_document_example():
     assert default_crop(1080, 1920, parse_ratio("16:9")).width == 1080
     assert box_has_ratio(608, 1080, parse_ratio("9:16"))
     assert not box_has_ratio(600, 1080, parse_ratio("9:16"))
+    # 360 x 9/16 = 202.5 rounds to 203 (halves up), so 202..204 are 9:16 and 201 is not
+    assert box_has_ratio(204, 360, 9 / 16) and box_has_ratio(202, 360, 9 / 16)
+    assert not box_has_ratio(201, 360, 9 / 16) and not box_has_ratio(205, 360, 9 / 16)
 
 
 def test_no_keyframes_is_the_default_crop():
@@ -212,6 +215,7 @@ def test_region_fade_and_stroke():
     assert region_fade(1, 1.4, 1.3) == pytest.approx(0.25)  # fade is length/2 = 0.2 s
     assert region_fade(1, 3, 0.5) == 0
     assert stroke_thickness(2, 1920) == 4 and stroke_thickness(1, 360) == 2
+    assert stroke_thickness(2, 1350) == 3  # 2.5: halves round up (a 4:5 project's default stroke)
 
 
 @settings(max_examples=100, deadline=None)
