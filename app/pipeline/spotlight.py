@@ -20,7 +20,8 @@ shape the whole spotlight (dim hole, fill, stroke) uses ``ground_ring`` of the e
 Edges are antialiased with a 1-pixel soft edge from an approximate signed distance to the
 ellipse (exact for circles). Everything but the whole-frame dim is computed only inside the
 ellipse's bounding box; the dim itself is one fixed-point pass over each plane, with
-``1 - dim`` as an 8-bit multiplier (within half a code value of the exact product), used by
+``1 - dim`` as an 8-bit multiplier (within one code value of the exact product: the rounding
+of the result, plus at most 0.43 from the multiplier's 1/256 steps on a 219-level range), used by
 the bounding-box maths too so the two meet without a seam.
 
 Working-video time ``t`` is the frame's presentation time minus the video stream's start time
