@@ -289,6 +289,10 @@ class MainWindow(QMainWindow):
         self._cancel_exports_on_quit = False  # the user chose to quit while exports run
         self._import_stops: dict[str, threading.Event] = {}  # project id -> "stop its import"
         self._quitting = threading.Event()  # imports in flight stop when the window closes
+        self.proxy_label = QLabel()  # a clip's scrubbing preview being built: how far (its own place,
+        self.proxy_label.hide()      # so that it never hides a message the user must read)
+        self._proxy_label_timer = QTimer(self, singleShot=True, interval=3000, timeout=self.proxy_label.hide)
+        self.statusBar().addPermanentWidget(self.proxy_label)
         self.device_label = QLabel("Renders on: …")
         self.device_label.setMinimumWidth(160)
         self.statusBar().addPermanentWidget(self.device_label)
@@ -387,12 +391,15 @@ class MainWindow(QMainWindow):
         self.exports.signals.started.connect(lambda *_a: self._on_export_progress("", 0))
         self.exports.signals.queued.connect(lambda *_a: self.poll(force=True))
         self.proxies.progress.connect(self._on_proxy_progress)
-        self.proxies.ready.connect(lambda *_a: self.statusBar().showMessage("Preview ready for smooth scrubbing.", 3000))
+        self.proxies.ready.connect(lambda *_a: self._on_proxy_progress("", 1.0))
 
     def _on_proxy_progress(self, _media: str, fraction: float) -> None:
-        """The scrubbing preview of a clip being built (a long file takes a while): say how far,
-        instead of leaving the last message up while scrubbing decodes the original."""
-        self.statusBar().showMessage(f"Preparing the preview for smooth scrubbing… {fraction * 100:.0f}%", 2000)
+        """The scrubbing preview of a clip being built (a long file takes a while): how far, then
+        that it is ready; gone a few seconds after the last word (a build that fails says no more)."""
+        self.proxy_label.setText("Preview ready for smooth scrubbing" if fraction >= 1.0
+                                 else f"Preparing the preview for smooth scrubbing… {fraction * 100:.0f}%")
+        self.proxy_label.show()
+        self._proxy_label_timer.start()
 
     def _restore_geometry(self) -> None:
         st = QSettings()

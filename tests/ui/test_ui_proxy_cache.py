@@ -77,3 +77,13 @@ def test_building_a_proxy_says_how_far_it_is(qtbot, tmp_path):
         builder.request(str(src))
     qtbot.wait(50)
     assert seen and all(0.0 <= f <= 1.0 for f in seen) and seen == sorted(seen)
+
+
+def test_the_window_shows_a_proxy_build_beside_its_messages(qtbot, window):
+    """In its own place in the status bar: a message the user must read stays up."""
+    window.statusBar().showMessage("Export of “Final” failed: the disk is full", 8000)
+    window.proxies.progress.emit("/media/game.mp4", 0.4)
+    assert window.proxy_label.isVisible() and window.proxy_label.text().endswith("40%")
+    assert window.statusBar().currentMessage().startswith("Export of “Final” failed")
+    window.proxies.ready.emit("/media/game.mp4", "/cache/game.mkv")
+    assert window.proxy_label.text() == "Preview ready for smooth scrubbing"
