@@ -198,3 +198,32 @@ def test_a_copy_of_a_stored_video_under_another_name_is_not_stored_again(lib, da
     assert stored_file(lib, third) != stored_file(lib, first)
     assert stored_file(lib, third).read_bytes() == bytes(other)
     assert seen[-1] == (size, size) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_a_clip_cut_from_a_file_imported_before_does_not_read_the_file_again(lib, tmp_path, monkeypatch):
+    """The probe reads every video packet (a two-hour game: gigabytes, seconds). A file imported
+    before and unchanged since is described by its stored row; a file described a moment ago (a
+    drop checks it, then the import) is not read twice; a changed file is read again."""
+    import app.pipeline.probe as probe_mod
+    from app.services.errors import UserError
+
+    src = make_video(tmp_path / "game.mp4", width=160, height=90, duration=2.0)
+    reads: list[str] = []
+    real = probe_mod._probe
+    monkeypatch.setattr(probe_mod, "_probe", lambda p: (reads.append(str(p)), real(p))[1])  # a spy: counts
+
+    probe_mod._SEEN.clear()
+    pid = lib.create_project("Game")
+    probe_mod.probe(src)  # the drop's check
+    lib.add_clip(pid, src, 0.0, 1.0)
+    assert len(reads) == 1
+    probe_mod._SEEN.clear()  # another process: only the database remembers
+    lib.add_clip(pid, src, 1.0, 2.0)
+    assert len(reads) == 1
+    with pytest.raises(UserError, match="outside the media"):  # its range is still checked
+        lib.add_clip(pid, src, 5.0, 6.0)
+    st = src.stat()
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # touched: read again
+    lib.add_clip(pid, src, 0.5, 1.5)
+    assert len(reads) == 2
+    assert len(lib.document(pid)["clips"]) == 3

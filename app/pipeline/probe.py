@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -101,9 +102,41 @@ class MediaInfo:
     container: str
 
 
+# The last few files described, by path and what stat says of them: the probe reads every video
+# packet (a two-hour file is gigabytes), and a drop checks a file before the import probes it again.
+_SEEN: dict[tuple, MediaInfo] = {}
+_SEEN_MAX = 16
+_SEEN_LOCK = threading.Lock()  # imports run on pool threads
+
+
+def _signature(p: Path) -> tuple | None:
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    return (str(p.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 def probe(path: str | os.PathLike) -> MediaInfo:
-    """Describe the video file at ``path``, or raise :class:`ProbeError` saying why it is unusable."""
+    """Describe the video file at ``path``, or raise :class:`ProbeError` saying why it is unusable.
+    A file described a moment ago and unchanged since (same inode, size and times) is not read
+    again."""
     p = Path(os.fspath(path))
+    sig = _signature(p)
+    with _SEEN_LOCK:
+        seen = _SEEN.get(sig) if sig is not None else None
+    if seen is not None:
+        return seen
+    info = _probe(p)
+    if sig is not None and _signature(p) == sig:  # not written to while it was read
+        with _SEEN_LOCK:
+            if len(_SEEN) >= _SEEN_MAX:
+                _SEEN.pop(next(iter(_SEEN)))
+            _SEEN[sig] = info
+    return info
+
+
+def _probe(p: Path) -> MediaInfo:
     name = f"'{p.name or p}'"
     head = _check_file(p, name)
     try:

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 import stat
+import types
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,6 +63,20 @@ def import_media(lib: Library, path: str | os.PathLike, progress=None, check=Non
 
     src = Path(path).expanduser()
     check_readable_file(src)
+    before = _stat(src)
+    with lib.db.read() as s:
+        known = get_meta(s, _seen_key(src, before)) if before else None
+        row = s.get(Media, known) if known else None
+        stored = _as_dict(row) if _stored(lib, row) else None
+        stored_size = row.size if stored is not None else 0
+    if stored is not None:
+        # imported before and unchanged since: the stored copy was probed then (a probe reads every
+        # packet: gigabytes for a two-hour game, for each clip cut from it)
+        if check is not None:
+            check(types.SimpleNamespace(duration=stored["duration"], fps=stored["fps"]))
+        if progress is not None:
+            progress(stored_size, stored_size)
+        return stored
     try:
         info = probe(src)
     except ProbeError as exc:
@@ -69,18 +84,11 @@ def import_media(lib: Library, path: str | os.PathLike, progress=None, check=Non
     if check is not None:
         check(info)
     ext = src.suffix.lower() if src.suffix[1:].isalnum() and len(src.suffix) <= 10 else ""
-    before = _stat(src)
     try:
         size = before.st_size if before else src.stat().st_size
     except OSError:
         raise _vanished(src) from None
     with lib.db.read() as s:
-        known = get_meta(s, _seen_key(src, before)) if before else None
-        row = s.get(Media, known) if known else None
-        if _stored(lib, row):
-            if progress is not None:
-                progress(row.size, row.size)
-            return _as_dict(row)
         twins = {m.sha256 for m in s.scalars(select(Media).where(Media.size == size)) if _stored(lib, m)}
     sha, fresh = None, False
     if twins:
