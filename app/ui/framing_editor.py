@@ -488,7 +488,7 @@ class FramingEditor(QWidget, PlayerMixin):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(split)
 
-        self._add_shortcuts(("S", self.split))
+        self._add_shortcuts(("S", self.split), ("I", self.mark_in), ("O", self.mark_out))
 
     # ------------------------------------------------------------------ session
     def _forget_selection(self) -> None:
@@ -706,6 +706,30 @@ class FramingEditor(QWidget, PlayerMixin):
     def set_trim(self, start: float, end: float) -> None:
         # keyframes are never touched by a trim: those outside it are kept
         self._clip_edit("Trim", lambda c: c.__setitem__("trim", {"start": round(start, 6), "end": round(end, 6)}))
+
+    def mark_in(self) -> None:
+        """I: the clip starts at the frame shown (frame-accurate, whatever the clip's length: on a
+        90-minute clip a pixel of the timeline is several seconds)."""
+        c = self.clip()
+        if c is None:
+            return
+        t, frame = self.snapped(), 1.0 / self.fps()
+        if t > c["trim"]["end"] - frame + 1e-9:
+            self.message.emit("The in point must be before the out point (O)")
+            return
+        self.set_trim(t, c["trim"]["end"])
+
+    def mark_out(self) -> None:
+        """O: the clip ends with the frame shown (it is the last frame kept)."""
+        c = self.clip()
+        if c is None:
+            return
+        frame = 1.0 / self.fps()
+        t = min(self.snapped() + frame, self.length())
+        if t < c["trim"]["start"] + frame - 1e-9:
+            self.message.emit("The out point must be after the in point (I)")
+            return
+        self.set_trim(c["trim"]["start"], t)
 
     def split(self) -> None:
         t = self.snapped()

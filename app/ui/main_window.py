@@ -74,6 +74,7 @@ SHORTCUTS = [
     ("Home / End", "First / last frame of the clip"),
     ("K", "Add a keyframe at the playhead (when paused)"),
     ("S", "Split the segment at the playhead (framing)"),
+    ("I / O", "The clip starts / ends at the frame shown (framing)"),
     ("M", "Mute / unmute the preview's sound"),
     ("Delete", "Delete the keyframe on this frame"),
     ("Ctrl+Z", "Undo"),

@@ -67,3 +67,26 @@ def test_esc_while_typing_a_value_puts_the_old_one_back_and_stays(qtbot, window,
     qtbot.wait(200)
     assert db_clip(lib, pid, cid)["segments"][0]["speed"] == 1.0
     assert s.undo_stack.count() == 0
+
+
+def test_i_and_o_trim_the_clip_to_the_frames_shown(qtbot, window, lib, tiny_video):
+    """Frame-accurate in and out points whatever the clip's length (a timeline pixel of a
+    90-minute clip is seconds), each an edit Ctrl+Z takes back."""
+    pid, cid, s = open_editor(qtbot, window, lib, tiny_video)
+    ed = window.framing
+    w = _focused(qtbot, window)
+    ed.seek(10 / 30)
+    qtbot.keyClick(w, Qt.Key.Key_I)
+    ed.seek(40 / 30)
+    qtbot.keyClick(w, Qt.Key.Key_O)
+    qtbot.waitUntil(lambda: db_clip(lib, pid, cid)["trim"]["end"] < 2.0, timeout=3000)
+    trim = db_clip(lib, pid, cid)["trim"]
+    assert abs(trim["start"] - 10 / 30) < 1e-6 and abs(trim["end"] - 41 / 30) < 1e-6  # frame 40 is the last kept
+    qtbot.keyClick(w, Qt.Key.Key_End)
+    assert abs(ed.t - 40 / 30) < 1e-6
+    ed.seek(1.9)
+    qtbot.keyClick(w, Qt.Key.Key_I)  # after the out point: refused, in words
+    assert "before the out point" in window.statusBar().currentMessage()
+    qtbot.keyClick(w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: db_clip(lib, pid, cid)["trim"]["end"] == 2.0, timeout=3000)
+    assert abs(db_clip(lib, pid, cid)["trim"]["start"] - 10 / 30) < 1e-6
