@@ -38,7 +38,7 @@ from app.ui.playback import Playback, PlaybackStats
 from app.ui.preview import CropView, FrameView
 from app.ui.session import ProjectSession
 from app.ui.timeline import ClipTimeline, TimelineBase
-from app.ui.video import FrameServer, PostFn, ProxyBuilder
+from app.ui.video import PROXY_MAX_MEDIA_S, FrameServer, PostFn, ProxyBuilder
 
 
 def fmt_time(t: float, fps: float) -> str:
@@ -499,7 +499,10 @@ class FramingEditor(QWidget, PlayerMixin):
         if paths is self._proxied:
             return
         self._proxied = paths
-        for p in set(paths.values()):
+        clips = {c["id"]: c for c in ((self.session.doc or {}).get("clips") or [])} if self.session else {}
+        long_media = {p for cid, p in paths.items()
+                      if ((clips.get(cid) or {}).get("media") or {}).get("duration", 0) > PROXY_MAX_MEDIA_S}
+        for p in set(paths.values()) - long_media:
             existing = self.proxies.existing(p)
             if existing:
                 self.frames.set_proxy(p, existing)

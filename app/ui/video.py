@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 
 PREVIEW_MAX_W = 960
 PROXY_MAX_W = 960
+# Longer media is previewed from the file itself: a proxy is built for the whole file (about 40
+# times its size, and half an hour of a 2-core machine for a 90-minute game, started again in
+# every session), where seeks in the original take a fraction of a second (0.05-0.6 s with 2-10 s
+# GOPs, measured on 720p games)
+PROXY_MAX_MEDIA_S = 10 * 60
 PROXY_VERSION = "1"
 PROXY_CACHE_MAX_BYTES = 20 * 1024**3  # about 2 h of 1080p footage as proxies
 PROXY_GRACE_S = 7 * 86400  # a proxy no live clip needs is kept this long (an undone delete finds it)

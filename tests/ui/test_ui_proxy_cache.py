@@ -87,3 +87,27 @@ def test_the_window_shows_a_proxy_build_beside_its_messages(qtbot, window):
     assert window.statusBar().currentMessage().startswith("Export of “Final” failed")
     window.proxies.ready.emit("/media/game.mp4", "/cache/game.mkv")
     assert window.proxy_label.text() == "Preview ready for smooth scrubbing"
+
+
+def test_long_media_is_previewed_from_the_file_without_a_proxy(qtbot, window, lib, tiny_video, monkeypatch):
+    """A proxy is built of the whole file, ~40 times its size: for a 90-minute game that is half
+    an hour of CPU and gigabytes, started again each session. Past PROXY_MAX_MEDIA_S the preview
+    seeks in the original (here the limit is lowered under the 2 s test clip); shorter media
+    still gets its proxy."""
+    import app.ui.framing_editor as fe
+
+    cache = Path(lib.data_dir) / "cache" / "proxies"
+    monkeypatch.setattr(fe, "PROXY_MAX_MEDIA_S", 1.0)
+    pid = lib.create_project("Whole game")
+    cid = lib.add_clip(pid, tiny_video)
+    s = window.open_project(pid)
+    qtbot.waitUntil(lambda: s.doc is not None and window.framing.clip_id == cid, timeout=5000)
+    (media,) = editing.live_media_paths(lib)
+    qtbot.waitUntil(lambda: window.framing.view.image is not None, timeout=5000)  # the frame is shown
+    qtbot.wait(1500)
+    assert not proxy_path(cache, media).exists() and not window.proxies._queue
+
+    monkeypatch.setattr(fe, "PROXY_MAX_MEDIA_S", 600.0)
+    window.framing._proxied = None
+    window.framing._use_proxies(s.media_paths)
+    qtbot.waitUntil(lambda: proxy_path(cache, media).exists(), timeout=30000)
