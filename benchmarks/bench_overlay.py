@@ -62,6 +62,7 @@ def make_working_video(path: Path, seconds: float, fps: int = FPS, preset: str =
         vs.options = {"preset": preset, "crf": str(crf)}
         vs.codec_context.time_base = Fraction(1, fps)
         vs.codec_context.thread_type = "AUTO"
+        vs.codec_context.gop_size = KEY_EVERY_S * fps  # a key picture every 2 s, as our exports write
         a = out.add_stream("aac", rate=48000)
         a.layout = "stereo"
         u = np.full((H // 2, W // 2), 100, np.uint8)
@@ -158,7 +159,7 @@ def run(quick: bool = False) -> dict:
     rounds = 2 if quick else 3
     cache = Path(tempfile.gettempdir()) / "reelforge-bench"
     cache.mkdir(exist_ok=True)
-    src = make_working_video(cache / f"working_{W}x{H}_{seconds:g}s.mp4", seconds)
+    src = make_working_video(cache / f"working_{W}x{H}_{seconds:g}s_k{KEY_EVERY_S}.mp4", seconds)
     plan = overlay_plan(src, seconds, device="cpu")
     have_ffmpeg = shutil.which("ffmpeg") is not None
     ours, theirs, ours_cpu, theirs_cpu, device = [], [], [], [], "CPU"

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from app.pipeline import overlay_render
+from app.pipeline.encode import KEY_EVERY_S
 from app.pipeline.keyframes import EllipseKey
 from app.pipeline.plan import OverlayPlan, RegionPlan
 from benchmarks.bench_overlay import FPS, H, W, _ffmpeg, _ours, make_working_video
@@ -37,7 +38,7 @@ def run(quick: bool = False) -> dict:
     rounds = 2 if quick else 3
     cache = Path(tempfile.gettempdir()) / "reelforge-bench"
     cache.mkdir(exist_ok=True)
-    src = make_working_video(cache / f"working_{W}x{H}_{seconds:g}s_veryfast.mp4", seconds, preset="veryfast", crf=20)
+    src = make_working_video(cache / f"working_{W}x{H}_{seconds:g}s_veryfast_k{KEY_EVERY_S}.mp4", seconds, preset="veryfast", crf=20)
     start = 10.0
     keys = tuple(EllipseKey(start + k, 400 + 60 * k, 900, 90, 180) for k in range(5))
     plan = OverlayPlan(working_path=str(src), regions=(RegionPlan(start, start + 4.0, keys),), crf=20,
