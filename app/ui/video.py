@@ -269,6 +269,16 @@ class ProxyBuilder(QObject):
 # --------------------------------------------------------------------------- frame server
 
 
+def frame_error_words(exc: BaseException) -> str:
+    """Why the preview cannot show a frame, in the user's words (not "[Errno 2] ... 'file:/...'")."""
+    if isinstance(exc, FileNotFoundError) or getattr(exc, "errno", None) == 2:
+        return ("Cannot show this clip: its video is missing from the library's media folder "
+                "(deleted or moved outside Reelforge). Import the file again to bring it back.")
+    if isinstance(exc, PermissionError) or getattr(exc, "errno", None) == 13:
+        return "Cannot show this clip: its video in the library's media folder cannot be read (permission denied)."
+    return f"Cannot show this frame: {exc}"
+
+
 class VideoReader:
     """One file's video, decoded forward from the last seek: ``frame_at(t)`` for any t, sequential reads cheap.
 
@@ -460,7 +470,7 @@ class FrameServer(QObject):
                             pass
                         self._open = None
                     try:
-                        self.error.emit(f"Cannot show this frame: {exc}")
+                        self.error.emit(frame_error_words(exc))
                     except RuntimeError:
                         return
                     continue

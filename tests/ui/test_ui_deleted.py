@@ -48,3 +48,20 @@ def test_a_project_deleted_by_another_program_closes_its_editor_with_one_message
     window.framing.add_key()  # a key press still reaching the hidden editor changes nothing
     qtbot.wait(1000)
     assert len(_boxes(window)) == 1
+
+
+def test_a_clip_whose_stored_video_is_gone_says_so_in_words(qtbot, window, lib, tmp_path):
+    """The library's own copy deleted behind its back: the preview says what happened and what
+    to do, not "[Errno 2] No such file or directory: 'file:/…'"."""
+    from tests.media import make_video
+
+    src = make_video(tmp_path / "game.mp4", width=160, height=90, duration=1.0)
+    pid = lib.create_project("Gone")
+    lib.add_clip(pid, src)
+    (stored,) = [p for p in (lib.data_dir / "media").glob("*/*") if p.is_file()]
+    stored.unlink()
+    s = window.open_project(pid)
+    qtbot.waitUntil(lambda: s.doc is not None, timeout=5000)
+    window.framing.request_frame()
+    qtbot.waitUntil(lambda: "missing from the library" in (window.framing.view.message or ""), timeout=5000)
+    assert "Errno" not in window.framing.view.message
