@@ -34,13 +34,20 @@ def test_an_opened_project_takes_the_players_keys_at_once(qtbot, window, lib, ti
     assert ed.rate == 0.0
 
 
-def test_ctrl_z_in_a_number_field_undoes_the_value_just_committed(qtbot, window, lib, tiny_video):
-    pid, cid, s = open_editor(qtbot, window, lib, tiny_video)
+def _type_speed(qtbot, window, lib, video, text: str):
+    """An editor open on a clip, with ``text`` typed over the segment speed: (pid, cid, session)."""
+    pid, cid, s = open_editor(qtbot, window, lib, video)
     ed = window.framing
     _focused(qtbot, window)
     ed.speed.setFocus()
     ed.speed.lineEdit().selectAll()
-    qtbot.keyClicks(ed.speed, "2")
+    qtbot.keyClicks(ed.speed, text)
+    return pid, cid, s
+
+
+def test_ctrl_z_in_a_number_field_undoes_the_value_just_committed(qtbot, window, lib, tiny_video):
+    pid, cid, s = _type_speed(qtbot, window, lib, tiny_video, "2")
+    ed = window.framing
     qtbot.keyClick(ed.speed, Qt.Key.Key_Return)
     qtbot.waitUntil(lambda: db_clip(lib, pid, cid)["segments"][0]["speed"] == 2.0, timeout=3000)
     assert QApplication.focusWidget() is ed.speed
@@ -52,12 +59,8 @@ def test_ctrl_z_in_a_number_field_undoes_the_value_just_committed(qtbot, window,
 
 
 def test_esc_while_typing_a_value_puts_the_old_one_back_and_stays(qtbot, window, lib, tiny_video):
-    pid, cid, s = open_editor(qtbot, window, lib, tiny_video)
+    pid, cid, s = _type_speed(qtbot, window, lib, tiny_video, "3")
     ed = window.framing
-    _focused(qtbot, window)
-    ed.speed.setFocus()
-    ed.speed.lineEdit().selectAll()
-    qtbot.keyClicks(ed.speed, "3")
     qtbot.keyClick(ed.speed, Qt.Key.Key_Escape)
     assert window.pages.currentWidget() is window.editor_page  # still editing
     assert ed.speed.value() == 1.0
