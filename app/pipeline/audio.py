@@ -9,6 +9,7 @@ and video stay in sync across any number of clips.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -138,8 +139,6 @@ class SampleReader:
     GAP_S = 0.015
 
     def __init__(self, path: str, name: str | None = None):
-        import os
-
         self.container = open_media(path)
         self.name = name or os.path.basename(path)
         self.damaged: list[float] = []  # file times of the packets that did not decode

@@ -76,7 +76,7 @@ TIE_S = 1e-6  # s: two distances this close are a tie (see frames_at)
 
 
 def decode_frames(container: av.container.InputContainer, stream, name: str,
-                  damaged: list[float] | None = None, what: str = "video") -> Iterator[av.VideoFrame]:
+                  damaged: list[float] | None = None, what: str = "video") -> Iterator[av.frame.Frame]:
     """The decoded frames of ``stream`` (``what``: "video" or "sound", for the words). A packet
     that does not decode (a damaged stretch of the file) is skipped, as FFmpeg does: its frames
     are missing (the nearest good picture stands in for them; for sound, silence); its time

@@ -213,10 +213,15 @@ def refit_keyframes(
     return out
 
 
+def round_half_up(x: float) -> int:
+    """``x`` rounded as the specs and people round it, halves up (2.5 is 3; Python's round gives 2)."""
+    return math.floor(x + 0.5)
+
+
 def box_has_ratio(width: float, height: float, ratio: float) -> bool:
-    """A box is of the ratio when its width is height x ratio rounded, +-1 px (rounded as people
-    round, halves up: 360 x 9/16 = 202.5 is 203, not Python's 202)."""
-    return abs(width - math.floor(height * ratio + 0.5)) <= 1.0
+    """A box is of the ratio when its width is height x ratio rounded, +-1 px (360 x 9/16 = 202.5
+    is 203)."""
+    return abs(width - round_half_up(height * ratio)) <= 1.0
 
 
 def keyframes_of_ratio(keyframes: Sequence[CropKey], frame_w: float, frame_h: float, ratio: float) -> list[CropKey]:
@@ -260,4 +265,4 @@ def region_fade(start: float, end: float, t: float) -> float:
 
 
 def stroke_thickness(stroke_width: float, frame_h: float) -> int:
-    return max(2, math.floor(stroke_width * frame_h / 1080 + 0.5))  # halves up, as box_has_ratio
+    return max(2, round_half_up(stroke_width * frame_h / 1080))
