@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 DB_NAME = "reelforge.db"
 BUSY_TIMEOUT_S = 30.0
+LOCK_POLL_S = 0.004  # how often a write waiting for another's lock tries again
 
 
 # SQLite's messages for a write that failed because of where the data lives, not what it says
@@ -236,6 +237,35 @@ def _on_begin(conn) -> None:
         # commits to a power cut: edits the user saw saved, and the records of stored files);
         # NORMAL for a passing write (see Database.write)
         conn.exec_driver_sql(f"PRAGMA synchronous = {'NORMAL' if opts.get('rf_passing') else 'FULL'}")
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        _begin_immediate(conn)
     else:
         conn.exec_driver_sql("BEGIN")
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY or "locked" in str(exc).lower()
+
+
+def _begin_immediate(conn) -> None:
+    """``BEGIN IMMEDIATE``, waiting for another connection's write lock by trying again every
+    few milliseconds for up to ``BUSY_TIMEOUT_S``. SQLite's own busy handler naps 100 ms at a
+    time once a wait passes a third of a second, so an edit behind a sync apply transaction
+    started up to 100 ms after the lock was free, and on a loaded machine could miss the pause
+    the sync leaves between two of them (``YIELD_S``) and wait for the next one as well."""
+    dbc = conn.connection.dbapi_connection
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    dbc.execute("PRAGMA busy_timeout = 0")
+    try:
+        while True:
+            try:
+                dbc.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+            if time.monotonic() >= deadline:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")  # once more, raising SQLAlchemy's error
+                return
+            time.sleep(LOCK_POLL_S)
+    finally:
+        dbc.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")

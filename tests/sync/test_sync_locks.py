@@ -7,9 +7,11 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 
 from app.storage.models import ExportSettings, OverlaySettings, Project, Transition, new_id
 from app.storage.sync import schema
+from app.storage.sync.engine import SyncEngine
 from tests.conftest import ROOT
 
 EDITOR = textwrap.dedent("""
@@ -48,7 +50,18 @@ def populate(dev, n: int, per_write: int = 250) -> list[str]:
     return ids
 
 
-def test_edits_in_another_process_during_a_large_pull_wait_only_briefly(make_device):
+def test_edits_in_another_process_during_a_large_pull_wait_only_briefly(make_device, monkeypatch):
+    applies: list[float] = []  # how long each apply transaction held the lock, this run
+    apply_round = SyncEngine._apply_round
+
+    def timed(self, round_, result):
+        t = time.perf_counter()
+        try:
+            return apply_round(self, round_, result)
+        finally:
+            applies.append(time.perf_counter() - t)
+
+    monkeypatch.setattr(SyncEngine, "_apply_round", timed)
     a = make_device("a", compact_after=10_000)
     populate(a, 1000)
     a.sync_ok()
@@ -67,6 +80,11 @@ def test_edits_in_another_process_during_a_large_pull_wait_only_briefly(make_dev
     finally:
         editor.wait(30)
     assert len(b.visible()) == 1001
-    assert len(waits) > 10
-    assert waits[len(waits) // 2] < 0.05
-    assert waits[-1] < 0.6, waits[-5:]  # one batch of 1,000 changes, on a loaded 2-core box
+    assert len(waits) > 10 and len(applies) == 4
+    # times on a shared machine are noise; what holds on any machine: most edits do not wait,
+    # and none waits for more than the one apply transaction (of four) it arrived during, plus
+    # its own commit; the pull's four transactions together would be the design that fails
+    longest = max(applies)
+    assert waits[len(waits) // 2] < 0.25 * longest, (waits[len(waits) // 2], applies)
+    assert waits[-1] < longest + 0.1, (waits[-5:], applies)
+    assert waits[-1] < 0.6 * sum(applies), (waits[-5:], applies)

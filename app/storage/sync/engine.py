@@ -123,8 +123,9 @@ M_SINCE_SNAPSHOT = "sync.objects_since_snapshot"
 M_SNAPSHOT = "sync.snapshot"  # the manifest snapshot this device last applied or wrote
 
 BATCH_MAX_CHANGES = 1000  # per batch: a batch is applied in one transaction on the other side
-# between two apply transactions: longer than SQLite's longest busy-handler nap (100 ms), so a
-# local write waiting for the lock always gets it before the next round
+# between two apply transactions: a local write waiting for the lock tries again every few ms
+# (db.LOCK_POLL_S), so it gets the lock before the next round even when a loaded machine wakes
+# it late; longer than SQLite's longest busy-handler nap (100 ms), for a writer that uses that
 YIELD_S = 0.11
 SNAPSHOT_IF_BEHIND = 200  # batches to fetch beyond which a covering snapshot is applied instead
 RUNNING_STALE_S = 600.0
