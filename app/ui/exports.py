@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.jobs.service import ExportService
+from app.throttle import every
 from app.ui.workers import Pools
 
 
@@ -43,13 +44,10 @@ class ExportRunnable:
     def run(self) -> None:
         job_id = self.job_id  # queued, its cancel registered, by ExportManager._queue
         self.signals.started.emit(job_id, self.project_id, self.kind)
-        last = [0.0]
+        def tell(p: float) -> None:
+            self.signals.progress.emit(job_id, float(p))
 
-        def progress(p: float) -> None:
-            now = time.monotonic()
-            if now - last[0] >= 0.1 or p >= 100.0:  # at most 10 signals a second
-                last[0] = now
-                self.signals.progress.emit(job_id, float(p))
+        progress = every(0.1, tell, always=lambda p: p >= 100.0)  # at most 10 signals a second
 
         try:
             result = self.svc.run(job_id, progress=progress, cancel_event=self.cancel)

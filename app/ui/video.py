@@ -33,6 +33,7 @@ from app.pipeline.decode import (
     quiet_ffmpeg,
 )
 from app.pipeline.frames import source_matrix, untagged_matrix
+from app.throttle import every
 from app.ui.workers import lower_this_thread
 
 log = logging.getLogger(__name__)
@@ -164,7 +165,7 @@ def make_proxy(media_path: str, dest: Path, cancel: threading.Event | None = Non
             last_ms = -1
             total = float(vs.duration * vs.time_base) if vs.duration and vs.time_base else (
                 src.duration / 1e6 if src.duration else 0.0)
-            told = 0.0
+            tell = every(0.25, progress) if progress is not None and total > 0 else None
             for frame in decode_frames(src, vs, Path(media_path).name):
                 if cancel is not None and cancel.is_set():
                     raise InterruptedError
@@ -178,9 +179,8 @@ def make_proxy(media_path: str, dest: Path, cancel: threading.Event | None = Non
                     ostream.codec_context.qmin = 2
                     ostream.codec_context.qmax = 6
                 t = float(frame.pts * vs.time_base) - origin if frame.pts is not None else (last_ms + 33) / 1000
-                if progress is not None and total > 0 and (now := time.monotonic()) - told >= 0.25:
-                    told = now
-                    progress(min(max(t / total, 0.0), 1.0))
+                if tell is not None:
+                    tell(min(max(t / total, 0.0), 1.0))
                 ms = max(round(t * 1000), last_ms + 1)
                 last_ms = ms
                 of = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(

@@ -32,6 +32,7 @@ from sqlalchemy import func, select
 
 from app.storage.models import Change
 from app.storage.sync import engine as sync_engine
+from app.throttle import every
 
 log = logging.getLogger(__name__)
 
@@ -208,23 +209,17 @@ class SyncScheduler:
 
     def _progress(self) -> Callable[[str, int, int], None] | None:
         """``on_progress``, told at most every PROGRESS_EVERY_S and at each transfer's end."""
-        if self.on_progress is None:
+        on_progress = self.on_progress
+        if on_progress is None:
             return None
-        import time
-
-        told = [0.0]
 
         def progress(label: str, done: int, total: int) -> None:
-            now = time.monotonic()
-            if done < total and now - told[0] < PROGRESS_EVERY_S:
-                return
-            told[0] = now
             try:
-                self.on_progress(label, done, total)
+                on_progress(label, done, total)
             except Exception:
                 log.exception("sync progress callback failed")
 
-        return progress
+        return every(PROGRESS_EVERY_S, progress, always=lambda _label, done, total: done >= total)
 
     def _status(self, override: str | None) -> dict:
         st = sync_engine.status(self.db)
