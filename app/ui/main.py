@@ -42,13 +42,19 @@ def run(data_dir: Path) -> int:
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     win = MainWindow(lib)
+    # Qt would stop the loop as the window closes, before the scheduler's stop (an await) could
+    # finish: the program ended in "Event loop stopped before Future completed" (exit 1). The
+    # window's close ends main() instead; a quit from outside (the session ending) still does.
+    quit_on_close = app.quitOnLastWindowClosed()
+    app.setQuitOnLastWindowClosed(False)
 
     async def main() -> None:
-        quitting = asyncio.Event()
-        app.aboutToQuit.connect(quitting.set)
+        ending = asyncio.Event()
+        win.closed.connect(ending.set)
+        app.aboutToQuit.connect(ending.set)
         win.show()
         win.sync_ui.start()  # starts the scheduler when a remote is set (or once one is saved)
-        await quitting.wait()
+        await ending.wait()
         await win.sync_ui.stop()
 
     try:
@@ -56,5 +62,6 @@ def run(data_dir: Path) -> int:
             loop.run_until_complete(main())
         return 0
     finally:
+        app.setQuitOnLastWindowClosed(quit_on_close)
         asyncio.set_event_loop(None)
         lib.close()

@@ -42,6 +42,7 @@ from app.services import editing
 from app.services.errors import Cancelled, UserError
 from app.services.library import ASPECTS, Library
 from app.services.outputs import VIDEO_WORDS, project_output, save_copy, suggested_name
+from app.throttle import every
 from app.ui.export_settings import ExportSettingsDialog, saved_weights
 from app.ui.exports import ExportManager, QueuePanel
 from app.ui.framing_editor import FramingEditor
@@ -232,6 +233,8 @@ SAVE_WAIT_S = 2.0  # how long Export waits for edits still being written before 
 
 
 class MainWindow(QMainWindow):
+    closed = Signal()  # the window accepted its close: the program is ending
+
     def __init__(self, lib: Library, export_service: ExportService | None = None, poll_ms: int = 1000):
         super().__init__()
         # worker threads (posters, imports, exports) hold the GIL for up to the switch interval
@@ -469,6 +472,7 @@ class MainWindow(QMainWindow):
         self.frames.stop()
         self.pools.close(5000)
         super().closeEvent(ev)
+        self.closed.emit()
 
     def _on_device(self, result) -> None:
         self.device, self.torch_version = result
@@ -654,7 +658,7 @@ class MainWindow(QMainWindow):
         """``progress_for(project_id, file, i, n)``: a progress(done, total) for ``lib.add_clip``
         that shows the file being read into the store, on the project's card and in the status
         bar, at most four times a second, from any thread."""
-        deliver, last, quitting = self.pools.dispatcher.deliver, [0.0], self._quitting
+        deliver, quitting = self.pools.dispatcher.deliver, self._quitting
 
         def show(state) -> None:
             pid, what, fraction = state
@@ -664,14 +668,13 @@ class MainWindow(QMainWindow):
         def progress_for(pid: str, file: str, i: int, n: int):
             what = f"“{Path(file).name}”" + (f" ({i + 1} of {n})" if n > 1 else "")
             stop = self._import_stops.setdefault(pid, threading.Event())
+            tell = every(0.25, lambda done, total: deliver.emit(show, (pid, what, done / total if total else 1.0)),
+                         always=lambda done, total: done == 0 or done >= total)
 
             def progress(done: int, total: int) -> None:
                 if stop.is_set() or quitting.is_set():
                     raise Cancelled("import cancelled")
-                now = time.monotonic()
-                if done == 0 or done >= total or now - last[0] >= 0.25:
-                    last[0] = now
-                    deliver.emit(show, (pid, what, done / total if total else 1.0))
+                tell(done, total)
 
             return progress
 
@@ -807,15 +810,12 @@ class MainWindow(QMainWindow):
             self.save_dialog = d
             d.open()  # non-blocking
             return
-        target, deliver, last = Path(dest), self.pools.dispatcher.deliver, [0.0]
+        target, deliver = Path(dest), self.pools.dispatcher.deliver
 
         def say(f: float) -> None:
             self.statusBar().showMessage(f"Saving “{target.name}”… {f * 100:.0f}%", 3000)
 
-        def progress(f: float) -> None:
-            if time.monotonic() - last[0] >= 0.25:
-                last[0] = time.monotonic()
-                deliver.emit(say, f)
+        progress = every(0.25, lambda f: deliver.emit(say, f))
 
         def saved(path):
             QSettings().setValue("save_folder", str(path.parent))
