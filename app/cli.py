@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from app.logs import log_dir, redact_text
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -22,7 +24,7 @@ class UsageError(Exception):
 def error_line(text: object) -> None:
     """The contract's last line on stderr: ``error: ...`` on one line, whatever the words hold
     (a file name with a newline in it, a multi-line library message)."""
-    one = str(text).replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
+    one = redact_text(str(text)).replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
     sys.stderr.write(f"error: {one}\n")
     sys.stderr.flush()
 
@@ -49,7 +51,9 @@ def build_parser() -> Parser:
     from app import __version__
     from app.limits import ASPECTS
 
-    p = Parser(prog="reelforge", description="Reelforge: highlight reels from long footage.")
+    p = Parser(prog="reelforge", description="Reelforge: highlight reels from long footage.",
+               epilog=f"Without a command, the window opens. The log is in {log_dir()} "
+                      "(REELFORGE_LOG_LEVEL=debug for more).")
     p.add_argument("--version", action="version", version=f"reelforge {__version__}")
     p.add_argument("--data-dir", type=Path, default=None, help="data directory (default: per-user data dir)")
     sub = p.add_subparsers(dest="group", metavar="COMMAND", parser_class=Parser)
@@ -209,9 +213,9 @@ COMMANDS = {"project": cmd_project, "clip": cmd_clip}
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from app.logs import log_dir, setup_logging
+    from app.logs import setup_logging, where_words
 
-    setup_logging(gui=args.group is None)
+    setup_logging()
     handler = COMMANDS.get(args.group) if args.group else run_gui
     if handler is None:
         handler = getattr(args, "handler", None)
@@ -233,5 +237,5 @@ def main(argv: list[str] | None = None) -> int:
 
         logging.getLogger("reelforge").exception("command failed")
         first = (str(exc).strip().splitlines() or [""])[0]  # not a database library's SQL and values
-        error_line(f"{type(exc).__name__}: {first} (details in the log in {log_dir()})")
+        error_line(f"{type(exc).__name__}: {first} ({where_words()})")
         return EXIT_FAILED

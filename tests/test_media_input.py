@@ -161,3 +161,25 @@ def test_a_file_name_that_is_not_utf8_is_imported(cli, data_dir, tmp_path):
     assert doc["clips"][0]["media"]["filename"] == "bad\ufffd\ufffdname.mp4"
     assert len(list((data_dir / "media").rglob("*.mp4"))) == 1
     assert Path(odd).exists()
+
+
+def test_a_file_damaged_all_along_logs_a_few_lines_not_one_per_stretch(tmp_path, caplog):
+    """A 90-minute file damaged all along logged a line per damaged stretch: 80,000 lines, more
+    than the log keeps. The first few are logged, then one line counts them all."""
+    import logging
+
+    import av
+
+    from app.pipeline.decode import LOGGED_BAD_STRETCHES, decode_frames
+
+    good = make_video(tmp_path / "good.mp4", duration=2.0, fps=30, gop=30)
+    stretches = range(5, 59, 4)  # 14 damaged packets, each on its own
+    bad = damage_packets(good, tmp_path / "damaged.mp4", stretches)
+    damaged: list[float] = []
+    with caplog.at_level(logging.WARNING, logger="app.pipeline.decode"), av.open(str(bad)) as c:
+        frames = list(decode_frames(c, c.streams.video[0], "damaged.mp4", damaged))
+    lines = [r.getMessage() for r in caplog.records if r.name == "app.pipeline.decode"]
+    assert len(damaged) == len(stretches) and len(frames) == 60 - len(stretches)
+    assert len(lines) == LOGGED_BAD_STRETCHES + 1, lines
+    assert lines[-1] == (f"damaged.mp4: {len(stretches)} undecodable video packet(s) skipped in {len(stretches)} "
+                         f"damaged stretches (the first {LOGGED_BAD_STRETCHES} logged)")

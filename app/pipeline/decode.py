@@ -72,6 +72,9 @@ def _area(s) -> int:
 # undecodable packets skipped in a row before a file counts as unreadable (FFmpeg itself skips
 # any number; a damaged stretch of a long game is usually a few packets)
 MAX_BAD_PACKETS = 300
+# damaged stretches logged one by one per decode; the rest are counted in one line at its end
+# (a 90-minute file damaged all along logged 80,000 lines, more than the log keeps)
+LOGGED_BAD_STRETCHES = 5
 TIE_S = 1e-6  # s: two distances this close are a tie (see frames_at)
 
 
@@ -83,7 +86,9 @@ def decode_frames(container: av.container.InputContainer, stream, name: str,
     (stream seconds, when known) goes into ``damaged`` so that the user can be told. A file that
     decodes nothing for ``MAX_BAD_PACKETS`` packets, or cannot be read on, raises
     :class:`RenderError` naming ``name``."""
-    bad = 0
+    bad = 0  # in a row
+    stretches = 0  # damaged stretches met (runs of bad packets)
+    skipped = 0  # bad packets in all
     try:
         for packet in container.demux(stream):
             try:
@@ -94,10 +99,13 @@ def decode_frames(container: av.container.InputContainer, stream, name: str,
                 if isinstance(exc, MemoryError):
                     raise
                 bad += 1
+                skipped += 1
                 if damaged is not None and packet.pts is not None and packet.time_base:
                     damaged.append(float(packet.pts * packet.time_base))
                 if bad == 1:
-                    log.warning("%s: skipping undecodable %s data (%s)", name, what, exc)
+                    stretches += 1
+                    if stretches <= LOGGED_BAD_STRETCHES:
+                        log.warning("%s: skipping undecodable %s data (%s)", name, what, exc)
                 if bad >= MAX_BAD_PACKETS:
                     raise RenderError(f"Cannot decode {name}: the {what} data is damaged ({exc})") from exc
                 continue
@@ -106,6 +114,10 @@ def decode_frames(container: av.container.InputContainer, stream, name: str,
             yield from frames
     except av.FFmpegError as exc:
         raise RenderError(f"Cannot decode {name}: {exc}") from exc
+    finally:
+        if stretches > LOGGED_BAD_STRETCHES:
+            log.warning("%s: %d undecodable %s packet(s) skipped in %d damaged stretches (the first %d logged)",
+                        name, skipped, what, stretches, LOGGED_BAD_STRETCHES)
 
 
 def damage_note(name: str, damaged: list[float], origin: float, start: float, end: float, what: str,

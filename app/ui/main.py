@@ -21,6 +21,44 @@ def make_app():
     return app
 
 
+def install_error_hooks(win):
+    """Errors that no code path catches reach the log and the user: an exception in a slot (Qt
+    hands it to ``sys.excepthook``, which printed it on a stderr that the windowed program does
+    not have) is logged with its traceback and said in a window; Qt's own warnings go to the log.
+    Returns a function that puts the previous hooks back."""
+    import logging
+
+    from PySide6.QtCore import QtMsgType, qInstallMessageHandler
+
+    log = logging.getLogger("reelforge.gui")
+    qt_log = logging.getLogger("qt")
+    levels = {QtMsgType.QtDebugMsg: logging.DEBUG, QtMsgType.QtInfoMsg: logging.INFO,
+              QtMsgType.QtWarningMsg: logging.WARNING, QtMsgType.QtCriticalMsg: logging.ERROR,
+              QtMsgType.QtFatalMsg: logging.CRITICAL}
+
+    def hook(exc_type, exc, tb) -> None:
+        if issubclass(exc_type, KeyboardInterrupt):
+            return previous(exc_type, exc, tb)
+        log.error("unexpected error on the GUI thread", exc_info=(exc_type, exc, tb))
+        try:
+            win.report_bug(exc)
+        except Exception:  # noqa: BLE001 - the window itself is broken: the log has it
+            log.exception("could not show the error")
+
+    def on_qt_message(mode, _context, message) -> None:
+        qt_log.log(levels.get(mode, logging.WARNING), "%s", message)
+
+    previous = sys.excepthook
+    sys.excepthook = hook
+    previous_qt = qInstallMessageHandler(on_qt_message)
+
+    def restore() -> None:
+        sys.excepthook = previous
+        qInstallMessageHandler(previous_qt)
+
+    return restore
+
+
 def run(data_dir: Path) -> int:
     """The window on a qasync loop: sync runs as asyncio tasks beside Qt (blocking boto3 calls in
     the scheduler's executor); the scheduler is stopped before the library is closed."""
@@ -47,6 +85,7 @@ def run(data_dir: Path) -> int:
     # window's close ends main() instead; a quit from outside (the session ending) still does.
     quit_on_close = app.quitOnLastWindowClosed()
     app.setQuitOnLastWindowClosed(False)
+    restore_hooks = install_error_hooks(win)
 
     async def main() -> None:
         ending = asyncio.Event()
@@ -62,6 +101,7 @@ def run(data_dir: Path) -> int:
             loop.run_until_complete(main())
         return 0
     finally:
+        restore_hooks()
         app.setQuitOnLastWindowClosed(quit_on_close)
         asyncio.set_event_loop(None)
         lib.close()

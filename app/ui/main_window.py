@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 
 from app.jobs.service import ExportService
 from app.limits import MAX_NAME
+from app.logs import where_words
 from app.services import editing
 from app.services.errors import Cancelled, UserError
 from app.services.library import ASPECTS, Library
@@ -772,7 +773,7 @@ class MainWindow(QMainWindow):
             else:
                 self.statusBar().showMessage("This project has no exported video yet", 4000)
 
-        self.pools.submit(work, done)
+        self.pools.submit(work, done, lambda e: self.error("Cannot show the exported videos", str(e)))
 
     def save_current_output(self) -> None:
         """File → Save exported video as…: the open project's video of the editor shown (the final
@@ -1045,7 +1046,22 @@ class MainWindow(QMainWindow):
         return (f"<h3>Reelforge {__version__}</h3><p>Highlight reels from long footage: framing, spotlight, "
                 f"GPU exports, R2 sync.</p><p>Qt {qVersion()} · PySide6 {pyside_version}<br>"
                 f"FFmpeg (PyAV {av.__version__}): {ffmpeg}<br>torch {self.torch_version}<br>"
-                f"Renders on: {self.device}</p>")
+                f"Renders on: {self.device}</p><p>Log: {html.escape(where_words())}</p>")
+
+    def report_bug(self, exc: BaseException) -> None:
+        """An error no code path expected (a bug): said in a window, one at a time (the same bug
+        in a repeating slot would open one per tick), the details in the log."""
+        box = getattr(self, "bug_box", None)
+        if box is not None and box.isVisible():
+            return
+        first = (str(exc).strip().splitlines() or [""])[0]
+        self.bug_box = QMessageBox(
+            QMessageBox.Icon.Critical, "Reelforge hit a bug",
+            f"Something went wrong that Reelforge did not expect: {type(exc).__name__}: {first}\n\nThe window "
+            f"goes on; edits already made are saved. To report it, include the log ({where_words()}).",
+            QMessageBox.StandardButton.Ok, self)
+        self.bug_box.open()  # non-blocking
+        self.last_error = f"{type(exc).__name__}: {first}"
 
     def show_about(self) -> None:
         QMessageBox.about(self, "About Reelforge", self.about_text())

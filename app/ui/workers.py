@@ -137,7 +137,13 @@ class Task:
         try:
             result = self.fn()
         except Exception as exc:  # noqa: BLE001 - delivered to the GUI as a message
-            log.debug("task failed: %s", "".join(traceback.format_exception(exc)))
+            from app.services.errors import OperationFailed, UserError
+
+            if isinstance(exc, UserError | OperationFailed):  # said to the user, in words
+                log.info("task refused: %s", exc)
+            else:  # a bug, or the storage's failure: the traceback is what a report needs
+                log.log(logging.WARNING if self.failed else logging.ERROR, "background task failed%s: %s",
+                        "" if self.failed else " (nobody was told)", "".join(traceback.format_exception(exc)))
             self._emit(self.failed, exc)
             return
         self._emit(self.done, result)

@@ -8,7 +8,9 @@ connection, end with it), and relays the reply, unless a fault is queued for tha
 - ``"drop"``: close the connection without reading or answering;
 - ``"stall"``: read the request and answer nothing for ``stall_s`` seconds;
 - ``"half"``: forward the request, then relay only the first half of the reply and close;
-- an int (429, 500, 503, 403, ...): answer that status with an S3 XML error body.
+- an int (429, 500, 503, 403, ...): answer that status with an S3 XML error body;
+- ``"bare:403"`` (any status): answer that status with no body, as some proxies and gateways do;
+- ``"garbage"``: answer 200 with a body that is not S3's (a captive portal, a wrong endpoint).
 
 It also counts the bytes each way (the benchmark's "bytes uploaded").
 """
@@ -165,6 +167,11 @@ class FaultProxy:
             expect = (_header(head, b"expect") or b"").lower() == b"100-continue"
             if fault == "reset":
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                return
+            if isinstance(fault, str) and (fault.startswith("bare:") or fault == "garbage"):
+                status, body = (int(fault[5:]), b"") if fault != "garbage" else (200, b"\x00\xffNOT XML <<<" * 20)
+                conn.sendall(f"HTTP/1.1 {status} Injected\r\nContent-Length: {len(body)}\r\n"
+                             f"Connection: close\r\n\r\n".encode() + body)
                 return
             if isinstance(fault, int):
                 code = ERROR_CODES.get(fault, "Error")

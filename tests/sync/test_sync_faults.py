@@ -221,3 +221,19 @@ def test_kill_9_in_the_middle_of_a_pull_leaves_a_sound_database(make_device, boo
         assert {p["id"] for p in lib.list_projects()} == set(pids)
     finally:
         lib.close()
+
+
+def test_a_bare_refusal_and_a_reply_that_is_not_s3_are_said_in_words(make_device, proxy):
+    """A 403 with no error document read "the remote answered HTTP 403 403"; a 200 whose body
+    is not S3's (a wrong endpoint) read "HTTP 500 500", a status the server never sent."""
+    a = make_device("a", endpoint=proxy.url)
+    a.lib.create_project("Words")
+    proxy.inject("bare:403")
+    r = a.sync(retry=RetryPolicy(attempts=2, base_s=0.01))
+    assert not r.ok and "403 403" not in r.error
+    assert "HTTP 403 (access refused): check the credentials, and that they may use this bucket" in r.error
+    proxy.inject(*(["garbage"] * 10))
+    r = a.sync(retry=RetryPolicy(attempts=2, base_s=0.01))
+    assert not r.ok and "500 500" not in r.error
+    assert "a reply that is not S3's: check the endpoint" in r.error  # botocore calls it a 500
+    assert a.status()["pending_changes"] == 4  # nothing was lost or marked pushed

@@ -56,13 +56,15 @@ class RemoteConfig:
 
 def validate(endpoint: str, bucket: str, prefix: str | None = None, region: str | None = None) -> RemoteConfig:
     endpoint = (endpoint or "").strip()
-    parts = urlsplit(endpoint)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"--endpoint must be an http(s) URL like https://ACCOUNT.r2.cloudflarestorage.com, "
-                          f"not {redact(endpoint)!r}")
-    if parts.username or parts.password:
+    if "@" in endpoint:  # user:password@, whatever the scheme (or none), and never echoed
         raise ConfigError("--endpoint must not contain credentials (user:password@): use the keyring or "
                           "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY")
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        # not echoed: what was typed may be a key pasted into the wrong field
+        given = f"it starts with {parts.scheme}://" if parts.scheme and "://" in endpoint else "it is not a URL"
+        raise ConfigError(f"--endpoint must be an http(s) URL like https://ACCOUNT.r2.cloudflarestorage.com "
+                          f"({given})")
     if parts.query or parts.fragment or parts.path not in ("", "/"):
         raise ConfigError("--endpoint is the service URL only (no path, query or fragment); the bucket and "
                           "prefix are separate options")

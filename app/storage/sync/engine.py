@@ -414,12 +414,14 @@ class SyncEngine:
             self._trim_log()
         except RemoteError as exc:
             result.ok, result.error, result.error_kind = False, str(exc), exc.kind
+            log.warning("sync cycle ended (%s): %s", exc.kind, result.error)  # a support case starts here
         except Exception as exc:  # the local storage refused (a lock, a full disk), or a bug: in words
             result.ok, result.error_kind = False, "error"
             why = storage_unavailable(exc)
             if why is not None:  # the scheduler retries it with backoff
                 result.retry_later = True
                 result.error = redact(f"{why}; local changes are kept ({getattr(exc, 'orig', exc)})", self.creds)
+                log.warning("sync cycle ended: %s", result.error)
             else:
                 log.exception("sync cycle failed")
                 result.error = redact(f"{type(exc).__name__}: {exc}", self.creds)

@@ -112,6 +112,18 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
+# what a bare status means to the user, when the reply says no more
+STATUS_WORDS = {
+    400: " (a request it does not accept: check the endpoint is an S3 service)",
+    401: " (not signed in): check the credentials",
+    403: " (access refused): check the credentials, and that they may use this bucket",
+    404: " (not found): check the endpoint and the bucket",
+    500: " (a server error, or a reply that is not S3's: check the endpoint)",
+    502: " (a server error)",
+    503: " (the service is unavailable)",
+}
+
+
 def classify(exc: BaseException) -> tuple[bool, str, int | None, str | None]:
     """(retry?, kind, http status, error code) for an exception from boto3/botocore."""
     from botocore import exceptions as bx
@@ -205,8 +217,9 @@ class Remote:
         if kind == "error" and code in AUTH_WORDS:
             msg = f"{AUTH_WORDS[code]} ({code}, {self.cfg.describe()})"
         elif status is not None:
-            detail = code or ""
-            msg = f"{what}: the remote answered HTTP {status} {detail}".rstrip()
+            # a reply with no error document gets its status as its code ("HTTP 403 403")
+            detail = f" {code}" if code and code != str(status) else ""
+            msg = f"{what}: the remote answered HTTP {status}{detail}{STATUS_WORDS.get(status, '')}"
         elif kind == "offline":
             msg = f"cannot reach {self.cfg.endpoint}: {type(inner).__name__}: {inner}"
         else:
