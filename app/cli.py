@@ -232,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         error_line("interrupted")
         return EXIT_FAILED
+    except BrokenPipeError:  # the reader stopped reading (`project list | head -1`): nothing to say
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the flush at exit would fail again
+        return EXIT_OK
     except Exception as exc:  # the contract: one `error:` line, no traceback (the log has it)
         import logging
 

@@ -403,3 +403,19 @@ def test_pixels_and_frame_rates_print_as_whole_numbers_as_in_the_contract(cli, p
     doc = json.loads(text)
     ok(apply(cli, pid, doc))
     assert show(cli, pid) == doc  # the round trip is still a no-op
+
+
+def test_a_reader_that_stops_early_is_not_an_error(data_dir):
+    """`reelforge project list | head -1`: the pipe closes before the list is written."""
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    lib_script = ("import sys; sys.path.insert(0, sys.argv[1]); from app.services.library import open_library; "
+                  "lib = open_library(sys.argv[2]); [lib.create_project(f'P{i}') for i in range(2000)]")
+    subprocess.run([sys.executable, "-c", lib_script, str(ROOT), str(data_dir)], check=True)
+    cmd = f"{sys.executable} -m app --data-dir '{data_dir}' project list | head -1"
+    r = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, cwd=str(ROOT),
+                       timeout=120)
+    assert r.stdout.count("\n") == 1
+    assert r.stderr == "" and r.returncode == 0, r.stderr

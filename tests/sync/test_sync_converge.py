@@ -302,3 +302,35 @@ def test_two_devices_compacting_at_once_one_manifest_wins(make_device):
     assert schema.join(a.cfg.prefix, name_b) in snaps and len(snaps) == 2  # A's loser was deleted
     n = make_device("n")
     assert n.sync_ok().snapshot_applied == name_b
+
+
+def test_a_new_device_keeps_the_projects_recent_order_and_times(make_device):
+    """Pulled project rows took the time of the pull as their last change: a new device's
+    "Recent" order was the order rows happened to arrive in, not the order of the edits."""
+    import time
+
+    a = make_device("a")
+    ids = []
+    for name in ("first", "second", "third"):
+        ids.append(a.lib.create_project(name))
+        time.sleep(0.05)
+    a.lib.rename_project(ids[0], "first, edited last")
+    a.sync_ok()
+    b = make_device("b")
+    b.sync_ok()
+    a.engine().maybe_compact(force=True)
+    c = make_device("c")  # from the snapshot
+    c.sync_ok()
+    mine = [(p["id"], p["updated_at"]) for p in a.lib.list_projects()]
+    assert [p["id"] for p in a.lib.list_projects()] == [ids[0], ids[2], ids[1]]
+    for dev in (b, c):
+        theirs = [(p["id"], p["updated_at"]) for p in dev.lib.list_projects()]
+        assert [i for i, _ in theirs] == [i for i, _ in mine]
+        for (_, t_mine), (_, t_theirs) in zip(mine, theirs, strict=True):  # the edit's time, to the ms
+            assert abs(_secs(t_mine) - _secs(t_theirs)) < 0.05, (t_mine, t_theirs)
+
+
+def _secs(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

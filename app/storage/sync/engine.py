@@ -1211,6 +1211,8 @@ class SyncEngine:
                     updates[st.table].append(params)
                 else:
                     params[_pk(MODELS[st.table]).key] = st.row_id
+                    if st.table == "project" and top:  # not the column's default, the pull's time:
+                        params["updated_at"] = _stamp_time(top)  # "Recent" is the edits' order
                     inserts[(st.table, tuple(sorted(params)))].append(params)
                 pid = _project_of(st)
                 if pid and top:
