@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 
 from PySide6.QtCore import (
@@ -43,7 +44,10 @@ STATUS_COLORS = {
 }
 STATUS_ORDER = list(STATUS_LABELS)
 CARD = QSize(236, 204)
-POSTER_W = 320
+POSTER_BOX = (320, 180)  # a poster is fitted in this (the card's 16:9 area, with room for HiDPI)
+POSTERS_KEPT = 600  # decoded posters kept, least recently shown dropped first (about 100 MB)
+POSTERS_QUEUED = 120  # poster requests kept, newest first: cards scrolled past drop out
+POSTERS_PER_TURN = 4  # posters loaded before the io thread takes the next of its other jobs
 
 
 def fmt_duration(seconds: float) -> str:
@@ -54,7 +58,7 @@ def fmt_duration(seconds: float) -> str:
 def load_poster(lib: Library, project_id: str) -> QImage | None:
     """A project card's poster (a DB read and a decode: on a pool thread)."""
     src = editing.poster_source(lib, project_id)
-    return poster_image(src[0], src[1], POSTER_W) if src else None
+    return poster_image(src[0], src[1], POSTER_BOX) if src else None
 
 
 class ProjectListModel(QAbstractListModel):
@@ -62,9 +66,13 @@ class ProjectListModel(QAbstractListModel):
         super().__init__(parent)
         self.lib, self.pools = lib, pools
         self.rows: list[dict] = []
-        self.posters: dict[str, QImage | None] = {}
+        self.posters: OrderedDict[str, QImage | None] = OrderedDict()  # least recently shown first
         self._poster_keys: dict[str, tuple] = {}
-        self._loading: set[str] = set()
+        # posters to load, newest request last (loaded first: the cards on screen now), shared
+        # with the loader on the io thread
+        self._wanted: OrderedDict[str, None] = OrderedDict()
+        self._wanted_lock = threading.Lock()
+        self._loader_running = False
         self.live_progress: dict[str, tuple[str, float]] = {}  # project id -> (export kind, percent)
         self.importing: dict[str, tuple[str, float]] = {}  # project id -> (what, fraction)
         self._fresh: set[str] = set()
@@ -91,6 +99,11 @@ class ProjectListModel(QAbstractListModel):
             if o is not None and self._poster_keys.get(r["id"]) not in (None, key):
                 self.posters.pop(r["id"], None)
             self._poster_keys[r["id"]] = key
+        if not same_ids:  # the posters and keys of projects gone (deleted) go with them
+            ids = {r["id"] for r in rows}
+            for gone in [pid for pid in self._poster_keys if pid not in ids]:
+                self._poster_keys.pop(gone, None)
+                self.posters.pop(gone, None)
 
     def set_live_progress(self, progress: dict[str, tuple[str, float]]) -> None:
         """The exports running in this window, by project: (kind, percent). A card shows them at
@@ -145,40 +158,60 @@ class ProjectListModel(QAbstractListModel):
 
     # ------------------------------------------------------------------ posters
     def poster(self, project_id: str) -> QImage | None:
+        """The card's poster when loaded (it is then the most recently shown); else None, and the
+        card asks for it: newest request first, so the cards on screen come before those scrolled
+        past (after a fling to the end of 3,000 cards, the last ones waited 30-140 s)."""
         if project_id in self.posters:
+            self.posters.move_to_end(project_id)
             return self.posters[project_id]
-        if project_id not in self._loading:
-            self._loading.add(project_id)
-            lib = self.lib
-
-            self.pools.submit(lambda: (project_id, load_poster(lib, project_id)), self._poster_done, lambda _e, pid=project_id: self._poster_done((pid, None)))
+        self.request_posters([project_id])
         return None
 
-    def request_posters(self, project_ids: list[str], chunks: int = 1) -> None:
-        """Load many posters with a few pool jobs (one submit per chunk, not per card)."""
-        todo = [p for p in project_ids if p not in self.posters and p not in self._loading]
-        if not todo:
-            return
-        self._loading.update(todo)
+    def request_posters(self, project_ids: list[str]) -> None:
+        """Ask for these posters (loaded on the io thread, the last of ``project_ids`` first)."""
+        with self._wanted_lock:
+            for pid in project_ids:
+                if pid not in self.posters:
+                    self._wanted[pid] = None
+                    self._wanted.move_to_end(pid)
+            while len(self._wanted) > POSTERS_QUEUED:
+                self._wanted.popitem(last=False)  # asked for long ago: scrolled past
+            start = bool(self._wanted) and not self._loader_running
+            self._loader_running = self._loader_running or start
+        if start:
+            self.pools.io.start(self._load_posters)
+
+    def _load_posters(self) -> None:
+        """On the io thread: a few of the newest requests, then the io thread's other jobs get
+        their turn (imports, document loads) before the next few."""
         lib, deliver = self.lib, self.pools.dispatcher.deliver
-
-        def load(ids):
-            for pid in ids:
-                try:
-                    img = load_poster(lib, pid)
-                except Exception:  # noqa: BLE001 - a card without a poster
-                    img = None
+        for _ in range(POSTERS_PER_TURN):
+            with self._wanted_lock:
+                if not self._wanted:
+                    self._loader_running = False
+                    return
+                pid, _ = self._wanted.popitem(last=True)
+            try:
+                img = load_poster(lib, pid)
+            except Exception:  # noqa: BLE001 - a card without a poster
+                img = None
+            try:
                 deliver.emit(self._poster_done, (pid, img))
-
-        for k in range(chunks):
-            part = todo[k::chunks]
-            if part:
-                self.pools.io.start(lambda part=part: load(part))
+            except RuntimeError:  # the window (and its dispatcher) is gone
+                return
+        try:
+            self.pools.io.start(self._load_posters)
+        except RuntimeError:  # the pool is shut down: the window is closing
+            pass
 
     def _poster_done(self, result) -> None:
         project_id, img = result
-        self._loading.discard(project_id)
+        if project_id not in self._poster_keys:  # deleted meanwhile
+            return
         self.posters[project_id] = img
+        self.posters.move_to_end(project_id)
+        while len(self.posters) > POSTERS_KEPT:
+            self.posters.popitem(last=False)  # shown least recently: loaded again if shown again
         self._fresh.add(project_id)
         if not self._flush.isActive():
             self._flush.start()

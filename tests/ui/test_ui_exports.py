@@ -286,11 +286,14 @@ def test_interrupted_job_shows_restart(qtbot, window, lib, tiny_video):
     assert window.queue.clear_btn.isHidden()
 
 
-def test_gui_never_stalls_during_export_and_poster_load(qtbot, lib, tiny_video):
+def test_gui_never_stalls_during_export_and_poster_load(qtbot, lib, tiny_video, monkeypatch):
     from PySide6.QtCore import QCoreApplication
 
     from app.jobs.service import ExportService, Settings
+    from app.ui import project_grid
     from app.ui.main_window import MainWindow
+
+    monkeypatch.setattr(project_grid, "POSTERS_QUEUED", 1000)  # all 200 asked for at once, none dropped
 
     QCoreApplication.setOrganizationName("ReelforgeTests")
     ids = [lib.create_project(f"P{i:03d}") for i in range(200)]

@@ -226,3 +226,40 @@ def test_the_sort_order_and_the_editors_splitters_come_back_after_a_restart(qtbo
         assert again.framing.splitter.sizes() == sizes
     finally:
         next(second, None)
+
+
+def test_posters_load_newest_request_first_and_are_kept_within_a_bound(qtbot, window, lib, tiny_video,
+                                                                      monkeypatch):
+    """At 3,000 projects, a fling to the end of the grid left the cards on screen blank for
+    30-140 s behind every card scrolled past, and the posters kept grew to 1.9 GB."""
+    from app.ui import project_grid
+
+    monkeypatch.setattr(project_grid, "POSTERS_KEPT", 10)
+    ids = [lib.create_project(f"P{i:02d}") for i in range(30)]
+    for pid in ids:
+        lib.add_clip(pid, tiny_video)
+    model = project_grid.ProjectListModel(lib, window.pools)  # no view: no card asks on its own
+    model.set_rows(lib.list_projects())
+    order = []
+    done = model._poster_done
+    monkeypatch.setattr(model, "_poster_done", lambda result: (order.append(result[0]), done(result)))
+    model.request_posters(ids[:20])  # the cards scrolled past, asked for on the way
+    model.request_posters(ids[20:])  # the ones on screen now
+    qtbot.waitUntil(lambda: len(order) == 30, timeout=30000)
+    assert set(order[:10]) - set(ids[20:]) <= set(order[:project_grid.POSTERS_PER_TURN])
+    assert set(ids[20:]) <= set(order[:10 + project_grid.POSTERS_PER_TURN])
+    assert len(model.posters) == 10  # the least recently shown were dropped
+    assert set(model.posters) <= set(order[-10:])
+
+
+def test_a_portrait_poster_fits_the_cards_area_not_its_width(tmp_path):
+    from app.ui.project_grid import POSTER_BOX
+    from app.ui.video import poster_image
+    from tests.media import make_video
+
+    portrait = make_video(tmp_path / "phone.mp4", width=320, height=180, duration=0.5, rotation=90)
+    tall = make_video(tmp_path / "tall.mp4", width=180, height=320, duration=0.5)
+    wide = make_video(tmp_path / "wide.mp4", width=640, height=360, duration=0.5)
+    for path, size in ((portrait, (102, 180)), (tall, (102, 180)), (wide, POSTER_BOX)):
+        img = poster_image(str(path), 0.0)
+        assert abs(img.width() - size[0]) <= 2 and abs(img.height() - size[1]) <= 2, (path.name, img.size())
