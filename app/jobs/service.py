@@ -122,12 +122,15 @@ class ExportService:
         self._renderers = renderers or {}
 
     # ------------------------------------------------------------------ queries
-    def list_jobs(self, project_id: str | None = None) -> list[dict]:
+    def list_jobs(self, project_id: str | None = None, active_only: bool = False) -> list[dict]:
+        """The jobs, newest first: of one project, or only those queued or running."""
         self.reap()
         with self.lib.db.read() as s:
             stmt = select(ExportJob).order_by(ExportJob.created_at.desc())
             if project_id:
                 stmt = stmt.where(ExportJob.project_id == project_id)
+            if active_only:
+                stmt = stmt.where(ExportJob.status.in_(ACTIVE))
             t = now()
             jobs = list(s.scalars(stmt))
             held = self._held_outputs(s, {j.project_id for j in jobs if j.status == "complete"})

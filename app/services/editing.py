@@ -234,6 +234,14 @@ def change_signature(lib: Library) -> tuple:
         return (str(row[0]) if row else None, n, active, str(last_done), last_write)
 
 
+def only_progress_changed(before: tuple, after: tuple) -> bool:
+    """Whether two :func:`change_signature` differ only in the progress of running exports (the
+    same jobs, statuses and projects): the grid then needs the jobs, not the library again."""
+    if before[:2] != after[:2] or before[3:] != after[3:]:
+        return False
+    return [(j[0], j[1], j[3]) for j in before[2]] == [(j[0], j[1], j[3]) for j in after[2]]
+
+
 def poster_source(lib: Library, project_id: str) -> tuple[str, float] | None:
     """Where a project card's poster frame comes from: the final video, else the working
     video, else the first clip (a second in); None when there is nothing local to show."""

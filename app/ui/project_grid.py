@@ -116,6 +116,15 @@ class ProjectListModel(QAbstractListModel):
             if r["id"] in changed:
                 self.dataChanged.emit(self.index(i), self.index(i))
 
+    def set_export_progress(self, progress: dict[str, float]) -> None:
+        """The polled progress of exports (also those of other processes), by project: the cards
+        that show an export take it, without a re-read of the library."""
+        for i, r in enumerate(self.rows):
+            p = progress.get(r["id"])
+            if p is not None and r["status"] in ("exporting_framing", "exporting_overlay") and r.get("progress") != p:
+                self.rows[i] = {**r, "progress": p}
+                self.dataChanged.emit(self.index(i), self.index(i))
+
     def set_importing(self, project_id: str, what: str | None, fraction: float = 0.0) -> None:
         """Show (``what``: e.g. "“game.mp4”") or clear (None) a file import on the project's card."""
         if what is None:

@@ -398,3 +398,40 @@ def test_quitting_cancels_the_exports_waiting_for_a_thread_too(qtbot, window, li
     window.close()  # the fixture's window quits and cancels without asking
     assert time.monotonic() - t0 < 4.0
     assert sorted(j["status"] for j in window.svc.list_jobs()) == ["cancelled"] * 3
+
+
+def test_the_progress_of_another_process_export_does_not_reread_the_library(qtbot, window, lib, tiny_video,
+                                                                            monkeypatch):
+    """An export's progress changed the poll's signature every second, and each change re-read
+    every project (0.5-0.8 s of CPU at 3,000 projects, most of a core beside the export). Now
+    progress alone re-reads the running jobs, and the card and the queue still follow it."""
+    import os
+
+    from app.services import editing
+    from app.storage.models import ExportJob
+    from app.storage.procs import HOST
+
+    pid, _cid = make_project(qtbot, window, lib, tiny_video)
+    with lib.db.write() as s:  # a CLI export of this project, alive (this process stands in for it)
+        j = ExportJob(project_id=pid, type="framing", status="running", pid=os.getpid(), host=HOST,
+                      heartbeat_at=datetime.now(UTC), progress=10.0)
+        s.add(j)
+        s.flush()
+        jid = j.id
+    qtbot.waitUntil(lambda: row(window, pid)["status"] == "exporting_framing", timeout=5000)
+    reads = []
+    list_projects = lib.list_projects
+    monkeypatch.setattr(lib, "list_projects", lambda: (reads.append(1), list_projects())[1])
+    before = editing.change_signature(lib)
+    with lib.db.write(passing=True) as s:
+        job = s.get(ExportJob, jid)
+        job.progress, job.heartbeat_at = 55.0, datetime.now(UTC)
+    assert editing.only_progress_changed(before, editing.change_signature(lib))
+    qtbot.waitUntil(lambda: row(window, pid).get("progress") == 55.0, timeout=5000)
+    qtbot.waitUntil(lambda: next(j for j in window.exports.jobs if j["id"] == jid)["progress"] == 55.0,
+                    timeout=3000)
+    assert reads == []
+    with lib.db.write() as s:  # it ends: a change of status is read in full
+        s.get(ExportJob, jid).status = "failed"
+    qtbot.waitUntil(lambda: row(window, pid)["status"] != "exporting_framing", timeout=5000)
+    assert reads
