@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, event, inspect, select
+from sqlalchemy import delete, event, func, inspect, select
 from sqlalchemy.orm import Session
 
 from app.storage import hlc
-from app.storage.models import Change, Meta, Synced
+from app.storage.models import Change, Meta, Synced, SyncRemote
 
 
 def json_value(value):
@@ -81,6 +81,7 @@ def _before_flush(session: Session, flush_context, instances) -> None:
     if not pending:
         return
     stamp, device = next_stamp(session)
+    _forget_outbox_without_remote(session)
     for obj in pending:
         state = inspect(obj)
         is_new = state.transient or state.pending
@@ -98,6 +99,19 @@ def _before_flush(session: Session, flush_context, instances) -> None:
         obj.hlc = stamp
         obj.device_id = device
         session.add(Change(table=obj.__sync_table__, row_id=row_key(obj), hlc=stamp, fields=changed))
+
+
+def _forget_outbox_without_remote(session: Session) -> None:
+    """With no remote, the outbox only grew (18,000 rows, a quarter of a season's file; every
+    keyframe nudge a row): setting a remote queues every row again from its stamps anyway
+    (``sync.engine.set_remote``). So the rows written before this flush go, but the newest: its
+    number still tells the grid's poll that something was written (``change_signature``)."""
+    conn = session.connection()
+    if conn.execute(select(SyncRemote.id).limit(1)).first() is not None:
+        return
+    newest = conn.execute(select(func.max(Change.seq))).scalar()
+    if newest is not None:
+        conn.execute(delete(Change.__table__).where(Change.seq < newest))
 
 
 def install(session_class) -> None:

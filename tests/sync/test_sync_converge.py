@@ -334,3 +334,26 @@ def _secs(iso: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def test_without_a_remote_the_outbox_stays_small_and_nothing_is_lost_when_one_is_set(make_device, sample_video):
+    """Every edit of a library that never synced stayed in the outbox (18,000 rows, a quarter of
+    a season's file). Without a remote only the newest row is kept; setting one queues every
+    row from its stamps, so the other device still gets everything."""
+    from sqlalchemy import func, select
+
+    a = make_device("a", configure=False)
+    pid, c1, c2 = small_project(a, sample_video)
+    for i in range(60):  # a keyframe nudged sixty times
+        a.lib.apply(pid, {"clips": [{"id": c1, "crop_keyframes": [
+            {"time": 0.0, "x": i, "y": 0, "width": 101, "height": 180}]}, {"id": c2}]})
+    a.lib.rename_project(pid, "Never synced")
+    with a.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Change)) <= 2
+    engine.set_remote(a.db, a.cfg)
+    a.sync_ok()
+    b = make_device("b")
+    b.sync_ok()
+    assert editable(b.lib.document(pid)) == editable(a.lib.document(pid))
+    doc = b.lib.document(pid)
+    assert doc["name"] == "Never synced" and doc["clips"][0]["crop_keyframes"][0]["x"] == 59

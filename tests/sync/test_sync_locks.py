@@ -83,8 +83,9 @@ def test_edits_in_another_process_during_a_large_pull_wait_only_briefly(make_dev
     assert len(waits) > 10 and len(applies) == 4
     # times on a shared machine are noise; what holds on any machine: most edits do not wait,
     # and none waits for more than the one apply transaction (of four) it arrived during, plus
-    # its own commit; the pull's four transactions together would be the design that fails
+    # its own commit. A lock held across the four (the design that fails) would make the worst
+    # wait their sum: the other three are well over 0.1 s together.
     longest = max(applies)
+    assert sum(applies) - longest > 0.1, applies
     assert waits[len(waits) // 2] < 0.25 * longest, (waits[len(waits) // 2], applies)
     assert waits[-1] < longest + 0.1, (waits[-5:], applies)
-    assert waits[-1] < 0.6 * sum(applies), (waits[-5:], applies)
