@@ -15,7 +15,7 @@ from sqlalchemy import delete, event, func, inspect, select
 from sqlalchemy.orm import Session
 
 from app.storage import hlc
-from app.storage.models import Change, Meta, Synced, SyncRemote
+from app.storage.models import Change, Meta, Synced
 
 
 def json_value(value):
@@ -101,13 +101,17 @@ def _before_flush(session: Session, flush_context, instances) -> None:
         session.add(Change(table=obj.__sync_table__, row_id=row_key(obj), hlc=stamp, fields=changed))
 
 
+SYNC_IDENTITY = "sync.identity"  # meta: the remote this library last synced with (set with it)
+
+
 def _forget_outbox_without_remote(session: Session) -> None:
-    """With no remote, the outbox only grew (18,000 rows, a quarter of a season's file; every
-    keyframe nudge a row): setting a remote queues every row again from its stamps anyway
-    (``sync.engine.set_remote``). So the rows written before this flush go, but the newest: its
-    number still tells the grid's poll that something was written (``change_signature``)."""
+    """In a library that never had a remote, the outbox only grew (18,000 rows, a quarter of a
+    season's file; every keyframe nudge a row): setting its first remote queues every row again
+    from its stamps (``sync.engine.set_remote``). So the rows written before this flush go, but
+    the newest: its number still tells the grid's poll that something was written
+    (``change_signature``). Once a remote was set, even if removed since, the outbox is kept."""
     conn = session.connection()
-    if conn.execute(select(SyncRemote.id).limit(1)).first() is not None:
+    if conn.execute(select(Meta.key).where(Meta.key == SYNC_IDENTITY)).first() is not None:
         return
     newest = conn.execute(select(func.max(Change.seq))).scalar()
     if newest is not None:

@@ -342,6 +342,9 @@ def test_without_a_remote_the_outbox_stays_small_and_nothing_is_lost_when_one_is
     row from its stamps, so the other device still gets everything."""
     from sqlalchemy import func, select
 
+    b = make_device("b")  # the remote is in use already: b reads batches, not a first snapshot
+    b.lib.create_project("On the remote before")
+    b.sync_ok()
     a = make_device("a", configure=False)
     pid, c1, c2 = small_project(a, sample_video)
     for i in range(60):  # a keyframe nudged sixty times
@@ -352,7 +355,6 @@ def test_without_a_remote_the_outbox_stays_small_and_nothing_is_lost_when_one_is
         assert s.scalar(select(func.count()).select_from(Change)) <= 2
     engine.set_remote(a.db, a.cfg)
     a.sync_ok()
-    b = make_device("b")
     b.sync_ok()
     assert editable(b.lib.document(pid)) == editable(a.lib.document(pid))
     doc = b.lib.document(pid)

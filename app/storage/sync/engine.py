@@ -113,7 +113,7 @@ from app.storage.tombstones import CHILD_TABLES, set_deleted
 
 log = logging.getLogger(__name__)
 
-M_IDENTITY = "sync.identity"
+M_IDENTITY = stamping.SYNC_IDENTITY
 M_PUSHED = "sync.pushed_through"
 M_LAST_OK = "sync.last_synced_at"
 M_ERROR = "sync.error"
@@ -1536,10 +1536,10 @@ def set_remote(db, cfg: RemoteConfig) -> bool:
         sync_config.save(s, cfg)
         before = stamping.get_meta(s, M_IDENTITY)
         stamping.set_meta(s, M_IDENTITY, cfg.identity)
-        if before is None or before == cfg.identity:
+        if before == cfg.identity:
             return False
-        _requeue_everything(s)
-        return True
+        _requeue_everything(s)  # the first remote too: the outbox kept only its newest row till now
+        return before is not None
 
 
 def _requeue_everything(s: Session) -> None:
