@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = COMMANDS.get(args.group) if args.group else run_gui
     if handler is None:
         handler = getattr(args, "handler", None)
-    from app.services.errors import OperationFailed, UserError
+    from app.services.errors import OperationFailed, UserError, unexpected_words
 
     try:
         return handler(args)
@@ -240,6 +240,5 @@ def main(argv: list[str] | None = None) -> int:
         import logging
 
         logging.getLogger("reelforge").exception("command failed")
-        first = (str(exc).strip().splitlines() or [""])[0]  # not a database library's SQL and values
-        error_line(f"{type(exc).__name__}: {first} ({where_words()})")
+        error_line(f"{unexpected_words(exc)} ({where_words()})")
         return EXIT_FAILED

@@ -99,23 +99,27 @@ class SharedRotatingFileHandler(RotatingFileHandler):
     failed = 0
 
     def shouldRollover(self, record: logging.LogRecord) -> bool:  # noqa: N802 - logging's name
-        if self.stream is not None and self._moved():
-            self.stream.close()
-            self.stream = self._open()
+        self._follow()
         return super().shouldRollover(record)
 
-    def _moved(self) -> bool:
+    def _follow(self) -> bool:
+        """Go on in the log file now at the path when another process rotated the one this one
+        has open; True when it did."""
+        if self.stream is None:
+            return False
         try:
             mine, there = os.fstat(self.stream.fileno()), os.stat(self.baseFilename)
+            if (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino):
+                return False
         except OSError:
-            return True
-        return (mine.st_dev, mine.st_ino) != (there.st_dev, there.st_ino)
+            pass
+        self.stream.close()
+        self.stream = self._open()
+        return True
 
     def doRollover(self) -> None:  # noqa: N802 - logging's name
         with _interprocess_lock(self.baseFilename + ".lock"):
-            if self.stream is not None and self._moved():  # another process rotated it meanwhile
-                self.stream.close()
-                self.stream = self._open()
+            if self._follow():  # another process rotated it meanwhile
                 self.stream.seek(0, 2)
                 if self.stream.tell() < self.maxBytes:
                     return

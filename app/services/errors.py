@@ -15,5 +15,12 @@ class OperationFailed(Exception):
     """The operation ran and failed (CLI exit code 1)."""
 
 
+def unexpected_words(exc: BaseException) -> str:
+    """An error no code path expected, for the user: its kind and its first line (not a database
+    library's SQL and values on the lines after)."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}"
+
+
 class Cancelled(Exception):
     """Work stopped at the user's request (an import): nothing to report as an error."""

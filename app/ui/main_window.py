@@ -40,7 +40,7 @@ from app.jobs.service import ExportService
 from app.limits import MAX_NAME
 from app.logs import where_words
 from app.services import editing
-from app.services.errors import Cancelled, UserError
+from app.services.errors import Cancelled, UserError, unexpected_words
 from app.services.library import ASPECTS, Library
 from app.services.outputs import VIDEO_WORDS, project_output, save_copy, suggested_name
 from app.throttle import every
@@ -1078,14 +1078,14 @@ class MainWindow(QMainWindow):
         box = getattr(self, "bug_box", None)
         if box is not None and box.isVisible():
             return
-        first = (str(exc).strip().splitlines() or [""])[0]
+        words = unexpected_words(exc)
         self.bug_box = QMessageBox(
             QMessageBox.Icon.Critical, "Reelforge hit a bug",
-            f"Something went wrong that Reelforge did not expect: {type(exc).__name__}: {first}\n\nThe window "
+            f"Something went wrong that Reelforge did not expect: {words}\n\nThe window "
             f"goes on; edits already made are saved. To report it, include the log ({where_words()}).",
             QMessageBox.StandardButton.Ok, self)
         self.bug_box.open()  # non-blocking
-        self.last_error = f"{type(exc).__name__}: {first}"
+        self.last_error = words
 
     def show_about(self) -> None:
         QMessageBox.about(self, "About Reelforge", self.about_text())

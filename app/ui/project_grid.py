@@ -44,6 +44,7 @@ STATUS_COLORS = {
 }
 STATUS_ORDER = list(STATUS_LABELS)
 CARD = QSize(236, 204)
+EXPORTING = ("exporting_framing", "exporting_overlay")
 POSTER_BOX = (320, 180)  # a poster is fitted in this (the card's 16:9 area, with room for HiDPI)
 POSTERS_KEPT = 600  # decoded posters kept, least recently shown dropped first (about 100 MB)
 POSTERS_QUEUED = 120  # poster requests kept, newest first: cards scrolled past drop out
@@ -121,7 +122,7 @@ class ProjectListModel(QAbstractListModel):
         that show an export take it, without a re-read of the library."""
         for i, r in enumerate(self.rows):
             p = progress.get(r["id"])
-            if p is not None and r["status"] in ("exporting_framing", "exporting_overlay") and r.get("progress") != p:
+            if p is not None and r["status"] in EXPORTING and r.get("progress") != p:
                 self.rows[i] = {**r, "progress": p}
                 self.dataChanged.emit(self.index(i), self.index(i))
 
@@ -154,7 +155,7 @@ class ProjectListModel(QAbstractListModel):
             live = self.live_progress.get(row["id"])
             if live is not None:
                 kind, percent = live
-                exporting = row["status"] if row["status"] in ("exporting_framing", "exporting_overlay") \
+                exporting = row["status"] if row["status"] in EXPORTING \
                     else f"exporting_{kind}"
                 row = {**row, "status": exporting, "progress": percent}
             importing = self.importing.get(row["id"])
