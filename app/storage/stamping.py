@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, event, func, inspect, select
+from sqlalchemy import delete, event, inspect, select
 from sqlalchemy.orm import Session
 
 from app.storage import hlc
@@ -110,12 +110,10 @@ def _forget_outbox_without_remote(session: Session) -> None:
     from its stamps (``sync.engine.set_remote``). So the rows written before this flush go, but
     the newest: its number still tells the grid's poll that something was written
     (``change_signature``). Once a remote was set, even if removed since, the outbox is kept."""
-    conn = session.connection()
-    if conn.execute(select(Meta.key).where(Meta.key == SYNC_IDENTITY)).first() is not None:
-        return
-    newest = conn.execute(select(func.max(Change.seq))).scalar()
-    if newest is not None:
-        conn.execute(delete(Change.__table__).where(Change.seq < newest))
+    # one statement, not compiled per flush: it runs before every local write
+    session.connection().exec_driver_sql(
+        f"DELETE FROM {Change.__tablename__} WHERE seq < (SELECT max(seq) FROM {Change.__tablename__}) "
+        f"AND NOT EXISTS (SELECT 1 FROM {Meta.__tablename__} WHERE key = ?)", (SYNC_IDENTITY,))
 
 
 def install(session_class) -> None:
